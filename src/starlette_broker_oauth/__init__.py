@@ -1,0 +1,75 @@
+"""starlette-broker-oauth: an OAuth 2.0 authorization server for brokerage ASGI apps."""
+
+from .app import create_oauth_app
+from .errors import (
+    APIError,
+    BadRequest,
+    BrokerOAuthError,
+    ConfigurationError,
+    NotFound,
+    ServiceUnavailable,
+    StorageError,
+    StorageUnavailable,
+    TokenError,
+    TokenErrorKind,
+    Unauthorized,
+    UnprocessableEntity,
+)
+from .models import (
+    AccessToken,
+    Account,
+    AuthorizationCode,
+    Client,
+    ClientCredentials,
+    ClientStatus,
+    Partner,
+    PartnerCredentials,
+)
+from .settings import OAuthSettings
+from .storage import (
+    AccountRepository,
+    ClientRepository,
+    GrantStore,
+    MemoryStorage,
+    PartnerAuthenticator,
+    SQLAlchemyStorage,
+    Storage,
+)
+from .verifier import TokenVerifier, VerifiedToken, bearer_token
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AccessToken",
+    "Account",
+    "AccountRepository",
+    "AuthorizationCode",
+    "BadRequest",
+    "BrokerOAuthError",
+    "Client",
+    "ClientCredentials",
+    "ClientRepository",
+    "ClientStatus",
+    "ConfigurationError",
+    "GrantStore",
+    "MemoryStorage",
+    "NotFound",
+    "OAuthSettings",
+    "Partner",
+    "PartnerAuthenticator",
+    "PartnerCredentials",
+    "SQLAlchemyStorage",
+    "ServiceUnavailable",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "TokenError",
+    "TokenErrorKind",
+    "TokenVerifier",
+    "Unauthorized",
+    "UnprocessableEntity",
+    "VerifiedToken",
+    "bearer_token",
+    "create_oauth_app",
+]

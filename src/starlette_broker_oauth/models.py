@@ -1,0 +1,149 @@
+"""Domain records: frozen values that cross the storage boundary."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+__all__ = [
+    "AccessToken",
+    "Account",
+    "AuthorizationCode",
+    "Client",
+    "ClientCredentials",
+    "ClientStatus",
+    "Partner",
+    "PartnerCredentials",
+]
+
+
+class ClientStatus(enum.StrEnum):
+    """Whether a client may obtain codes and tokens."""
+
+    ACTIVE = "ACTIVE"
+    DISABLED = "DISABLED"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Client:
+    """A registered third-party app.
+
+    Parameters:
+        client_id: Public identifier (RFC 6749 §2.2).
+        secret_hash: Hash of the client secret (``security.hash_secret``); never the secret.
+        redirect_uris: Registered redirect URIs, compared by exact string match.
+        scopes: Scopes this client may ask for; ``None`` means every supported scope.
+        response_types: Response types the client may use (``code``, ``token``).
+        live_trading_approved: Whether the client may obtain tokens for live accounts.
+    """
+
+    client_id: str
+    secret_hash: str
+    name: str
+    redirect_uris: tuple[str, ...]
+    description: str = ""
+    url: str = ""
+    terms_of_use: str = ""
+    privacy_policy: str = ""
+    status: ClientStatus = ClientStatus.ACTIVE
+    live_trading_approved: bool = False
+    scopes: frozenset[str] | None = None
+    response_types: frozenset[str] = frozenset({"code", "token"})
+
+    @property
+    def active(self) -> bool:
+        """True unless the client is disabled."""
+        return self.status is ClientStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    """An end user's brokerage account.
+
+    Parameters:
+        account_id: The account's UUID.
+        live: True for a live (real money) account, False for paper trading.
+    """
+
+    account_id: UUID
+    live: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Partner:
+    """A broker that calls the ``/v1/oauth/*`` endpoints.
+
+    Parameters:
+        partner_id: The partner's key id (the HTTP Basic user name).
+        name: Display name.
+    """
+
+    partner_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorizationCode:
+    """A one-time authorization code, stored by hash (RFC 6749 §4.1.2).
+
+    Parameters:
+        code_hash: Hash of the code value.
+        code_challenge: PKCE S256 challenge (RFC 7636 §4.2) or ``None``.
+        used_at: When the code was redeemed; ``None`` until then.
+    """
+
+    code_hash: str
+    client_id: str
+    account_id: UUID
+    redirect_uri: str
+    scope: str
+    issued_at: datetime
+    expires_at: datetime
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessToken:
+    """An issued bearer token, stored by hash.
+
+    Parameters:
+        token_hash: Hash of the token value; the value itself is never stored.
+        account_live: Whether the account was live when the token was issued.
+        expires_at: ``None`` for a token that lives until revoked.
+        code_hash: The authorization code it was issued from, to revoke on replay
+            (RFC 9700 §4.5).
+    """
+
+    token_hash: str
+    client_id: str
+    account_id: UUID
+    scope: str
+    account_live: bool
+    issued_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    code_hash: str | None = None
+
+    def is_expired(self, now: datetime) -> bool:
+        """True once the token's lifetime has passed."""
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCredentials:
+    """A new client's id and secret; the secret is shown once and never stored."""
+
+    client_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartnerCredentials:
+    """A new partner's HTTP Basic key id and secret; the secret is never stored."""
+
+    key_id: str
+    secret: str

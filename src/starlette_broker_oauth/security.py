@@ -1,0 +1,44 @@
+"""Random values, hashing and comparisons for codes, tokens and secrets.
+
+Every credential the library issues is 256 bits from ``secrets``. Because they are
+high-entropy generated values, a single SHA-256 is enough to store them: a slow password
+hash would add nothing but latency on the token endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+
+__all__ = ["hash_secret", "new_client_id", "new_secret", "secrets_equal", "utcnow"]
+
+TOKEN_BYTES = 32
+
+
+def new_secret() -> str:
+    """A new 256-bit URL-safe random value (43 characters)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def new_client_id() -> str:
+    """A new client or partner identifier: 128 random bits as 32 hex digits."""
+    return secrets.token_hex(16)
+
+
+def hash_secret(value: str) -> str:
+    """The storage form of a generated secret, code or token: SHA-256, hex."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def secrets_equal(a: str, b: str) -> bool:
+    """Compare two strings in constant time."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,121 @@
+"""Configuration of the authorization server: one frozen value."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["OAuthSettings"]
+
+DEFAULT_SCOPES = frozenset({"general", "account:write", "trading", "data"})
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OAuthSettings:
+    """How the authorization server behaves.
+
+    Parameters:
+        issuer: The server's issuer identifier (RFC 8414 §2): an ``https`` URL with no
+            query or fragment; ``http`` is accepted only for loopback hosts (development).
+            Endpoint URLs in the metadata document are built from it.
+        scopes_supported: Every scope a client may ask for (RFC 6749 §3.3).
+        code_lifetime: How long an authorization code may be exchanged; at most 10 minutes
+            (RFC 6749 §4.1.2), 60 seconds by default.
+        access_token_lifetime: Lifetime of access tokens; ``None`` (the default, like the
+            reference API) issues tokens that live until revoked. When set, token responses
+            carry ``expires_in``.
+        response_types: Response types the partner endpoints accept (``code``, ``token``).
+        allow_live_without_approval: Platform policy that lets clients without
+            ``live_trading_approved`` obtain tokens for live accounts. Off by default.
+        authorization_endpoint: URL of the consent page a third-party app sends users to
+            (the partner's, or the platform's own); published in the metadata document.
+    """
+
+    issuer: str
+    scopes_supported: frozenset[str] = DEFAULT_SCOPES
+    code_lifetime: timedelta = timedelta(seconds=60)
+    access_token_lifetime: timedelta | None = None
+    response_types: frozenset[str] = frozenset({"code", "token"})
+    allow_live_without_approval: bool = False
+    authorization_endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.issuer)
+        if parts.scheme not in {"https", "http"} or not parts.hostname:
+            raise ConfigurationError(f"issuer must be an absolute https URL, got {self.issuer!r}")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ConfigurationError("issuer must use https (http is allowed only on loopback)")
+        if parts.query or parts.fragment:
+            raise ConfigurationError("issuer must not have a query or fragment (RFC 8414 §2)")
+        if not self.scopes_supported:
+            raise ConfigurationError("scopes_supported must name at least one scope")
+        for scope in self.scopes_supported:
+            if not _SCOPE_TOKEN.match(scope):
+                raise ConfigurationError(f"invalid scope name {scope!r} (RFC 6749 §3.3)")
+        if not timedelta(0) < self.code_lifetime <= timedelta(minutes=10):
+            raise ConfigurationError("code_lifetime must be between 0 and 10 minutes")
+        if self.access_token_lifetime is not None and self.access_token_lifetime <= timedelta(0):
+            raise ConfigurationError("access_token_lifetime must be positive or None")
+        if not self.response_types or not self.response_types <= {"code", "token"}:
+            raise ConfigurationError("response_types must be a non-empty subset of code, token")
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` (``/oauth/token``, …) under the issuer."""
+        return self.issuer.rstrip("/") + path
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, prefix: str = "BROKER_OAUTH_"
+    ) -> OAuthSettings:
+        """Read settings from environment variables (opt-in; nothing is read at import).
+
+        Parameters:
+            environ: The mapping to read, ``os.environ`` by default.
+            prefix: Variable name prefix: ``ISSUER``, ``SCOPES`` (space-separated),
+                ``CODE_LIFETIME_SECONDS``, ``ACCESS_TOKEN_LIFETIME_SECONDS``,
+                ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT`` and
+                ``ALLOW_LIVE_WITHOUT_APPROVAL`` follow it.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(prefix + name)
+            return value if value not in (None, "") else None
+
+        issuer = get("ISSUER")
+        if issuer is None:
+            raise ConfigurationError(f"{prefix}ISSUER is not set")
+        kwargs: dict[str, object] = {"issuer": issuer}
+        if (scopes := get("SCOPES")) is not None:
+            kwargs["scopes_supported"] = frozenset(scopes.split())
+        if (types := get("RESPONSE_TYPES")) is not None:
+            kwargs["response_types"] = frozenset(types.split())
+        try:
+            if (code := get("CODE_LIFETIME_SECONDS")) is not None:
+                kwargs["code_lifetime"] = timedelta(seconds=int(code))
+            if (access := get("ACCESS_TOKEN_LIFETIME_SECONDS")) is not None:
+                kwargs["access_token_lifetime"] = timedelta(seconds=int(access))
+        except ValueError as exc:
+            raise ConfigurationError(f"lifetimes must be whole seconds: {exc}") from None
+        if (endpoint := get("AUTHORIZATION_ENDPOINT")) is not None:
+            kwargs["authorization_endpoint"] = endpoint
+        if (live := get("ALLOW_LIVE_WITHOUT_APPROVAL")) is not None:
+            kwargs["allow_live_without_approval"] = live.lower() in {"1", "true", "yes", "on"}
+        return cls(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,15 @@
+"""Repositories: the abstract interfaces and the built-in backends."""
+
+from .base import AccountRepository, ClientRepository, GrantStore, PartnerAuthenticator, Storage
+from .memory import MemoryStorage
+from .sqlalchemy import SQLAlchemyStorage
+
+__all__ = [
+    "AccountRepository",
+    "ClientRepository",
+    "GrantStore",
+    "MemoryStorage",
+    "PartnerAuthenticator",
+    "SQLAlchemyStorage",
+    "Storage",
+]

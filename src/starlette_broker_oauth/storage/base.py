@@ -1,0 +1,175 @@
+"""Abstract async repositories: what the server reads and writes.
+
+A platform plugs in its own :class:`ClientRepository` and :class:`AccountRepository`
+(it already has accounts, perhaps an app registry) and its own
+:class:`PartnerAuthenticator`; the :class:`GrantStore` holds the library's own
+codes and tokens. :class:`Storage` bundles all four with admin operations and is an
+async context manager the host enters in its lifespan.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+from ..models import (
+    AccessToken,
+    Account,
+    AuthorizationCode,
+    Client,
+    ClientCredentials,
+    ClientStatus,
+    Partner,
+    PartnerCredentials,
+)
+
+__all__ = [
+    "AccountRepository",
+    "ClientRepository",
+    "GrantStore",
+    "PartnerAuthenticator",
+    "Storage",
+]
+
+
+class ClientRepository(ABC):
+    """Looks up registered clients."""
+
+    @abstractmethod
+    async def get_client(self, client_id: str) -> Client | None:
+        """The client with this id, or ``None``."""
+
+
+class AccountRepository(ABC):
+    """Looks up end users' brokerage accounts."""
+
+    @abstractmethod
+    async def get_account(self, account_id: UUID) -> Account | None:
+        """The account with this id, or ``None``."""
+
+
+class PartnerAuthenticator(ABC):
+    """Authenticates the partners that call ``/v1/oauth/*`` and says which clients they use."""
+
+    @abstractmethod
+    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
+        """The partner whose HTTP Basic credentials these are, or ``None``.
+
+        Implementations compare secrets in constant time and take the same time for an
+        unknown key id as for a wrong secret.
+        """
+
+    @abstractmethod
+    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
+        """Whether ``partner`` may see and use the client ``client_id``."""
+
+
+class GrantStore(ABC):
+    """Stores authorization codes and access tokens, by hash only."""
+
+    @abstractmethod
+    async def save_code(self, code: AuthorizationCode) -> None:
+        """Store a new authorization code."""
+
+    @abstractmethod
+    async def get_code(self, code_hash: str) -> AuthorizationCode | None:
+        """The code with this hash (used or not), or ``None``."""
+
+    @abstractmethod
+    async def redeem_code(
+        self, code_hash: str, *, client_id: str, token: AccessToken, now: datetime
+    ) -> bool:
+        """Atomically mark the code used and store the token issued for it.
+
+        Succeeds for exactly one caller per code, and only while the code is unused,
+        unexpired and bound to ``client_id``; returns ``False`` (storing nothing)
+        otherwise. Must be one transaction: never a read followed by a write.
+        """
+
+    @abstractmethod
+    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> int:
+        """Revoke every token issued from this code (RFC 9700 §4.5); how many were."""
+
+    @abstractmethod
+    async def save_token(self, token: AccessToken) -> None:
+        """Store a new access token."""
+
+    @abstractmethod
+    async def get_token(self, token_hash: str) -> AccessToken | None:
+        """The token with this hash (revoked or not), or ``None``."""
+
+    @abstractmethod
+    async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
+        """Revoke the token; the token as it was, or ``None`` if unknown."""
+
+
+class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantStore):
+    """Every repository on one backend, plus the admin operations the CLI uses.
+
+    Enter it (``async with storage:``) before serving requests and leave it on shutdown.
+    """
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Acquire resources (connections, schema)."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+    @abstractmethod
+    async def create_client(
+        self,
+        *,
+        name: str,
+        redirect_uris: Iterable[str],
+        description: str = "",
+        url: str = "",
+        terms_of_use: str = "",
+        privacy_policy: str = "",
+        live_trading_approved: bool = False,
+        scopes: Iterable[str] | None = None,
+        response_types: Iterable[str] = ("code", "token"),
+        client_id: str | None = None,
+    ) -> ClientCredentials:
+        """Register a client; returns its id and its secret (shown once)."""
+
+    @abstractmethod
+    async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
+        """Enable or disable a client; ``False`` if it does not exist."""
+
+    @abstractmethod
+    async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
+        """Give the client a new secret; the old one stops working at once."""
+
+    @abstractmethod
+    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
+        """Register a partner; returns its HTTP Basic key id and secret (shown once)."""
+
+    @abstractmethod
+    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
+        """Give the partner a new secret; the old one stops working at once."""
+
+    @abstractmethod
+    async def allow_partner_client(self, key_id: str, client_id: str) -> None:
+        """Let the partner see and use the client."""
+
+    @abstractmethod
+    async def create_account(
+        self, *, account_id: UUID | None = None, live: bool = False
+    ) -> Account:
+        """Create an account (or return the existing one with this id)."""

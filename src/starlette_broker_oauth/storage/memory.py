@@ -1,0 +1,171 @@
+"""In-memory storage: for tests, examples and single-process development."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+from ..models import (
+    AccessToken,
+    Account,
+    AuthorizationCode,
+    Client,
+    ClientCredentials,
+    ClientStatus,
+    Partner,
+    PartnerCredentials,
+)
+from ..security import hash_secret, new_client_id, new_secret, secrets_equal
+from .base import Storage
+
+__all__ = ["MemoryStorage"]
+
+_NO_SECRET = hash_secret("")
+
+
+class MemoryStorage(Storage):
+    """Every repository in process memory; lost when the process ends.
+
+    Each operation runs without awaiting, so it is atomic on the event loop.
+    """
+
+    def __init__(self) -> None:
+        self._clients: dict[str, Client] = {}
+        self._accounts: dict[UUID, Account] = {}
+        self._partners: dict[str, tuple[Partner, str]] = {}
+        self._partner_clients: defaultdict[str, set[str]] = defaultdict(set)
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._tokens: dict[str, AccessToken] = {}
+
+    # ClientRepository, AccountRepository
+
+    async def get_client(self, client_id: str) -> Client | None:
+        return self._clients.get(client_id)
+
+    async def get_account(self, account_id: UUID) -> Account | None:
+        return self._accounts.get(account_id)
+
+    # PartnerAuthenticator
+
+    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
+        partner, secret_hash = self._partners.get(key_id, (None, _NO_SECRET))
+        matches = secrets_equal(hash_secret(secret), secret_hash)
+        return partner if matches and partner is not None else None
+
+    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
+        return client_id in self._partner_clients.get(partner.partner_id, ())
+
+    # GrantStore
+
+    async def save_code(self, code: AuthorizationCode) -> None:
+        self._codes[code.code_hash] = code
+
+    async def get_code(self, code_hash: str) -> AuthorizationCode | None:
+        return self._codes.get(code_hash)
+
+    async def redeem_code(
+        self, code_hash: str, *, client_id: str, token: AccessToken, now: datetime
+    ) -> bool:
+        code = self._codes.get(code_hash)
+        if (
+            code is None
+            or code.used_at is not None
+            or code.client_id != client_id
+            or now >= code.expires_at
+        ):
+            return False
+        self._codes[code_hash] = dataclasses.replace(code, used_at=now)
+        self._tokens[token.token_hash] = token
+        return True
+
+    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> int:
+        hits = [t for t in self._tokens.values() if t.code_hash == code_hash and not t.revoked_at]
+        for token in hits:
+            self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
+        return len(hits)
+
+    async def save_token(self, token: AccessToken) -> None:
+        self._tokens[token.token_hash] = token
+
+    async def get_token(self, token_hash: str) -> AccessToken | None:
+        return self._tokens.get(token_hash)
+
+    async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
+        token = self._tokens.get(token_hash)
+        if token is not None and token.revoked_at is None:
+            self._tokens[token_hash] = dataclasses.replace(token, revoked_at=now)
+        return token
+
+    # admin
+
+    async def create_client(
+        self,
+        *,
+        name: str,
+        redirect_uris: Iterable[str],
+        description: str = "",
+        url: str = "",
+        terms_of_use: str = "",
+        privacy_policy: str = "",
+        live_trading_approved: bool = False,
+        scopes: Iterable[str] | None = None,
+        response_types: Iterable[str] = ("code", "token"),
+        client_id: str | None = None,
+    ) -> ClientCredentials:
+        client_id = client_id or new_client_id()
+        secret = new_secret()
+        self._clients[client_id] = Client(
+            client_id=client_id,
+            secret_hash=hash_secret(secret),
+            name=name,
+            redirect_uris=tuple(redirect_uris),
+            description=description,
+            url=url,
+            terms_of_use=terms_of_use,
+            privacy_policy=privacy_policy,
+            live_trading_approved=live_trading_approved,
+            scopes=None if scopes is None else frozenset(scopes),
+            response_types=frozenset(response_types),
+        )
+        return ClientCredentials(client_id=client_id, client_secret=secret)
+
+    async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
+        client = self._clients.get(client_id)
+        if client is None:
+            return False
+        self._clients[client_id] = dataclasses.replace(client, status=status)
+        return True
+
+    async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
+        client = self._clients.get(client_id)
+        if client is None:
+            return None
+        secret = new_secret()
+        self._clients[client_id] = dataclasses.replace(client, secret_hash=hash_secret(secret))
+        return ClientCredentials(client_id=client_id, client_secret=secret)
+
+    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
+        key_id = key_id or new_client_id()
+        secret = new_secret()
+        self._partners[key_id] = (Partner(partner_id=key_id, name=name), hash_secret(secret))
+        return PartnerCredentials(key_id=key_id, secret=secret)
+
+    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
+        if key_id not in self._partners:
+            return None
+        secret = new_secret()
+        self._partners[key_id] = (self._partners[key_id][0], hash_secret(secret))
+        return PartnerCredentials(key_id=key_id, secret=secret)
+
+    async def allow_partner_client(self, key_id: str, client_id: str) -> None:
+        self._partner_clients[key_id].add(client_id)
+
+    async def create_account(
+        self, *, account_id: UUID | None = None, live: bool = False
+    ) -> Account:
+        account_id = account_id or uuid.uuid4()
+        return self._accounts.setdefault(account_id, Account(account_id=account_id, live=live))

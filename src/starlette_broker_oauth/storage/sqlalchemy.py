@@ -1,0 +1,493 @@
+"""SQLAlchemy 2.0 async storage: SQLite (aiosqlite) embedded, PostgreSQL (asyncpg) in production.
+
+Tables are SQLAlchemy Core tables named under a configurable prefix, so they can live
+beside the platform's own. Core rather than ORM keeps the token check a single
+compiled ``SELECT`` with no identity map, and lets the prefix be chosen at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect, Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ..errors import ConfigurationError, StorageError, StorageUnavailable
+from ..models import (
+    AccessToken,
+    Account,
+    AuthorizationCode,
+    Client,
+    ClientCredentials,
+    ClientStatus,
+    Partner,
+    PartnerCredentials,
+)
+from ..security import hash_secret, new_client_id, new_secret, secrets_equal
+from .base import Storage
+
+__all__ = ["SQLAlchemyStorage", "build_metadata"]
+
+_NO_SECRET = hash_secret("")
+
+
+class _UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
+    """The library's tables, named ``{prefix}clients``, ``{prefix}tokens``, ….
+
+    Parameters:
+        prefix: Prepended to every table name; letters, digits and underscores.
+    """
+    if not prefix.replace("_", "").isalnum() and prefix != "":
+        raise ConfigurationError(f"table prefix must be letters, digits, underscores: {prefix!r}")
+    md = sa.MetaData()
+    hash_col = sa.String(64)
+    sa.Table(
+        f"{prefix}clients",
+        md,
+        sa.Column("client_id", sa.String(128), primary_key=True),
+        sa.Column("secret_hash", hash_col, nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("description", sa.Text, nullable=False, default=""),
+        sa.Column("url", sa.Text, nullable=False, default=""),
+        sa.Column("terms_of_use", sa.Text, nullable=False, default=""),
+        sa.Column("privacy_policy", sa.Text, nullable=False, default=""),
+        sa.Column("status", sa.String(16), nullable=False, default="ACTIVE"),
+        sa.Column("live_trading_approved", sa.Boolean, nullable=False, default=False),
+        sa.Column("redirect_uris", sa.Text, nullable=False),
+        sa.Column("scopes", sa.Text, nullable=True),
+        sa.Column("response_types", sa.Text, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}accounts",
+        md,
+        sa.Column("account_id", sa.Uuid, primary_key=True),
+        sa.Column("live", sa.Boolean, nullable=False, default=False),
+    )
+    sa.Table(
+        f"{prefix}partners",
+        md,
+        sa.Column("partner_id", sa.String(128), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("secret_hash", hash_col, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}partner_clients",
+        md,
+        sa.Column(
+            "partner_id",
+            sa.String(128),
+            sa.ForeignKey(f"{prefix}partners.partner_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "client_id",
+            sa.String(128),
+            sa.ForeignKey(f"{prefix}clients.client_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+    )
+    sa.Table(
+        f"{prefix}codes",
+        md,
+        sa.Column("code_hash", hash_col, primary_key=True),
+        sa.Column("client_id", sa.String(128), nullable=False),
+        sa.Column("account_id", sa.Uuid, nullable=False),
+        sa.Column("redirect_uri", sa.Text, nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("issued_at", _UTCDateTime, nullable=False),
+        sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
+        sa.Column("code_challenge", sa.String(128), nullable=True),
+        sa.Column("code_challenge_method", sa.String(16), nullable=True),
+        sa.Column("used_at", _UTCDateTime, nullable=True),
+    )
+    sa.Table(
+        f"{prefix}tokens",
+        md,
+        sa.Column("token_hash", hash_col, primary_key=True),
+        sa.Column("client_id", sa.String(128), nullable=False, index=True),
+        sa.Column("account_id", sa.Uuid, nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("account_live", sa.Boolean, nullable=False),
+        sa.Column("issued_at", _UTCDateTime, nullable=False),
+        sa.Column("expires_at", _UTCDateTime, nullable=True, index=True),
+        sa.Column("revoked_at", _UTCDateTime, nullable=True),
+        sa.Column("code_hash", hash_col, nullable=True, index=True),
+    )
+    return md
+
+
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+
+
+class SQLAlchemyStorage(Storage):
+    """All repositories on one async SQLAlchemy engine.
+
+    Parameters:
+        database_url: ``sqlite+aiosqlite:///path.db`` (embedded default) or
+            ``postgresql+asyncpg://…``. A plain ``sqlite:///`` or ``postgresql://`` URL
+            gets the async driver.
+        table_prefix: Prefix of the library's table names.
+        create_schema: Create missing tables when the storage is opened.
+        engine_options: Extra keyword arguments for ``create_async_engine``
+            (pool size, timeouts, …).
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        table_prefix: str = "oauth_",
+        create_schema: bool = True,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.url = _async_url(database_url)
+        self.metadata = build_metadata(table_prefix)
+        self._prefix = table_prefix
+        self._create_schema = create_schema
+        self._engine_options = dict(engine_options or {})
+        self._engine: AsyncEngine | None = None
+        t = self.metadata.tables
+        self._clients = t[f"{table_prefix}clients"]
+        self._accounts = t[f"{table_prefix}accounts"]
+        self._partners = t[f"{table_prefix}partners"]
+        self._partner_clients = t[f"{table_prefix}partner_clients"]
+        self._codes = t[f"{table_prefix}codes"]
+        self._tokens = t[f"{table_prefix}tokens"]
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine; available between :meth:`open` and :meth:`close`."""
+        if self._engine is None:
+            raise StorageError("storage is not open: enter it with 'async with storage:'")
+        return self._engine
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        options = dict(self._engine_options)
+        if self.url.get_backend_name() == "sqlite":
+            database = self.url.database or ""
+            if database in ("", ":memory:"):
+                options.setdefault("poolclass", StaticPool)
+            options.setdefault("connect_args", {}).setdefault("timeout", 30)
+        else:
+            options.setdefault("pool_pre_ping", True)
+        engine = create_async_engine(self.url, **options)
+        if self.url.get_backend_name() == "sqlite":
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        self._engine = engine
+        if self._create_schema:
+            async with self._write() as conn:
+                await conn.run_sync(self.metadata.create_all)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+
+    # ClientRepository, AccountRepository
+
+    async def get_client(self, client_id: str) -> Client | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._clients).where(self._clients.c.client_id == client_id)
+                )
+            ).first()
+        return None if row is None else _client(row)
+
+    async def get_account(self, account_id: UUID) -> Account | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._accounts).where(self._accounts.c.account_id == account_id)
+                )
+            ).first()
+        return None if row is None else Account(account_id=row.account_id, live=row.live)
+
+    # PartnerAuthenticator
+
+    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._partners).where(self._partners.c.partner_id == key_id)
+                )
+            ).first()
+        stored = _NO_SECRET if row is None else row.secret_hash
+        if secrets_equal(hash_secret(secret), stored) and row is not None:
+            return Partner(partner_id=row.partner_id, name=row.name)
+        return None
+
+    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
+        pc = self._partner_clients
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(sa.literal(1)).where(
+                        pc.c.partner_id == partner.partner_id, pc.c.client_id == client_id
+                    )
+                )
+            ).first()
+        return row is not None
+
+    # GrantStore
+
+    async def save_code(self, code: AuthorizationCode) -> None:
+        async with self._write() as conn:
+            await conn.execute(sa.insert(self._codes).values(**_fields(code)))
+
+    async def get_code(self, code_hash: str) -> AuthorizationCode | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._codes).where(self._codes.c.code_hash == code_hash)
+                )
+            ).first()
+        return None if row is None else AuthorizationCode(**row._asdict())
+
+    async def redeem_code(
+        self, code_hash: str, *, client_id: str, token: AccessToken, now: datetime
+    ) -> bool:
+        c = self._codes
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(c)
+                .where(
+                    c.c.code_hash == code_hash,
+                    c.c.client_id == client_id,
+                    c.c.used_at.is_(None),
+                    c.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(sa.insert(self._tokens).values(**_fields(token)))
+        return True
+
+    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> int:
+        t = self._tokens
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(t)
+                .where(t.c.code_hash == code_hash, t.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return int(result.rowcount)
+
+    async def save_token(self, token: AccessToken) -> None:
+        async with self._write() as conn:
+            await conn.execute(sa.insert(self._tokens).values(**_fields(token)))
+
+    async def get_token(self, token_hash: str) -> AccessToken | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._tokens).where(self._tokens.c.token_hash == token_hash)
+                )
+            ).first()
+        return None if row is None else AccessToken(**row._asdict())
+
+    async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
+        t = self._tokens
+        async with self._write() as conn:
+            await conn.execute(
+                sa.update(t)
+                .where(t.c.token_hash == token_hash, t.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            row = (await conn.execute(sa.select(t).where(t.c.token_hash == token_hash))).first()
+        return None if row is None else AccessToken(**row._asdict())
+
+    # admin
+
+    async def create_client(
+        self,
+        *,
+        name: str,
+        redirect_uris: Iterable[str],
+        description: str = "",
+        url: str = "",
+        terms_of_use: str = "",
+        privacy_policy: str = "",
+        live_trading_approved: bool = False,
+        scopes: Iterable[str] | None = None,
+        response_types: Iterable[str] = ("code", "token"),
+        client_id: str | None = None,
+    ) -> ClientCredentials:
+        client_id = client_id or new_client_id()
+        secret = new_secret()
+        async with self._write() as conn:
+            await conn.execute(
+                sa.insert(self._clients).values(
+                    client_id=client_id,
+                    secret_hash=hash_secret(secret),
+                    name=name,
+                    description=description,
+                    url=url,
+                    terms_of_use=terms_of_use,
+                    privacy_policy=privacy_policy,
+                    status=ClientStatus.ACTIVE.value,
+                    live_trading_approved=live_trading_approved,
+                    redirect_uris=json.dumps(list(redirect_uris)),
+                    scopes=None if scopes is None else json.dumps(sorted(scopes)),
+                    response_types=json.dumps(sorted(response_types)),
+                )
+            )
+        return ClientCredentials(client_id=client_id, client_secret=secret)
+
+    async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
+        c = self._clients
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(c).where(c.c.client_id == client_id).values(status=status.value)
+            )
+        return bool(result.rowcount)
+
+    async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
+        c = self._clients
+        secret = new_secret()
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(c)
+                .where(c.c.client_id == client_id)
+                .values(secret_hash=hash_secret(secret))
+            )
+        if not result.rowcount:
+            return None
+        return ClientCredentials(client_id=client_id, client_secret=secret)
+
+    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
+        key_id = key_id or new_client_id()
+        secret = new_secret()
+        async with self._write() as conn:
+            await conn.execute(
+                sa.insert(self._partners).values(
+                    partner_id=key_id, name=name, secret_hash=hash_secret(secret)
+                )
+            )
+        return PartnerCredentials(key_id=key_id, secret=secret)
+
+    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
+        p = self._partners
+        secret = new_secret()
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(p).where(p.c.partner_id == key_id).values(secret_hash=hash_secret(secret))
+            )
+        if not result.rowcount:
+            return None
+        return PartnerCredentials(key_id=key_id, secret=secret)
+
+    async def allow_partner_client(self, key_id: str, client_id: str) -> None:
+        pc = self._partner_clients
+        async with self._write() as conn:
+            exists = (
+                await conn.execute(
+                    sa.select(sa.literal(1)).where(
+                        pc.c.partner_id == key_id, pc.c.client_id == client_id
+                    )
+                )
+            ).first()
+            if exists is None:
+                await conn.execute(sa.insert(pc).values(partner_id=key_id, client_id=client_id))
+
+    async def create_account(
+        self, *, account_id: UUID | None = None, live: bool = False
+    ) -> Account:
+        account_id = account_id or uuid.uuid4()
+        a = self._accounts
+        async with self._write() as conn:
+            row = (await conn.execute(sa.select(a).where(a.c.account_id == account_id))).first()
+            if row is not None:
+                return Account(account_id=row.account_id, live=row.live)
+            await conn.execute(sa.insert(a).values(account_id=account_id, live=live))
+        return Account(account_id=account_id, live=live)
+
+
+def _async_url(database_url: str) -> sa.URL:
+    url = sa.make_url(database_url)
+    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+    if url.drivername in driver:
+        url = url.set(drivername=driver[url.drivername])
+    if url.drivername not in driver.values():
+        raise ConfigurationError(
+            f"unsupported database URL scheme {url.drivername!r}: "
+            "use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    return url
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _client(row: Row[Any]) -> Client:
+    scopes: Sequence[str] | None = None if row.scopes is None else json.loads(row.scopes)
+    return Client(
+        client_id=row.client_id,
+        secret_hash=row.secret_hash,
+        name=row.name,
+        description=row.description,
+        url=row.url,
+        terms_of_use=row.terms_of_use,
+        privacy_policy=row.privacy_policy,
+        status=ClientStatus(row.status),
+        live_trading_approved=row.live_trading_approved,
+        redirect_uris=tuple(json.loads(row.redirect_uris)),
+        scopes=None if scopes is None else frozenset(scopes),
+        response_types=frozenset(json.loads(row.response_types)),
+    )
+
+
+def _fields(record: AuthorizationCode | AccessToken) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
