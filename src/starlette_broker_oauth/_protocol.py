@@ -447,9 +447,7 @@ class OAuthProtocol:
             account: Account | None = await_(server.accounts.get_account(account_id))
             status, body, headers = grant.create_authorization_response(redirect_uri, account)
         except InvalidClientError:
-            raise Unauthorized(
-                "client does not exist, is not available to you, or client_secret is incorrect"
-            ) from None
+            raise Unauthorized.client_refused() from None
         except OAuth2Error as exc:
             raise UnprocessableEntity(exc.description or exc.error) from None
         return ProtocolResponse(status, body, tuple(headers))

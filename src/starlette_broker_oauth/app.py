@@ -149,7 +149,7 @@ class _BrokerAPI:
         if await self.repos.partners.partner_can_use_client(partner, client_id):
             client = await self.repos.clients.get_client(client_id)
         if client is None:
-            raise Unauthorized("client does not exist, or you do not have access to it")
+            raise Unauthorized.client_refused()
         return client
 
     async def _get_client(self, request: Request) -> Response:

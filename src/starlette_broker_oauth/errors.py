@@ -95,6 +95,12 @@ class Unauthorized(APIError):
     status_code = 401
     code = 40110000
 
+    @classmethod
+    def client_refused(cls) -> Unauthorized:
+        """The one answer for an unknown client, a client the partner may not use, and a
+        wrong client secret, so that none can be told from the others."""
+        return cls("client does not exist, you do not have access to it, or the secret is wrong")
+
 
 class NotFound(APIError):
     """404: no such resource."""

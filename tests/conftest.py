@@ -1,0 +1,259 @@
+"""Shared fixtures: a seeded platform on every storage backend, reached through HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from starlette_broker_oauth import (
+    MemoryStorage,
+    OAuthSettings,
+    SQLAlchemyStorage,
+    Storage,
+    create_oauth_app,
+)
+from starlette_broker_oauth.authentication import (
+    BearerTokenBackend,
+    TokenUser,
+    bearer_error_response,
+)
+
+POSTGRES_URL = os.environ.get("BROKER_OAUTH_TEST_POSTGRES_URL")
+BACKENDS = ["memory", "sqlite"] + (["postgres"] if POSTGRES_URL else [])
+ISSUER = "https://broker.test"
+REDIRECT_URI = "https://app.example.com/callback"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def new_storage(kind: str, tmp_path: Path) -> Storage:
+    """A fresh, empty storage of the given kind, not yet entered. On PostgreSQL its tables
+    get a prefix of their own; :func:`drop_tables` removes them."""
+    if kind == "memory":
+        return MemoryStorage()
+    if kind == "sqlite":
+        return SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}")
+    assert POSTGRES_URL is not None
+    return SQLAlchemyStorage(POSTGRES_URL, table_prefix=f"t{uuid.uuid4().hex[:10]}_")
+
+
+async def drop_tables(storage: Storage) -> None:
+    if isinstance(storage, SQLAlchemyStorage) and storage.url.get_backend_name() == "postgresql":
+        async with storage, storage.engine.begin() as conn:
+            await conn.run_sync(storage.metadata.drop_all)
+
+
+@asynccontextmanager
+async def open_storage(kind: str, tmp_path: Path) -> AsyncIterator[Storage]:
+    """A fresh, empty storage of the given kind, entered."""
+    storage = new_storage(kind, tmp_path)
+    try:
+        async with storage:
+            yield storage
+    finally:
+        await drop_tables(storage)
+
+
+@dataclass
+class Platform:
+    """A seeded brokerage platform with the OAuth sub-app mounted."""
+
+    kind: str
+    storage: Storage
+    settings: OAuthSettings
+    app: Starlette
+    http: httpx.AsyncClient
+    partner: tuple[str, str]
+    client_id: str
+    client_secret: str
+    paper_account: uuid.UUID
+    live_account: uuid.UUID
+    redirect_uri: str = REDIRECT_URI
+
+    def grant_body(self, **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "redirect_uri": self.redirect_uri,
+            "scope": "general trading",
+            "account_id": str(self.paper_account),
+        }
+        body.update(overrides)
+        return {k: v for k, v in body.items() if v is not None}
+
+    async def authorize(self, **overrides: Any) -> httpx.Response:
+        return await self.http.post(
+            "/v1/oauth/authorize", json=self.grant_body(**overrides), auth=self.partner
+        )
+
+    async def code(self, **overrides: Any) -> str:
+        response = await self.authorize(**overrides)
+        assert response.status_code == 200, response.text
+        code: str = response.json()["code"]
+        return code
+
+    async def exchange(
+        self, code: str, *, method: str = "client_secret_basic", **extra: str
+    ) -> httpx.Response:
+        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri}
+        data.update(extra)
+        if method == "client_secret_basic":
+            return await self.http.post(
+                "/oauth/token", data=data, auth=(self.client_id, self.client_secret)
+            )
+        data |= {"client_id": self.client_id, "client_secret": self.client_secret}
+        return await self.http.post("/oauth/token", data=data)
+
+    async def account(self, token: str) -> httpx.Response:
+        return await self.http.get("/v2/account", headers={"Authorization": f"Bearer {token}"})
+
+
+def build_platform(storage: Storage, settings: OAuthSettings) -> Starlette:
+    """The platform app the way the README tells a user to build it."""
+    oauth = create_oauth_app(settings=settings, storage=storage)
+
+    async def account(request: Request) -> Response:
+        if not isinstance(request.user, TokenUser):
+            return JSONResponse(
+                {"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        token = request.user.token
+        return JSONResponse(
+            {
+                "account_id": str(token.account_id),
+                "client_id": token.client_id,
+                "scope": " ".join(sorted(token.scopes)),
+            }
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with storage:
+            yield
+
+    return Starlette(
+        lifespan=lifespan,
+        routes=[Route("/v2/account", account), Mount("/", oauth)],
+        middleware=[
+            Middleware(
+                AuthenticationMiddleware,
+                backend=BearerTokenBackend(oauth.state.token_verifier),
+                on_error=bearer_error_response,
+            )
+        ],
+    )
+
+
+async def seed_platform(
+    kind: str, storage: Storage, settings: OAuthSettings, base_url: str = ISSUER
+) -> Platform:
+    creds = await storage.create_client(
+        name="TradingApp",
+        description="Sample description",
+        url="https://app.example.com",
+        terms_of_use="https://app.example.com/tos",
+        privacy_policy="https://app.example.com/privacy",
+        redirect_uris=[REDIRECT_URI, "https://app.example.com/other"],
+    )
+    partner = await storage.create_partner(name="Correspondent")
+    await storage.allow_partner_client(partner.key_id, creds.client_id)
+    paper = await storage.create_account(live=False)
+    live = await storage.create_account(live=True)
+    app = build_platform(storage, settings)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+    return Platform(
+        kind=kind,
+        storage=storage,
+        settings=settings,
+        app=app,
+        http=http,
+        partner=(partner.key_id, partner.secret),
+        client_id=creds.client_id,
+        client_secret=creds.client_secret,
+        paper_account=paper.account_id,
+        live_account=live.account_id,
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def settings() -> OAuthSettings:
+    return OAuthSettings(issuer=ISSUER, authorization_endpoint="https://partner.example/consent")
+
+
+@pytest.fixture
+async def platform(
+    backend: str, settings: OAuthSettings, tmp_path: Path
+) -> AsyncIterator[Platform]:
+    async with open_storage(backend, tmp_path) as storage:
+        world = await seed_platform(backend, storage, settings)
+        async with world.http:
+            yield world
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A fresh (code_verifier, S256 code_challenge) pair."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(app: Starlette) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a loopback port in a thread; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def table_names(storage: Storage) -> Iterator[sa.Table]:
+    assert isinstance(storage, SQLAlchemyStorage)
+    yield from storage.metadata.sorted_tables

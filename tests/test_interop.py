@@ -1,0 +1,139 @@
+"""Full round trips with OAuth client libraries written elsewhere: Authlib's httpx client
+and requests-oauthlib, over the partner consent flow of the seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import httpx2
+import pytest
+import requests
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from requests_oauthlib import OAuth2Session
+
+from starlette_broker_oauth import OAuthSettings
+
+from .conftest import (
+    BACKENDS,
+    ISSUER,
+    Platform,
+    build_platform,
+    drop_tables,
+    new_storage,
+    seed_platform,
+    serve,
+)
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("method", AUTH_METHODS)
+@pytest.mark.parametrize("pkce", [True, False], ids=["pkce", "no-pkce"])
+async def test_authlib_httpx_client_round_trip(platform: Platform, method: str, pkce: bool) -> None:
+    app_client = AsyncOAuth2Client(
+        client_id=platform.client_id,
+        client_secret=platform.client_secret,
+        token_endpoint_auth_method=method,
+        redirect_uri=platform.redirect_uri,
+        scope="general trading",
+        code_challenge_method="S256" if pkce else None,
+        transport=httpx2.ASGITransport(app=platform.app),
+    )
+    async with app_client:
+        extra = {"code_verifier": "v" * 20 + "-" * 30} if pkce else {}
+        url, state = app_client.create_authorization_url(
+            platform.settings.authorization_endpoint, **extra
+        )
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        assert ("code_challenge" in query) is pkce
+        body = {
+            "client_id": query["client_id"],
+            "client_secret": platform.client_secret,
+            "redirect_uri": query["redirect_uri"],
+            "scope": query["scope"],
+            "account_id": str(platform.paper_account),
+        } | {k: query[k] for k in ("code_challenge", "code_challenge_method") if k in query}
+        issued = await platform.http.post("/v1/oauth/authorize", json=body, auth=platform.partner)
+        assert issued.status_code == 200, issued.text
+        callback = f"{platform.redirect_uri}?code={issued.json()['code']}&state={state}"
+        token = await app_client.fetch_token(
+            f"{ISSUER}/oauth/token", authorization_response=callback, **extra
+        )
+        assert token["token_type"] == "Bearer"
+        me = await app_client.get(f"{ISSUER}/v2/account")
+        assert me.status_code == 200
+        assert me.json()["account_id"] == str(platform.paper_account)
+        revoked = await platform.http.delete(
+            f"/v1/oauth/token/{token['access_token']}", auth=platform.partner
+        )
+        assert revoked.status_code == 204
+        after = await app_client.get(f"{ISSUER}/v2/account")
+        assert after.status_code == 401
+        assert after.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", AUTH_METHODS)
+@pytest.mark.parametrize("pkce", [True, False], ids=["pkce", "no-pkce"])
+def test_requests_oauthlib_round_trip(
+    backend: str, method: str, pkce: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # oauthlib insists on https unless told otherwise; the server here is on loopback.
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    storage = new_storage(backend, tmp_path)
+    settings = OAuthSettings(issuer="http://127.0.0.1", authorization_endpoint="https://p/c")
+
+    async def seed() -> Platform:
+        async with storage:
+            world = await seed_platform(backend, storage, settings)
+            await world.http.aclose()
+            return world
+
+    world = anyio.run(seed)
+    try:
+        run_round_trip(world, method, pkce)
+    finally:
+        anyio.run(drop_tables, storage)
+
+
+def run_round_trip(world: Platform, method: str, pkce: bool) -> None:
+    with serve(build_platform(world.storage, world.settings)) as base:
+        session = OAuth2Session(
+            world.client_id,
+            redirect_uri=world.redirect_uri,
+            scope=["general", "trading"],
+            pkce="S256" if pkce else None,
+        )
+        url, state = session.authorization_url("https://partner.example/consent")
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        body = {
+            "client_id": query["client_id"],
+            "client_secret": world.client_secret,
+            "redirect_uri": query["redirect_uri"],
+            "scope": query["scope"],
+            "account_id": str(world.paper_account),
+        } | {k: query[k] for k in ("code_challenge", "code_challenge_method") if k in query}
+        issued = requests.post(
+            f"{base}/v1/oauth/authorize", data=body, auth=world.partner, timeout=10
+        )
+        assert issued.status_code == 200, issued.text
+        callback = f"{world.redirect_uri}?code={issued.json()['code']}&state={state}"
+        token = session.fetch_token(
+            f"{base}/oauth/token",
+            authorization_response=callback,
+            client_secret=world.client_secret,
+            include_client_id=method == "client_secret_post",
+            timeout=10,
+        )
+        assert token["token_type"] == "Bearer"
+        me = session.get(f"{base}/v2/account", timeout=10)
+        assert me.status_code == 200, me.text
+        assert me.json()["scope"] == "general trading"
+        gone = requests.delete(
+            f"{base}/v1/oauth/token/{token['access_token']}", auth=world.partner, timeout=10
+        )
+        assert gone.status_code == 204
+        assert session.get(f"{base}/v2/account", timeout=10).status_code == 401

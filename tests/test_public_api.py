@@ -1,0 +1,111 @@
+"""The public namespace and the settings value."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import starlette_broker_oauth as lib
+from starlette_broker_oauth import ConfigurationError, OAuthSettings
+
+
+def test_exports_are_sorted_and_complete() -> None:
+    assert lib.__all__ == sorted(lib.__all__)
+    assert set(lib.__all__) == {
+        "APIError",
+        "AccessToken",
+        "Account",
+        "AccountRepository",
+        "AuthorizationCode",
+        "BadRequest",
+        "BrokerOAuthError",
+        "Client",
+        "ClientCredentials",
+        "ClientRepository",
+        "ClientStatus",
+        "ConfigurationError",
+        "GrantStore",
+        "MemoryStorage",
+        "NotFound",
+        "OAuthSettings",
+        "Partner",
+        "PartnerAuthenticator",
+        "PartnerCredentials",
+        "SQLAlchemyStorage",
+        "ServiceUnavailable",
+        "Storage",
+        "StorageError",
+        "StorageUnavailable",
+        "TokenError",
+        "TokenErrorKind",
+        "TokenVerifier",
+        "Unauthorized",
+        "UnprocessableEntity",
+        "VerifiedToken",
+        "bearer_token",
+        "create_oauth_app",
+    }
+    for name in lib.__all__:
+        assert getattr(lib, name) is not None
+
+
+def test_settings_defaults() -> None:
+    s = OAuthSettings(issuer="https://broker.example")
+    assert s.code_lifetime == timedelta(seconds=60)
+    assert s.access_token_lifetime is None
+    assert s.scopes_supported == {"general", "account:write", "trading", "data"}
+    assert s.response_types == {"code", "token"}
+    assert s.url("/oauth/token") == "https://broker.example/oauth/token"
+    with pytest.raises(AttributeError):
+        s.issuer = "https://other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"issuer": "http://broker.example"},
+        {"issuer": "https://broker.example?x=1"},
+        {"issuer": "broker.example"},
+        {"issuer": "https://b", "code_lifetime": timedelta(minutes=11)},
+        {"issuer": "https://b", "code_lifetime": timedelta(0)},
+        {"issuer": "https://b", "access_token_lifetime": timedelta(seconds=-1)},
+        {"issuer": "https://b", "scopes_supported": frozenset()},
+        {"issuer": "https://b", "scopes_supported": frozenset({'bad"scope'})},
+        {"issuer": "https://b", "response_types": frozenset({"id_token"})},
+    ],
+)
+def test_settings_refuse_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        OAuthSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_http_issuer_allowed_on_loopback() -> None:
+    assert OAuthSettings(issuer="http://127.0.0.1:8000").issuer == "http://127.0.0.1:8000"
+
+
+def test_settings_from_env() -> None:
+    s = OAuthSettings.from_env(
+        {
+            "BROKER_OAUTH_ISSUER": "https://broker.example",
+            "BROKER_OAUTH_SCOPES": "general trading",
+            "BROKER_OAUTH_CODE_LIFETIME_SECONDS": "30",
+            "BROKER_OAUTH_ACCESS_TOKEN_LIFETIME_SECONDS": "3600",
+            "BROKER_OAUTH_ALLOW_LIVE_WITHOUT_APPROVAL": "true",
+        }
+    )
+    assert s.scopes_supported == {"general", "trading"}
+    assert s.code_lifetime == timedelta(seconds=30)
+    assert s.access_token_lifetime == timedelta(hours=1)
+    assert s.allow_live_without_approval is True
+    with pytest.raises(ConfigurationError):
+        OAuthSettings.from_env({})
+    with pytest.raises(ConfigurationError):
+        OAuthSettings.from_env(
+            {"BROKER_OAUTH_ISSUER": "https://b", "BROKER_OAUTH_CODE_LIFETIME_SECONDS": "soon"}
+        )
+
+
+def test_app_factory_needs_every_repository() -> None:
+    with pytest.raises(ConfigurationError):
+        lib.create_oauth_app(settings=OAuthSettings(issuer="https://b"))
