@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
-from starlette_broker_oauth import ClientStatus
+from starlette_broker_oauth import (
+    Client,
+    ClientRepository,
+    ClientStatus,
+    StorageUnavailable,
+    create_oauth_app,
+)
 
-from .conftest import Platform
+from .conftest import ISSUER, Platform
 
 pytestmark = pytest.mark.anyio
 
 BROKER_SHAPE = {"code", "message"}
 
 
-def assert_broker_error(response: object, status: int) -> None:
-    import httpx
-
-    assert isinstance(response, httpx.Response)
+def assert_broker_error(response: httpx.Response, status: int) -> None:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == BROKER_SHAPE
@@ -400,3 +404,50 @@ async def test_unknown_path_is_404_in_broker_shape(platform: Platform) -> None:
 async def test_wrong_method_is_405_in_broker_shape(platform: Platform) -> None:
     response = await platform.http.put("/v1/oauth/token", auth=platform.partner)
     assert_broker_error(response, 405)
+
+
+# 500 and 503: a repository that fails
+
+
+class FailingClients(ClientRepository):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def get_client(self, client_id: str) -> Client | None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(RuntimeError("db exploded: secret=hunter2"), 500), (StorageUnavailable("down"), 503)],
+)
+async def test_failing_storage_answers_in_shape(
+    platform: Platform, error: Exception, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    oauth = create_oauth_app(
+        settings=platform.settings, storage=platform.storage, clients=FailingClients(error)
+    )
+    transport = httpx.ASGITransport(app=oauth)
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+        responses = [
+            await http.get(f"/v1/oauth/clients/{platform.client_id}", auth=platform.partner),
+            await http.post("/v1/oauth/token", json=platform.grant_body(), auth=platform.partner),
+            await http.post(
+                "/v1/oauth/authorize", json=platform.grant_body(), auth=platform.partner
+            ),
+        ]
+        for response in responses:
+            assert_broker_error(response, status)
+            assert "hunter2" not in response.text
+            assert "Traceback" not in response.text
+        if status == 500:
+            assert responses[0].json() == {"code": 50010000, "message": "internal server error"}
+        token = await http.post(
+            "/oauth/token",
+            data={"grant_type": "authorization_code", "code": "c", "redirect_uri": "x"},
+            auth=(platform.client_id, platform.client_secret),
+        )
+        assert token.status_code == status
+        expected = "server_error" if status == 500 else "temporarily_unavailable"
+        assert token.json()["error"] == expected
+        assert "hunter2" not in token.text

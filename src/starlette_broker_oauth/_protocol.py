@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -239,7 +239,8 @@ class _CodeGrant(_PolicyMixin, authlib_grants.AuthorizationCodeGrant):  # type: 
 
     def _replayed(self, code_hash: str) -> None:
         revoked = await_(self.server.grants.revoke_code_tokens(code_hash, now=utcnow()))
-        log.warning("authorization code replayed; %d token(s) revoked", revoked)
+        self.server.on_revoked(revoked)
+        log.warning("authorization code replayed; %d token(s) revoked", len(revoked))
         raise InvalidGrantError("The code has already been used.")
 
     def authenticate_user(self, authorization_code: _Code) -> Account | None:
@@ -328,8 +329,10 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         clients: ClientRepository,
         accounts: AccountRepository,
         grants: GrantStore,
+        on_revoked: Callable[[Sequence[str]], None],
     ) -> None:
         super().__init__(scopes_supported=sorted(settings.scopes_supported))
+        self.on_revoked = on_revoked
         self.settings = settings
         self.clients = clients
         self.accounts = accounts
@@ -402,6 +405,7 @@ class OAuthProtocol:
     Parameters:
         settings: Server settings.
         clients, accounts, grants: The repositories.
+        on_revoked: Told the hashes of tokens the protocol revokes (a replayed code).
     """
 
     def __init__(
@@ -411,10 +415,15 @@ class OAuthProtocol:
         clients: ClientRepository,
         accounts: AccountRepository,
         grants: GrantStore,
+        on_revoked: Callable[[Sequence[str]], None],
     ) -> None:
         self.settings = settings
         self.server = BrokerAuthorizationServer(
-            settings=settings, clients=clients, accounts=accounts, grants=grants
+            settings=settings,
+            clients=clients,
+            accounts=accounts,
+            grants=grants,
+            on_revoked=on_revoked,
         )
 
     async def partner_issue(

@@ -125,14 +125,27 @@ class _BrokerAPI:
     ) -> None:
         self.settings = settings
         self.repos = repos
-        self.protocol = OAuthProtocol(
-            settings=settings, clients=repos.clients, accounts=repos.accounts, grants=repos.grants
+        self.verifier = verifier or TokenVerifier(
+            grants=repos.grants,
+            clients=repos.clients,
+            cache_ttl=settings.token_cache_ttl,
+            cache_size=settings.token_cache_size,
         )
-        self.verifier = verifier or TokenVerifier(grants=repos.grants, clients=repos.clients)
+        self.protocol = OAuthProtocol(
+            settings=settings,
+            clients=repos.clients,
+            accounts=repos.accounts,
+            grants=repos.grants,
+            on_revoked=self._revoked,
+        )
         self.get_client = _broker_errors(self._get_client)
         self.issue_token = _broker_errors(self._issue_token)
         self.authorize = _broker_errors(self._authorize)
         self.delete_token = _broker_errors(self._delete_token)
+
+    def _revoked(self, token_hashes: Sequence[str]) -> None:
+        for token_hash in token_hashes:
+            self.verifier.forget(token_hash)
 
     async def _partner(self, request: Request) -> Partner:
         key_id, secret = _basic_credentials(request.headers.get("authorization"))
@@ -211,7 +224,7 @@ class _BrokerAPI:
             partner, token.client_id
         ):
             await self.repos.grants.revoke_token(token_hash, now=utcnow())
-            self.verifier.forget(token_hash)
+            self._revoked([token_hash])
         return Response(status_code=204)
 
     async def token(self, request: Request) -> Response:

@@ -1,6 +1,19 @@
-"""Starlette integration: an ``AuthenticationBackend`` over the token verifier."""
+"""Starlette integration: an ``AuthenticationBackend`` and route guards over the verifier.
+
+With ``AuthenticationMiddleware(backend=BearerTokenBackend(verifier),
+on_error=bearer_error_response)`` every request carrying a valid bearer token gets
+``request.user`` (a :class:`TokenUser`) and ``request.auth.scopes``, so Starlette's own
+``@requires("trading")`` works unchanged; requests without a token stay anonymous; a
+refused token is answered per RFC 6750 §3. :func:`requires_token` guards a route with
+RFC 6750 answers (403 ``insufficient_scope`` naming the scope), with or without the
+middleware.
+"""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec
 
 from starlette.authentication import (
     AuthCredentials,
@@ -8,13 +21,21 @@ from starlette.authentication import (
     AuthenticationError,
     BaseUser,
 )
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from .errors import TokenError
+from .errors import TokenError, TokenErrorKind
 from .verifier import TokenVerifier, VerifiedToken
 
-__all__ = ["BearerTokenBackend", "TokenUser", "bearer_error_response"]
+__all__ = [
+    "BearerAuthenticationError",
+    "BearerTokenBackend",
+    "TokenUser",
+    "bearer_error_response",
+    "requires_token",
+]
+
+P = ParamSpec("P")
 
 
 class TokenUser(BaseUser):
@@ -41,7 +62,11 @@ class TokenUser(BaseUser):
 
 
 class BearerAuthenticationError(AuthenticationError):
-    """A bearer token was present but refused."""
+    """A bearer token was present but refused.
+
+    Parameters:
+        error: Why, precisely.
+    """
 
     def __init__(self, error: TokenError) -> None:
         super().__init__(error.kind.value)
@@ -50,10 +75,6 @@ class BearerAuthenticationError(AuthenticationError):
 
 class BearerTokenBackend(AuthenticationBackend):
     """Authenticates ``Authorization: Bearer`` requests for ``AuthenticationMiddleware``.
-
-    Requests without a bearer token stay anonymous; a refused token is an
-    authentication error, answered by :func:`bearer_error_response` when that is the
-    middleware's ``on_error``.
 
     Parameters:
         verifier: The token verifier (``oauth_app.state.token_verifier``).
@@ -65,7 +86,7 @@ class BearerTokenBackend(AuthenticationBackend):
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         header = conn.headers.get("authorization")
         if header is None or header[:7].lower() != "bearer ":
-            return None
+            return None  # anonymous, or another scheme (a partner's HTTP Basic)
         try:
             token = await self.verifier.verify_header(header)
         except TokenError as exc:
@@ -73,16 +94,68 @@ class BearerTokenBackend(AuthenticationBackend):
         return AuthCredentials(sorted(token.scopes)), TokenUser(token)
 
 
-def bearer_error_response(conn: HTTPConnection, exc: Exception) -> Response:
-    """RFC 6750 §3 answer to a refused token: 401 with ``WWW-Authenticate: Bearer …``."""
-    if isinstance(exc, BearerAuthenticationError):
-        error = exc.error
-        body = {"error": error.error_code, "error_description": "the access token is invalid"}
-        return JSONResponse(
-            body,
-            status_code=error.status_code,
-            headers={"WWW-Authenticate": error.www_authenticate()},
-        )
+def token_error_response(error: TokenError) -> Response:
+    """The RFC 6750 §3 answer to a refused request: 401 or 403 with ``WWW-Authenticate``."""
+    body = {
+        "error": error.error_code or "unauthorized",
+        "error_description": error.description,
+    }
     return JSONResponse(
-        {"error": "invalid_request"}, status_code=400, headers={"WWW-Authenticate": "Bearer"}
+        body,
+        status_code=error.status_code,
+        headers={"WWW-Authenticate": error.www_authenticate(), "Cache-Control": "no-store"},
     )
+
+
+def bearer_error_response(conn: HTTPConnection, exc: Exception) -> Response:
+    """``on_error`` for ``AuthenticationMiddleware``: RFC 6750 §3 answers."""
+    if isinstance(exc, BearerAuthenticationError):
+        return token_error_response(exc.error)
+    return token_error_response(TokenError(TokenErrorKind.MALFORMED))
+
+
+def requires_token(
+    *scopes: str, verifier: TokenVerifier | None = None
+) -> Callable[[Callable[P, Awaitable[Response]]], Callable[P, Awaitable[Response]]]:
+    """Guard a Starlette endpoint: a valid bearer token with every one of ``scopes``.
+
+    Parameters:
+        scopes: Scopes the token must carry; a token without one gets 403
+            ``insufficient_scope`` naming them (RFC 6750 §3.1).
+        verifier: Verify the request's token with this verifier. Without it, the guard
+            relies on ``AuthenticationMiddleware`` with :class:`BearerTokenBackend`.
+
+    The endpoint then finds the token at ``request.user.token``.
+    """
+
+    def decorate(endpoint: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+        @functools.wraps(endpoint)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> Response:
+            request = _find_request(args)
+            try:
+                if verifier is not None:
+                    token = await verifier.verify_header(
+                        request.headers.get("authorization"), scopes=scopes
+                    )
+                    request.scope["user"] = TokenUser(token)
+                    request.scope["auth"] = AuthCredentials(sorted(token.scopes))
+                else:
+                    user = request.scope.get("user")
+                    if not isinstance(user, TokenUser):
+                        raise TokenError(TokenErrorKind.MISSING)
+                    if not user.token.scopes.issuperset(scopes):
+                        raise TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=scopes)
+            except TokenError as exc:
+                return token_error_response(exc)
+            return await endpoint(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def _find_request(args: tuple[Any, ...]) -> Request:
+    for arg in args:
+        if isinstance(arg, Request):
+            return arg
+    raise TypeError("requires_token() guards endpoints that take a Request")

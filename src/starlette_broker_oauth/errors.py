@@ -159,6 +159,17 @@ class TokenError(BrokerOAuthError):
         return "invalid_token"
 
     @property
+    def description(self) -> str:
+        """Text for ``error_description``: says what to do, tells nothing about others."""
+        if self.kind is TokenErrorKind.MISSING:
+            return "a bearer token is required"
+        if self.kind is TokenErrorKind.EXPIRED:
+            return "the access token expired"
+        if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE:
+            return "the access token lacks a required scope"
+        return "the access token is invalid"
+
+    @property
     def status_code(self) -> int:
         """401, or 403 for insufficient scope (RFC 6750 §3.1)."""
         return 403 if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE else 401

@@ -46,6 +46,12 @@ class OAuthSettings:
             ``live_trading_approved`` obtain tokens for live accounts. Off by default.
         authorization_endpoint: URL of the consent page a third-party app sends users to
             (the partner's, or the platform's own); published in the metadata document.
+        token_cache_ttl: How long the token check may reuse a verified token without asking
+            the storage again. ``0`` (the default) turns the cache off. A revocation made
+            through this process takes effect at once whatever the value; a client disabled
+            in the storage, or a revocation made by another process without notification,
+            takes effect within this bound. Expiry is always checked exactly.
+        token_cache_size: Most tokens the cache holds; the oldest entries go first.
     """
 
     issuer: str
@@ -55,6 +61,8 @@ class OAuthSettings:
     response_types: frozenset[str] = frozenset({"code", "token"})
     allow_live_without_approval: bool = False
     authorization_endpoint: str | None = None
+    token_cache_ttl: timedelta = timedelta(0)
+    token_cache_size: int = 10_000
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
@@ -73,6 +81,8 @@ class OAuthSettings:
             raise ConfigurationError("code_lifetime must be between 0 and 10 minutes")
         if self.access_token_lifetime is not None and self.access_token_lifetime <= timedelta(0):
             raise ConfigurationError("access_token_lifetime must be positive or None")
+        if self.token_cache_ttl < timedelta(0) or self.token_cache_size < 1:
+            raise ConfigurationError("token_cache_ttl must be >= 0 and token_cache_size >= 1")
         if not self.response_types or not self.response_types <= {"code", "token"}:
             raise ConfigurationError("response_types must be a non-empty subset of code, token")
 
@@ -90,7 +100,7 @@ class OAuthSettings:
             environ: The mapping to read, ``os.environ`` by default.
             prefix: Variable name prefix: ``ISSUER``, ``SCOPES`` (space-separated),
                 ``CODE_LIFETIME_SECONDS``, ``ACCESS_TOKEN_LIFETIME_SECONDS``,
-                ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT`` and
+                ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT``, ``TOKEN_CACHE_TTL_SECONDS`` and
                 ``ALLOW_LIVE_WITHOUT_APPROVAL`` follow it.
         """
         env = os.environ if environ is None else environ
@@ -112,8 +122,10 @@ class OAuthSettings:
                 kwargs["code_lifetime"] = timedelta(seconds=int(code))
             if (access := get("ACCESS_TOKEN_LIFETIME_SECONDS")) is not None:
                 kwargs["access_token_lifetime"] = timedelta(seconds=int(access))
+            if (ttl := get("TOKEN_CACHE_TTL_SECONDS")) is not None:
+                kwargs["token_cache_ttl"] = timedelta(seconds=float(ttl))
         except ValueError as exc:
-            raise ConfigurationError(f"lifetimes must be whole seconds: {exc}") from None
+            raise ConfigurationError(f"lifetimes must be numbers of seconds: {exc}") from None
         if (endpoint := get("AUTHORIZATION_ENDPOINT")) is not None:
             kwargs["authorization_endpoint"] = endpoint
         if (live := get("ALLOW_LIVE_WITHOUT_APPROVAL")) is not None:

@@ -91,8 +91,8 @@ class GrantStore(ABC):
         """
 
     @abstractmethod
-    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> int:
-        """Revoke every token issued from this code (RFC 9700 §4.5); how many were."""
+    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> list[str]:
+        """Revoke every token issued from this code (RFC 9700 §4.5); their hashes."""
 
     @abstractmethod
     async def save_token(self, token: AccessToken) -> None:

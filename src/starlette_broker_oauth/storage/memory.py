@@ -82,11 +82,11 @@ class MemoryStorage(Storage):
         self._tokens[token.token_hash] = token
         return True
 
-    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> int:
+    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> list[str]:
         hits = [t for t in self._tokens.values() if t.code_hash == code_hash and not t.revoked_at]
         for token in hits:
             self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
-        return len(hits)
+        return [token.token_hash for token in hits]
 
     async def save_token(self, token: AccessToken) -> None:
         self._tokens[token.token_hash] = token

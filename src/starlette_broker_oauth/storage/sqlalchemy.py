@@ -309,15 +309,16 @@ class SQLAlchemyStorage(Storage):
             await conn.execute(sa.insert(self._tokens).values(**_fields(token)))
         return True
 
-    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> int:
+    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> list[str]:
         t = self._tokens
         async with self._write() as conn:
             result = await conn.execute(
                 sa.update(t)
                 .where(t.c.code_hash == code_hash, t.c.revoked_at.is_(None))
                 .values(revoked_at=now)
+                .returning(t.c.token_hash)
             )
-        return int(result.rowcount)
+            return list(result.scalars())
 
     async def save_token(self, token: AccessToken) -> None:
         async with self._write() as conn:

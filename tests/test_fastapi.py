@@ -1,0 +1,149 @@
+"""The FastAPI security dependency and its OpenAPI scheme."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI, Security
+
+from starlette_broker_oauth import VerifiedToken, create_oauth_app
+from starlette_broker_oauth.fastapi import BrokerTokenBearer
+
+from .conftest import ISSUER, Platform
+
+pytestmark = pytest.mark.anyio
+
+
+def build(platform: Platform) -> FastAPI:
+    oauth = create_oauth_app(settings=platform.settings, storage=platform.storage)
+    bearer = BrokerTokenBearer(
+        verifier=oauth.state.token_verifier,
+        settings=platform.settings,
+        scope_descriptions={"trading": "Place and cancel orders"},
+    )
+    optional = BrokerTokenBearer(
+        verifier=oauth.state.token_verifier, settings=platform.settings, auto_error=False
+    )
+    app = FastAPI()
+    market = APIRouter(prefix="/market", dependencies=[Security(bearer, scopes=["general"])])
+
+    @app.get("/v2/account")
+    async def account(token: Annotated[VerifiedToken, Security(bearer)]) -> dict[str, str]:
+        return {"account_id": str(token.account_id), "client_id": token.client_id}
+
+    @app.post("/v2/orders")
+    async def orders(
+        token: Annotated[VerifiedToken, Security(bearer, scopes=["trading"])],
+    ) -> dict[str, list[str]]:
+        return {"scopes": sorted(token.scopes)}
+
+    @market.get("/quotes")
+    async def quotes(
+        token: Annotated[VerifiedToken, Security(bearer, scopes=["data"])],
+    ) -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/hello")
+    async def hello(
+        token: Annotated[VerifiedToken | None, Security(optional)],
+    ) -> dict[str, str | None]:
+        return {"account_id": None if token is None else str(token.account_id)}
+
+    app.include_router(market)
+    app.mount("/", oauth)
+    return app
+
+
+@pytest.fixture
+async def api(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build(platform))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+        yield client
+
+
+async def issue(platform: Platform, scope: str) -> dict[str, str]:
+    response = await platform.http.post(
+        "/v1/oauth/token", json=platform.grant_body(scope=scope), auth=platform.partner
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def test_valid_token(platform: Platform, api: httpx.AsyncClient) -> None:
+    response = await api.get("/v2/account", headers=await issue(platform, "general"))
+    assert response.json() == {
+        "account_id": str(platform.paper_account),
+        "client_id": platform.client_id,
+    }
+
+
+async def test_missing_token_401(api: httpx.AsyncClient) -> None:
+    response = await api.get("/v2/account")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_invalid_token_401(api: httpx.AsyncClient) -> None:
+    response = await api.get("/v2/account", headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_revoked_token_401(platform: Platform, api: httpx.AsyncClient) -> None:
+    headers = await issue(platform, "general")
+    token = headers["Authorization"].split()[1]
+    await api.delete(f"/v1/oauth/token/{token}", auth=platform.partner)
+    response = await api.get("/v2/account", headers=headers)
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_security_scopes(platform: Platform, api: httpx.AsyncClient) -> None:
+    trading = await issue(platform, "trading")
+    assert (await api.post("/v2/orders", headers=trading)).json() == {"scopes": ["trading"]}
+    lacking = await api.post("/v2/orders", headers=await issue(platform, "general data"))
+    assert lacking.status_code == 403
+    assert lacking.headers["www-authenticate"] == (
+        'Bearer error="insufficient_scope", scope="trading"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("scope", "status"),
+    [("general data", 200), ("data", 403), ("general", 403), ("general data trading", 200)],
+)
+async def test_scopes_of_enclosing_security_add_up(
+    platform: Platform, api: httpx.AsyncClient, scope: str, status: int
+) -> None:
+    response = await api.get("/market/quotes", headers=await issue(platform, scope))
+    assert response.status_code == status
+    if status == 403:
+        assert 'scope="' in response.headers["www-authenticate"]
+
+
+async def test_optional_dependency(platform: Platform, api: httpx.AsyncClient) -> None:
+    assert (await api.get("/hello")).json() == {"account_id": None}
+    authed = await api.get("/hello", headers=await issue(platform, "general"))
+    assert authed.json() == {"account_id": str(platform.paper_account)}
+    refused = await api.get("/hello", headers={"Authorization": "Bearer nope"})
+    assert refused.status_code == 401
+
+
+async def test_openapi_carries_the_scheme(platform: Platform, api: httpx.AsyncClient) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    scheme = doc["components"]["securitySchemes"]["BrokerOAuth"]
+    assert scheme["type"] == "oauth2"
+    flow = scheme["flows"]["authorizationCode"]
+    assert flow["tokenUrl"] == f"{ISSUER}/oauth/token"
+    assert flow["authorizationUrl"] == platform.settings.authorization_endpoint
+    assert flow["scopes"] == {
+        "account:write": "account:write",
+        "data": "data",
+        "general": "general",
+        "trading": "Place and cancel orders",
+    }
+    assert doc["paths"]["/v2/orders"]["post"]["security"] == [{"BrokerOAuth": ["trading"]}]
+    quotes = doc["paths"]["/market/quotes"]["get"]["security"]
+    assert {s for entry in quotes for s in entry["BrokerOAuth"]} == {"general", "data"}
+    docs = await api.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
