@@ -61,6 +61,27 @@ class TokenUser(BaseUser):
         return str(self.token.account_id)
 
 
+class _Principals:
+    """``(AuthCredentials, TokenUser)`` per verified token, built once.
+
+    The verifier's cache hands back the same ``VerifiedToken`` object on every hit, so
+    keeping what was built for it (bounded) lets a cached check allocate nothing.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._memo: dict[int, tuple[VerifiedToken, AuthCredentials, TokenUser]] = {}
+
+    def __call__(self, token: VerifiedToken) -> tuple[AuthCredentials, TokenUser]:
+        entry = self._memo.get(id(token))
+        if entry is None or entry[0] is not token:
+            if len(self._memo) >= self._size:
+                self._memo.clear()
+            entry = (token, AuthCredentials(sorted(token.scopes)), TokenUser(token))
+            self._memo[id(token)] = entry
+        return entry[1], entry[2]
+
+
 class BearerAuthenticationError(AuthenticationError):
     """A bearer token was present but refused.
 
@@ -82,16 +103,22 @@ class BearerTokenBackend(AuthenticationBackend):
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self.verifier = verifier
+        self._principal = _Principals()
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        header = conn.headers.get("authorization")
-        if header is None or header[:7].lower() != "bearer ":
-            return None  # anonymous, or another scheme (a partner's HTTP Basic)
-        try:
-            token = await self.verifier.verify_header(header)
-        except TokenError as exc:
-            raise BearerAuthenticationError(exc) from None
-        return AuthCredentials(sorted(token.scopes)), TokenUser(token)
+        value = _authorization(conn.scope["headers"])
+        if value is None:
+            return None  # anonymous
+        if value[:7].lower() != b"bearer ":
+            return None  # another scheme (a partner's HTTP Basic)
+        raw = value[7:].decode("latin-1").strip(" ")
+        token = self.verifier.cached(raw)
+        if token is None:
+            try:
+                token = await self.verifier.verify(raw)
+            except TokenError as exc:
+                raise BearerAuthenticationError(exc) from None
+        return self._principal(token)
 
 
 def token_error_response(error: TokenError) -> Response:
@@ -128,30 +155,49 @@ def requires_token(
     The endpoint then finds the token at ``request.user.token``.
     """
 
+    required = frozenset(scopes)
+    principal = _Principals()
+
     def decorate(endpoint: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
         @functools.wraps(endpoint)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> Response:
-            request = _find_request(args)
-            try:
-                if verifier is not None:
-                    token = await verifier.verify_header(
-                        request.headers.get("authorization"), scopes=scopes
-                    )
-                    request.scope["user"] = TokenUser(token)
-                    request.scope["auth"] = AuthCredentials(sorted(token.scopes))
-                else:
-                    user = request.scope.get("user")
-                    if not isinstance(user, TokenUser):
-                        raise TokenError(TokenErrorKind.MISSING)
-                    if not user.token.scopes.issuperset(scopes):
-                        raise TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=scopes)
-            except TokenError as exc:
-                return token_error_response(exc)
+            request = args[0] if args and isinstance(args[0], Request) else _find_request(args)
+            scope = request.scope
+            if verifier is not None:
+                # Hot path: a cached token costs a header scan and a dict lookup.
+                value = _authorization(scope["headers"])
+                token = None
+                if value is not None and value[:7].lower() == b"bearer ":
+                    raw = value[7:].decode("latin-1").strip(" ")
+                    token = verifier.cached(raw)
+                    if token is None:
+                        try:
+                            token = await verifier.verify(raw)
+                        except TokenError as exc:
+                            return token_error_response(exc)
+                if token is None:
+                    return token_error_response(TokenError(TokenErrorKind.MISSING))
+                scope["auth"], scope["user"] = principal(token)
+            else:
+                user = scope.get("user")
+                if not isinstance(user, TokenUser):
+                    return token_error_response(TokenError(TokenErrorKind.MISSING))
+                token = user.token
+            if not required <= token.scopes:
+                error = TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=scopes)
+                return token_error_response(error)
             return await endpoint(*args, **kwargs)
 
         return guarded
 
     return decorate
+
+
+def _authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in headers:
+        if name == b"authorization":
+            return value
+    return None
 
 
 def _find_request(args: tuple[Any, ...]) -> Request:

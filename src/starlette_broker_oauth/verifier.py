@@ -6,6 +6,7 @@ takes depends on the hash, which tells a guesser nothing about any real token.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from .storage.base import ClientRepository, GrantStore
 
 __all__ = ["TokenVerifier", "VerifiedToken", "bearer_token"]
 
-# RFC 6750 §2.1 b64token
-_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+# RFC 6750 §2.1 b64token, bounded in length
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _MAX_TOKEN_LENGTH = 512
 
 
@@ -45,18 +46,15 @@ class VerifiedToken:
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer`` header value (RFC 6750 §2.1).
 
-    Raises :class:`~.errors.TokenError`: ``MISSING`` when there is no bearer credential,
-    ``MALFORMED`` when the credential is not a b64token.
+    Raises :class:`~.errors.TokenError` (``MISSING``) when there is no bearer credential;
+    :meth:`TokenVerifier.verify` refuses a credential that is not a b64token.
     """
     if not authorization:
         raise TokenError(TokenErrorKind.MISSING)
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer":
         raise TokenError(TokenErrorKind.MISSING)
-    token = token.strip(" ")
-    if not token or len(token) > _MAX_TOKEN_LENGTH or not _TOKEN_CHARS.issuperset(token):
-        raise TokenError(TokenErrorKind.MALFORMED)
-    return token
+    return token.strip(" ")
 
 
 class TokenVerifier:
@@ -84,31 +82,45 @@ class TokenVerifier:
         self._clients = clients
         self._ttl = cache_ttl.total_seconds()
         self._size = cache_size
-        # token hash -> (token, fresh until (monotonic), expires at (epoch) or None)
-        self._cache: dict[str, tuple[VerifiedToken, float, float | None]] = {}
+        # Keyed by the presented token, so that a hit costs no hashing (SHA-256 through
+        # OpenSSL costs microseconds under load). Entries live in process memory only,
+        # for at most cache_ttl: presented token -> (verified, fresh until (monotonic),
+        # expires at (epoch) or None, token hash); and token hash -> presented token, so
+        # that a revocation, which knows only the hash, can drop the entry.
+        self._cache: dict[str, tuple[VerifiedToken, float, float | None, str]] = {}
+        self._by_hash: dict[str, str] = {}
 
     @property
     def cache_ttl(self) -> timedelta:
         """The cache bound; zero when caching is off."""
         return timedelta(seconds=self._ttl)
 
+    def cached(self, token: str) -> VerifiedToken | None:
+        """The cached verification of ``token``, if the cache holds a fresh one.
+
+        Synchronous, for the hot path: a miss (``None``) is settled by :meth:`verify`.
+        """
+        entry = self._cache.get(token)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        expires = entry[2]
+        if expires is not None and time.time() >= expires:
+            return None
+        return entry[0]
+
     async def verify(self, token: str, *, scopes: Iterable[str] = ()) -> VerifiedToken:
         """Verify ``token``; with ``scopes``, also require each of them (RFC 6750 §3.1)."""
-        token_hash = hash_secret(token)
-        entry = self._cache.get(token_hash) if self._ttl else None
-        if entry is not None and entry[1] > time.monotonic():
-            verified, _, expires = entry
-            if expires is not None and time.time() >= expires:
-                self._cache.pop(token_hash, None)
-                raise TokenError(TokenErrorKind.EXPIRED)
-        else:
+        verified = self.cached(token) if self._ttl else None
+        if verified is None:
+            if len(token) > _MAX_TOKEN_LENGTH or _B64TOKEN.fullmatch(token) is None:
+                raise TokenError(TokenErrorKind.MALFORMED)
+            self._drop(token)
+            token_hash = hash_secret(token)
             verified = await self._load(token_hash)
             if self._ttl:
-                self._remember(token_hash, verified)
-        if scopes:
-            required = tuple(scopes)
-            if not verified.scopes.issuperset(required):
-                raise TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=required)
+                self._remember(token, token_hash, verified)
+        if scopes and not verified.scopes.issuperset(scopes):
+            raise TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=tuple(scopes))
         return verified
 
     async def verify_header(
@@ -119,21 +131,29 @@ class TokenVerifier:
 
     def forget(self, token_hash: str) -> None:
         """Drop what the cache holds for a token (its SHA-256, as stored)."""
-        self._cache.pop(token_hash, None)
+        token = self._by_hash.pop(token_hash, None)
+        if token is not None:
+            self._cache.pop(token, None)
 
     def clear(self) -> None:
         """Empty the cache."""
         self._cache.clear()
+        self._by_hash.clear()
+
+    def _drop(self, token: str) -> None:
+        entry = self._cache.pop(token, None)
+        if entry is not None:
+            self._by_hash.pop(entry[3], None)
 
     async def _load(self, token_hash: str) -> VerifiedToken:
-        record = await self._grants.get_token(token_hash)
-        if record is None:
+        found = await self._grants.get_token_with_client(token_hash, self._clients)
+        if found is None:
             raise TokenError(TokenErrorKind.UNKNOWN)
+        record, client = found
         if record.revoked_at is not None:
             raise TokenError(TokenErrorKind.REVOKED)
         if record.expires_at is not None and time.time() >= record.expires_at.timestamp():
             raise TokenError(TokenErrorKind.EXPIRED)
-        client = await self._clients.get_client(record.client_id)
         if client is None or not client.active:
             raise TokenError(TokenErrorKind.CLIENT_DISABLED)
         return VerifiedToken(
@@ -144,13 +164,16 @@ class TokenVerifier:
             expires_at=record.expires_at,
         )
 
-    def _remember(self, token_hash: str, verified: VerifiedToken) -> None:
+    def _remember(self, token: str, token_hash: str, verified: VerifiedToken) -> None:
         cache = self._cache
-        if len(cache) >= self._size:
-            now = time.monotonic()
+        now = time.monotonic()
+        # Stale entries go whenever one is added, so no token outlives its bound by long.
+        oldest = next(iter(cache.values()), None)
+        if len(cache) >= self._size or (oldest is not None and oldest[1] <= now):
             for key in [k for k, v in cache.items() if v[1] <= now]:
-                del cache[key]
+                self._drop(key)
             while len(cache) >= self._size:
-                del cache[next(iter(cache))]
+                self._drop(next(iter(cache)))
         expires = None if verified.expires_at is None else verified.expires_at.timestamp()
-        cache[token_hash] = (verified, time.monotonic() + self._ttl, expires)
+        cache[token] = (verified, now + self._ttl, expires, token_hash)
+        self._by_hash[token_hash] = token

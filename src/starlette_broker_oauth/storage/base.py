@@ -106,6 +106,19 @@ class GrantStore(ABC):
     async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
         """Revoke the token; the token as it was, or ``None`` if unknown."""
 
+    async def get_token_with_client(
+        self, token_hash: str, clients: ClientRepository
+    ) -> tuple[AccessToken, Client | None] | None:
+        """The token and its client, for the token check on every protected request.
+
+        The default asks :meth:`get_token`, then ``clients``; a backend that holds both
+        tables answers in one query when ``clients`` is itself.
+        """
+        token = await self.get_token(token_hash)
+        if token is None:
+            return None
+        return token, await clients.get_client(token.client_id)
+
 
 class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantStore):
     """Every repository on one backend, plus the admin operations the CLI uses.

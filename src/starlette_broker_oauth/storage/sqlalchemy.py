@@ -33,7 +33,7 @@ from ..models import (
     PartnerCredentials,
 )
 from ..security import hash_secret, new_client_id, new_secret, secrets_equal
-from .base import Storage
+from .base import ClientRepository, Storage
 
 __all__ = ["SQLAlchemyStorage", "build_metadata"]
 
@@ -173,6 +173,7 @@ class SQLAlchemyStorage(Storage):
         self._create_schema = create_schema
         self._engine_options = dict(engine_options or {})
         self._engine: AsyncEngine | None = None
+        self._reader: AsyncEngine | None = None
         t = self.metadata.tables
         self._clients = t[f"{table_prefix}clients"]
         self._accounts = t[f"{table_prefix}accounts"]
@@ -180,6 +181,13 @@ class SQLAlchemyStorage(Storage):
         self._partner_clients = t[f"{table_prefix}partner_clients"]
         self._codes = t[f"{table_prefix}codes"]
         self._tokens = t[f"{table_prefix}tokens"]
+        tok, cli = self._tokens, self._clients
+        self._token_check = (
+            sa.select(tok, cli)
+            .select_from(tok.outerjoin(cli, cli.c.client_id == tok.c.client_id))
+            .where(tok.c.token_hash == sa.bindparam("token_hash"))
+        )
+        self._token_columns = [c.name for c in tok.columns]
 
     @property
     def engine(self) -> AsyncEngine:
@@ -192,22 +200,36 @@ class SQLAlchemyStorage(Storage):
         if self._engine is not None:
             return
         options = dict(self._engine_options)
-        if self.url.get_backend_name() == "sqlite":
-            database = self.url.database or ""
-            if database in ("", ":memory:"):
-                options.setdefault("poolclass", StaticPool)
+        sqlite = self.url.get_backend_name() == "sqlite"
+        in_memory = sqlite and (self.url.database or "") in ("", ":memory:")
+        if in_memory:
+            options.setdefault("poolclass", StaticPool)
+        if sqlite:
             options.setdefault("connect_args", {}).setdefault("timeout", 30)
         else:
             options.setdefault("pool_pre_ping", True)
         engine = create_async_engine(self.url, **options)
-        if self.url.get_backend_name() == "sqlite":
+        if sqlite:
             sa.event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         self._engine = engine
+        # The token check reads through its own autocommit engine: no BEGIN, no ROLLBACK
+        # on return to the pool, one round trip per check. An in-memory SQLite database
+        # exists on one connection only, so there the main engine serves it.
+        self._reader = engine
+        if not in_memory:
+            reader_options = dict(options, isolation_level="AUTOCOMMIT")
+            reader_options["pool_reset_on_return"] = None
+            self._reader = create_async_engine(self.url, **reader_options)
+            if sqlite:
+                sa.event.listen(self._reader.sync_engine, "connect", _sqlite_on_connect)
         if self._create_schema:
             async with self._write() as conn:
                 await conn.run_sync(self.metadata.create_all)
 
     async def close(self) -> None:
+        if self._reader is not None and self._reader is not self._engine:
+            await self._reader.dispose()
+        self._reader = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -332,6 +354,29 @@ class SQLAlchemyStorage(Storage):
                 )
             ).first()
         return None if row is None else AccessToken(**row._asdict())
+
+    async def get_token_with_client(
+        self, token_hash: str, clients: ClientRepository
+    ) -> tuple[AccessToken, Client | None] | None:
+        if clients is not self:
+            return await super().get_token_with_client(token_hash, clients)
+        if self._reader is None:
+            raise StorageError("storage is not open: enter it with 'async with storage:'")
+        try:
+            async with self._reader.connect() as conn:
+                row = (await conn.execute(self._token_check, {"token_hash": token_hash})).first()
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+        if row is None:
+            return None
+        values = row._mapping
+        token = AccessToken(**{name: values[self._tokens.c[name]] for name in self._token_columns})
+        client = (
+            None
+            if values[self._clients.c.client_id] is None
+            else _client_from(values, self._clients)
+        )
+        return token, client
 
     async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
         t = self._tokens
@@ -473,20 +518,27 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 def _client(row: Row[Any]) -> Client:
-    scopes: Sequence[str] | None = None if row.scopes is None else json.loads(row.scopes)
+    return _client_from(row._mapping, None)
+
+
+def _client_from(values: Any, table: sa.Table | None) -> Client:
+    def get(name: str) -> Any:
+        return values[table.c[name] if table is not None else name]
+
+    scopes: Sequence[str] | None = None if get("scopes") is None else json.loads(get("scopes"))
     return Client(
-        client_id=row.client_id,
-        secret_hash=row.secret_hash,
-        name=row.name,
-        description=row.description,
-        url=row.url,
-        terms_of_use=row.terms_of_use,
-        privacy_policy=row.privacy_policy,
-        status=ClientStatus(row.status),
-        live_trading_approved=row.live_trading_approved,
-        redirect_uris=tuple(json.loads(row.redirect_uris)),
+        client_id=get("client_id"),
+        secret_hash=get("secret_hash"),
+        name=get("name"),
+        description=get("description"),
+        url=get("url"),
+        terms_of_use=get("terms_of_use"),
+        privacy_policy=get("privacy_policy"),
+        status=ClientStatus(get("status")),
+        live_trading_approved=get("live_trading_approved"),
+        redirect_uris=tuple(json.loads(get("redirect_uris"))),
         scopes=None if scopes is None else frozenset(scopes),
-        response_types=frozenset(json.loads(row.response_types)),
+        response_types=frozenset(json.loads(get("response_types"))),
     )
 
 
