@@ -32,6 +32,7 @@ def test_exports_are_sorted_and_complete() -> None:
         "Partner",
         "PartnerAuthenticator",
         "PartnerCredentials",
+        "RefreshToken",
         "SQLAlchemyStorage",
         "ServiceUnavailable",
         "Storage",

@@ -24,6 +24,7 @@ from .models import (
     ClientStatus,
     Partner,
     PartnerCredentials,
+    RefreshToken,
 )
 from .settings import OAuthSettings
 from .storage import (
@@ -59,6 +60,7 @@ __all__ = [
     "Partner",
     "PartnerAuthenticator",
     "PartnerCredentials",
+    "RefreshToken",
     "SQLAlchemyStorage",
     "ServiceUnavailable",
     "Storage",

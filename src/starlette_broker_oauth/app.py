@@ -14,10 +14,11 @@ from uuid import UUID
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ._protocol import OAuthProtocol
+from .consent import ConsentEndpoints, HostedConsent
 from .errors import (
     APIError,
     BadRequest,
@@ -28,6 +29,7 @@ from .errors import (
     Unauthorized,
     UnprocessableEntity,
 )
+from .events import EventListener
 from .models import Client, Partner
 from .security import hash_secret, utcnow
 from .settings import OAuthSettings
@@ -57,6 +59,8 @@ def create_oauth_app(
     partners: PartnerAuthenticator | None = None,
     grants: GrantStore | None = None,
     verifier: TokenVerifier | None = None,
+    consent: HostedConsent | None = None,
+    on_event: EventListener | None = None,
 ) -> Starlette:
     """Build the OAuth sub-application to mount into the platform's app.
 
@@ -71,20 +75,29 @@ def create_oauth_app(
         verifier: The token verifier of the platform's protected routes, told of every
             revocation made here; one is created when omitted. Either way it is
             ``app.state.token_verifier``.
+        consent: Turns on platform-hosted consent at ``/oauth/authorize``.
+        on_event: Receives audit events (:mod:`starlette_broker_oauth.events`).
 
     The storage is not entered here: a mounted app's lifespan does not run, so the host
     enters the storage in its own lifespan (see the README).
     """
     repos = _Repositories(storage, clients, accounts, partners, grants)
-    api = _BrokerAPI(settings=settings, repos=repos, verifier=verifier)
+    api = _BrokerAPI(settings=settings, repos=repos, verifier=verifier, on_event=on_event)
     routes = [
         Route("/v1/oauth/clients/{client_id}", api.get_client, methods=["GET"]),
         Route("/v1/oauth/token", api.issue_token, methods=["POST"]),
         Route("/v1/oauth/authorize", api.authorize, methods=["POST"]),
         Route("/v1/oauth/token/{token_id}", api.delete_token, methods=["DELETE"]),
         Route("/oauth/token", api.token, methods=["POST"]),
+        Route("/oauth/revoke", api.revoke, methods=["POST"]),
+        Route("/oauth/introspect", api.introspect, methods=["POST"]),
         Route("/.well-known/oauth-authorization-server", api.metadata, methods=["GET"]),
     ]
+    if consent is not None:
+        api.consent = ConsentEndpoints(
+            protocol=api.protocol, config=consent, action=settings.url("/oauth/authorize")
+        )
+        routes.append(Route("/oauth/authorize", api.authorize_page, methods=["GET", "POST"]))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.token_verifier = api.verifier
     app.state.oauth_settings = settings
@@ -121,7 +134,12 @@ class _Repositories:
 
 class _BrokerAPI:
     def __init__(
-        self, *, settings: OAuthSettings, repos: _Repositories, verifier: TokenVerifier | None
+        self,
+        *,
+        settings: OAuthSettings,
+        repos: _Repositories,
+        verifier: TokenVerifier | None,
+        on_event: EventListener | None,
     ) -> None:
         self.settings = settings
         self.repos = repos
@@ -137,13 +155,15 @@ class _BrokerAPI:
             accounts=repos.accounts,
             grants=repos.grants,
             on_revoked=self._revoked,
+            on_event=on_event,
         )
+        self.consent: ConsentEndpoints | None = None
         self.get_client = _broker_errors(self._get_client)
         self.issue_token = _broker_errors(self._issue_token)
         self.authorize = _broker_errors(self._authorize)
         self.delete_token = _broker_errors(self._delete_token)
 
-    def _revoked(self, token_hashes: Sequence[str]) -> None:
+    def _revoked(self, token_hashes: Sequence[str]) -> None:  # the verifier's cache
         for token_hash in token_hashes:
             self.verifier.forget(token_hash)
 
@@ -223,36 +243,74 @@ class _BrokerAPI:
         if token is not None and await self.repos.partners.partner_can_use_client(
             partner, token.client_id
         ):
-            await self.repos.grants.revoke_token(token_hash, now=utcnow())
+            was = await self.repos.grants.revoke_token(token_hash, now=utcnow())
             self._revoked([token_hash])
+            if was is not None and was.revoked_at is None:
+                await self.protocol.revoked([token_hash], token.client_id, "partner_delete")
         return Response(status_code=204)
 
     async def token(self, request: Request) -> Response:
+        return await self._standard(request, None)
+
+    async def revoke(self, request: Request) -> Response:
+        return await self._standard(request, "revocation")
+
+    async def introspect(self, request: Request) -> Response:
+        return await self._standard(request, "introspection")
+
+    async def _standard(self, request: Request, endpoint: str | None) -> Response:
         try:
             params = await _read_params(request, json_allowed=False)
-            result = await self.protocol.token_endpoint(headers=request.headers, params=params)
+            if endpoint is None:
+                result = await self.protocol.token_endpoint(headers=request.headers, params=params)
+            else:
+                result = await self.protocol.endpoint(
+                    endpoint, request.url.path, headers=request.headers, params=params
+                )
         except APIError as exc:
             return _oauth_error(exc.status_code, "invalid_request", exc.message)
         except StorageUnavailable:
             return _oauth_error(503, "temporarily_unavailable", "storage is unavailable")
         except Exception:
-            log.exception("unexpected error at the token endpoint")
+            log.exception("unexpected error at %s", request.url.path)
             return _oauth_error(500, "server_error", "internal server error")
         return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
 
+    async def authorize_page(self, request: Request) -> Response:
+        assert self.consent is not None
+        try:
+            if request.method == "GET":
+                return await self.consent.get(request)
+            return await self.consent.post(request, await _read_params(request, json_allowed=False))
+        except APIError as exc:
+            return PlainTextResponse(exc.message, status_code=exc.status_code)
+        except StorageUnavailable:
+            return PlainTextResponse("service temporarily unavailable", status_code=503)
+
     async def metadata(self, request: Request) -> Response:
         s = self.settings
+        methods = ["client_secret_basic", "client_secret_post"]
+        grant_types = ["authorization_code"]
+        if s.refresh_token_lifetime is not None:
+            grant_types.append("refresh_token")
         document: dict[str, Any] = {
             "issuer": s.issuer,
             "token_endpoint": s.url("/oauth/token"),
+            "revocation_endpoint": s.url("/oauth/revoke"),
+            "introspection_endpoint": s.url("/oauth/introspect"),
             "scopes_supported": sorted(s.scopes_supported),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "grant_types_supported": grant_types,
+            "token_endpoint_auth_methods_supported": methods,
+            "revocation_endpoint_auth_methods_supported": methods,
+            "introspection_endpoint_auth_methods_supported": methods,
             "code_challenge_methods_supported": ["S256"],
         }
-        if s.authorization_endpoint:
+        if self.consent is not None:
+            document["authorization_endpoint"] = s.url("/oauth/authorize")
+            document["authorization_response_iss_parameter_supported"] = True
+        elif s.authorization_endpoint:
             document["authorization_endpoint"] = s.authorization_endpoint
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
 

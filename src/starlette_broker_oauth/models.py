@@ -16,6 +16,7 @@ __all__ = [
     "ClientStatus",
     "Partner",
     "PartnerCredentials",
+    "RefreshToken",
 ]
 
 
@@ -114,8 +115,10 @@ class AccessToken:
         token_hash: Hash of the token value; the value itself is never stored.
         account_live: Whether the account was live when the token was issued.
         expires_at: ``None`` for a token that lives until revoked.
-        code_hash: The authorization code it was issued from, to revoke on replay
-            (RFC 9700 §4.5).
+        family_id: The grant the token belongs to: the hash of the authorization code it
+            came from, shared by every token refreshed from it, so a replayed code or a
+            reused refresh token revokes them all (RFC 9700 §4.5, §4.14). ``None`` for a
+            token issued directly.
     """
 
     token_hash: str
@@ -126,11 +129,38 @@ class AccessToken:
     issued_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
-    code_hash: str | None = None
+    family_id: str | None = None
 
     def is_expired(self, now: datetime) -> bool:
         """True once the token's lifetime has passed."""
         return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshToken:
+    """A refresh token (RFC 6749 §6), stored by hash, rotated on every use.
+
+    Parameters:
+        token_hash: Hash of the token value.
+        family_id: The grant it belongs to (see :class:`AccessToken`).
+        used_at: When it was exchanged for a new pair; using it again after that is
+            reuse, and revokes the family (RFC 9700 §4.14.2).
+    """
+
+    token_hash: str
+    family_id: str
+    client_id: str
+    account_id: UUID
+    scope: str
+    account_live: bool
+    issued_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def is_expired(self, now: datetime) -> bool:
+        """True once the token's lifetime has passed."""
+        return now >= self.expires_at
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,6 +41,9 @@ class OAuthSettings:
         access_token_lifetime: Lifetime of access tokens; ``None`` (the default, like the
             reference API) issues tokens that live until revoked. When set, token responses
             carry ``expires_in``.
+        refresh_token_lifetime: Lifetime of refresh tokens (RFC 6749 §6); ``None`` (the
+            default) issues none. Needs ``access_token_lifetime``. Refresh tokens rotate
+            on every use, and a rotated-out token used again revokes its whole grant.
         response_types: Response types the partner endpoints accept (``code``, ``token``).
         allow_live_without_approval: Platform policy that lets clients without
             ``live_trading_approved`` obtain tokens for live accounts. Off by default.
@@ -58,6 +61,7 @@ class OAuthSettings:
     scopes_supported: frozenset[str] = DEFAULT_SCOPES
     code_lifetime: timedelta = timedelta(seconds=60)
     access_token_lifetime: timedelta | None = None
+    refresh_token_lifetime: timedelta | None = None
     response_types: frozenset[str] = frozenset({"code", "token"})
     allow_live_without_approval: bool = False
     authorization_endpoint: str | None = None
@@ -83,6 +87,11 @@ class OAuthSettings:
             raise ConfigurationError("access_token_lifetime must be positive or None")
         if self.token_cache_ttl < timedelta(0) or self.token_cache_size < 1:
             raise ConfigurationError("token_cache_ttl must be >= 0 and token_cache_size >= 1")
+        if self.refresh_token_lifetime is not None:
+            if self.access_token_lifetime is None:
+                raise ConfigurationError("refresh tokens need an access_token_lifetime")
+            if self.refresh_token_lifetime <= timedelta(0):
+                raise ConfigurationError("refresh_token_lifetime must be positive or None")
         if not self.response_types or not self.response_types <= {"code", "token"}:
             raise ConfigurationError("response_types must be a non-empty subset of code, token")
 
@@ -100,6 +109,7 @@ class OAuthSettings:
             environ: The mapping to read, ``os.environ`` by default.
             prefix: Variable name prefix: ``ISSUER``, ``SCOPES`` (space-separated),
                 ``CODE_LIFETIME_SECONDS``, ``ACCESS_TOKEN_LIFETIME_SECONDS``,
+                ``REFRESH_TOKEN_LIFETIME_SECONDS``,
                 ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT``, ``TOKEN_CACHE_TTL_SECONDS`` and
                 ``ALLOW_LIVE_WITHOUT_APPROVAL`` follow it.
         """
@@ -122,6 +132,8 @@ class OAuthSettings:
                 kwargs["code_lifetime"] = timedelta(seconds=int(code))
             if (access := get("ACCESS_TOKEN_LIFETIME_SECONDS")) is not None:
                 kwargs["access_token_lifetime"] = timedelta(seconds=int(access))
+            if (refresh := get("REFRESH_TOKEN_LIFETIME_SECONDS")) is not None:
+                kwargs["refresh_token_lifetime"] = timedelta(seconds=int(refresh))
             if (ttl := get("TOKEN_CACHE_TTL_SECONDS")) is not None:
                 kwargs["token_cache_ttl"] = timedelta(seconds=float(ttl))
         except ValueError as exc:

@@ -69,6 +69,7 @@ async def test_table_prefix(tmp_path: Path) -> None:
         "broker_partner_clients",
         "broker_codes",
         "broker_tokens",
+        "broker_refresh_tokens",
     }
 
 

@@ -25,6 +25,7 @@ from ..models import (
     ClientStatus,
     Partner,
     PartnerCredentials,
+    RefreshToken,
 )
 
 __all__ = [
@@ -81,9 +82,15 @@ class GrantStore(ABC):
 
     @abstractmethod
     async def redeem_code(
-        self, code_hash: str, *, client_id: str, token: AccessToken, now: datetime
+        self,
+        code_hash: str,
+        *,
+        client_id: str,
+        token: AccessToken,
+        refresh_token: RefreshToken | None = None,
+        now: datetime,
     ) -> bool:
-        """Atomically mark the code used and store the token issued for it.
+        """Atomically mark the code used and store the tokens issued for it.
 
         Succeeds for exactly one caller per code, and only while the code is unused,
         unexpired and bound to ``client_id``; returns ``False`` (storing nothing)
@@ -91,8 +98,28 @@ class GrantStore(ABC):
         """
 
     @abstractmethod
-    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> list[str]:
-        """Revoke every token issued from this code (RFC 9700 §4.5); their hashes."""
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
+        """The refresh token with this hash (used, revoked or not), or ``None``."""
+
+    @abstractmethod
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        *,
+        client_id: str,
+        token: AccessToken,
+        refresh_token: RefreshToken,
+        now: datetime,
+    ) -> bool:
+        """Atomically mark a refresh token used and store the new pair.
+
+        Succeeds for at most one caller per refresh token, and only while it is unused,
+        unrevoked, unexpired and bound to ``client_id``; stores nothing otherwise.
+        """
+
+    @abstractmethod
+    async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
+        """Revoke every access and refresh token of a grant; the access-token hashes."""
 
     @abstractmethod
     async def save_token(self, token: AccessToken) -> None:

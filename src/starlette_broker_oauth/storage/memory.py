@@ -18,6 +18,7 @@ from ..models import (
     ClientStatus,
     Partner,
     PartnerCredentials,
+    RefreshToken,
 )
 from ..security import hash_secret, new_client_id, new_secret, secrets_equal
 from .base import Storage
@@ -40,6 +41,7 @@ class MemoryStorage(Storage):
         self._partner_clients: defaultdict[str, set[str]] = defaultdict(set)
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, AccessToken] = {}
+        self._refresh: dict[str, RefreshToken] = {}
 
     # ClientRepository, AccountRepository
 
@@ -68,7 +70,13 @@ class MemoryStorage(Storage):
         return self._codes.get(code_hash)
 
     async def redeem_code(
-        self, code_hash: str, *, client_id: str, token: AccessToken, now: datetime
+        self,
+        code_hash: str,
+        *,
+        client_id: str,
+        token: AccessToken,
+        refresh_token: RefreshToken | None = None,
+        now: datetime,
     ) -> bool:
         code = self._codes.get(code_hash)
         if (
@@ -80,10 +88,41 @@ class MemoryStorage(Storage):
             return False
         self._codes[code_hash] = dataclasses.replace(code, used_at=now)
         self._tokens[token.token_hash] = token
+        if refresh_token is not None:
+            self._refresh[refresh_token.token_hash] = refresh_token
         return True
 
-    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> list[str]:
-        hits = [t for t in self._tokens.values() if t.code_hash == code_hash and not t.revoked_at]
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
+        return self._refresh.get(token_hash)
+
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        *,
+        client_id: str,
+        token: AccessToken,
+        refresh_token: RefreshToken,
+        now: datetime,
+    ) -> bool:
+        old = self._refresh.get(token_hash)
+        if (
+            old is None
+            or old.used_at is not None
+            or old.revoked_at is not None
+            or old.client_id != client_id
+            or now >= old.expires_at
+        ):
+            return False
+        self._refresh[token_hash] = dataclasses.replace(old, used_at=now)
+        self._tokens[token.token_hash] = token
+        self._refresh[refresh_token.token_hash] = refresh_token
+        return True
+
+    async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
+        for refresh in [r for r in self._refresh.values() if r.family_id == family_id]:
+            if refresh.revoked_at is None:
+                self._refresh[refresh.token_hash] = dataclasses.replace(refresh, revoked_at=now)
+        hits = [t for t in self._tokens.values() if t.family_id == family_id and not t.revoked_at]
         for token in hits:
             self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
         return [token.token_hash for token in hits]

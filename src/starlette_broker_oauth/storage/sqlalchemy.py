@@ -7,6 +7,7 @@ compiled ``SELECT`` with no identity map, and lets the prefix be chosen at run t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -31,6 +32,7 @@ from ..models import (
     ClientStatus,
     Partner,
     PartnerCredentials,
+    RefreshToken,
 )
 from ..security import hash_secret, new_client_id, new_secret, secrets_equal
 from .base import ClientRepository, Storage
@@ -139,8 +141,23 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("issued_at", _UTCDateTime, nullable=False),
         sa.Column("expires_at", _UTCDateTime, nullable=True, index=True),
         sa.Column("revoked_at", _UTCDateTime, nullable=True),
-        sa.Column("code_hash", hash_col, nullable=True, index=True),
+        sa.Column("family_id", hash_col, nullable=True, index=True),
         # SQLite: the table is its primary-key B-tree, so a check is one descent.
+        sqlite_with_rowid=False,
+    )
+    sa.Table(
+        f"{prefix}refresh_tokens",
+        md,
+        sa.Column("token_hash", hash_col, primary_key=True),
+        sa.Column("family_id", hash_col, nullable=False, index=True),
+        sa.Column("client_id", sa.String(128), nullable=False),
+        sa.Column("account_id", sa.Uuid, nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("account_live", sa.Boolean, nullable=False),
+        sa.Column("issued_at", _UTCDateTime, nullable=False),
+        sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
+        sa.Column("used_at", _UTCDateTime, nullable=True),
+        sa.Column("revoked_at", _UTCDateTime, nullable=True),
         sqlite_with_rowid=False,
     )
     return md
@@ -184,6 +201,7 @@ class SQLAlchemyStorage(Storage):
         self._partner_clients = t[f"{table_prefix}partner_clients"]
         self._codes = t[f"{table_prefix}codes"]
         self._tokens = t[f"{table_prefix}tokens"]
+        self._refresh = t[f"{table_prefix}refresh_tokens"]
         tok, cli = self._tokens, self._clients
         self._token_check = (
             sa.select(tok, cli)
@@ -315,7 +333,13 @@ class SQLAlchemyStorage(Storage):
         return None if row is None else AuthorizationCode(**row._asdict())
 
     async def redeem_code(
-        self, code_hash: str, *, client_id: str, token: AccessToken, now: datetime
+        self,
+        code_hash: str,
+        *,
+        client_id: str,
+        token: AccessToken,
+        refresh_token: RefreshToken | None = None,
+        now: datetime,
     ) -> bool:
         c = self._codes
         async with self._write() as conn:
@@ -332,14 +356,55 @@ class SQLAlchemyStorage(Storage):
             if result.rowcount != 1:
                 return False
             await conn.execute(sa.insert(self._tokens).values(**_fields(token)))
+            if refresh_token is not None:
+                await conn.execute(sa.insert(self._refresh).values(**_fields(refresh_token)))
         return True
 
-    async def revoke_code_tokens(self, code_hash: str, *, now: datetime) -> list[str]:
-        t = self._tokens
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
+        r = self._refresh
+        async with self._read() as conn:
+            row = (await conn.execute(sa.select(r).where(r.c.token_hash == token_hash))).first()
+        return None if row is None else RefreshToken(**row._asdict())
+
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        *,
+        client_id: str,
+        token: AccessToken,
+        refresh_token: RefreshToken,
+        now: datetime,
+    ) -> bool:
+        r = self._refresh
         async with self._write() as conn:
             result = await conn.execute(
+                sa.update(r)
+                .where(
+                    r.c.token_hash == token_hash,
+                    r.c.client_id == client_id,
+                    r.c.used_at.is_(None),
+                    r.c.revoked_at.is_(None),
+                    r.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(sa.insert(self._tokens).values(**_fields(token)))
+            await conn.execute(sa.insert(r).values(**_fields(refresh_token)))
+        return True
+
+    async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
+        t, r = self._tokens, self._refresh
+        async with self._write() as conn:
+            await conn.execute(
+                sa.update(r)
+                .where(r.c.family_id == family_id, r.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            result = await conn.execute(
                 sa.update(t)
-                .where(t.c.code_hash == code_hash, t.c.revoked_at.is_(None))
+                .where(t.c.family_id == family_id, t.c.revoked_at.is_(None))
                 .values(revoked_at=now)
                 .returning(t.c.token_hash)
             )
@@ -384,11 +449,16 @@ class SQLAlchemyStorage(Storage):
     async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
         t = self._tokens
         async with self._write() as conn:
-            await conn.execute(
-                sa.update(t)
-                .where(t.c.token_hash == token_hash, t.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
+            row = (
+                await conn.execute(
+                    sa.update(t)
+                    .where(t.c.token_hash == token_hash, t.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                    .returning(*t.columns)
+                )
+            ).first()
+            if row is not None:  # as it was: unrevoked
+                return dataclasses.replace(AccessToken(**row._asdict()), revoked_at=None)
             row = (await conn.execute(sa.select(t).where(t.c.token_hash == token_hash))).first()
         return None if row is None else AccessToken(**row._asdict())
 
@@ -548,5 +618,5 @@ def _client_from(values: Any, table: sa.Table | None) -> Client:
     )
 
 
-def _fields(record: AuthorizationCode | AccessToken) -> dict[str, Any]:
+def _fields(record: AuthorizationCode | AccessToken | RefreshToken) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__dataclass_fields__}
