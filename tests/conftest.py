@@ -13,8 +13,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -39,6 +41,7 @@ from starlette_broker_oauth.authentication import (
     TokenUser,
     bearer_error_response,
 )
+from starlette_broker_oauth.consent import HostedConsent
 
 POSTGRES_URL = os.environ.get("BROKER_OAUTH_TEST_POSTGRES_URL")
 BACKENDS = ["memory", "sqlite"] + (["postgres"] if POSTGRES_URL else [])
@@ -257,3 +260,78 @@ def serve(app: Starlette) -> Iterator[str]:
 def table_names(storage: Storage) -> Iterator[sa.Table]:
     assert isinstance(storage, SQLAlchemyStorage)
     yield from storage.metadata.sorted_tables
+
+
+class CookieSession:
+    """A stand-in for the platform's login: the ``session`` cookie names the account."""
+
+    async def account_id(self, request: Request) -> uuid.UUID | None:
+        value = request.cookies.get("session")
+        try:
+            return uuid.UUID(value) if value else None
+        except ValueError:
+            return None
+
+    def login_url(self, request: Request) -> str:
+        return "/login?next=" + quote(str(request.url), safe="")
+
+
+CONSENT_SECRET = "consent-signing-key-" + "k" * 32
+
+
+def full_settings(**overrides: Any) -> OAuthSettings:
+    """Settings with refresh tokens on."""
+    values: dict[str, Any] = {
+        "issuer": ISSUER,
+        "access_token_lifetime": timedelta(minutes=15),
+        "refresh_token_lifetime": timedelta(days=30),
+    }
+    values.update(overrides)
+    return OAuthSettings(**values)
+
+
+async def seed_full_platform(
+    kind: str,
+    storage: Storage,
+    settings: OAuthSettings,
+    *,
+    events: list[Any] | None = None,
+    consent: HostedConsent | None = None,
+) -> Platform:
+    """A platform with hosted consent and an event listener."""
+    world = await seed_platform(kind, storage, settings)
+    await world.http.aclose()
+    consent = consent or HostedConsent(session=CookieSession(), secret_key=CONSENT_SECRET)
+    oauth = create_oauth_app(
+        settings=settings,
+        storage=storage,
+        consent=consent,
+        on_event=None if events is None else events.append,
+    )
+
+    async def account(request: Request) -> Response:
+        if not isinstance(request.user, TokenUser):
+            return JSONResponse({"error": "invalid_token"}, status_code=401)
+        return JSONResponse({"account_id": str(request.user.token.account_id)})
+
+    world.app = Starlette(
+        routes=[Route("/v2/account", account), Mount("/", oauth)],
+        middleware=[
+            Middleware(
+                AuthenticationMiddleware,
+                backend=BearerTokenBackend(oauth.state.token_verifier),
+                on_error=bearer_error_response,
+            )
+        ],
+    )
+    world.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=world.app), base_url=ISSUER)
+    return world
+
+
+@pytest.fixture
+async def full(backend: str, tmp_path: Path) -> AsyncIterator[Platform]:
+    """A platform with refresh tokens and hosted consent on."""
+    async with open_storage(backend, tmp_path) as storage:
+        world = await seed_full_platform(backend, storage, full_settings())
+        async with world.http:
+            yield world
