@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ._openapi import openapi_document
 from ._protocol import OAuthProtocol
 from .consent import ConsentEndpoints, HostedConsent
 from .errors import (
@@ -92,6 +93,7 @@ def create_oauth_app(
         Route("/oauth/revoke", api.revoke, methods=["POST"]),
         Route("/oauth/introspect", api.introspect, methods=["POST"]),
         Route("/.well-known/oauth-authorization-server", api.metadata, methods=["GET"]),
+        Route("/oauth/openapi.json", api.openapi, methods=["GET"]),
     ]
     if consent is not None:
         api.consent = ConsentEndpoints(
@@ -286,6 +288,10 @@ class _BrokerAPI:
             return PlainTextResponse(exc.message, status_code=exc.status_code)
         except StorageUnavailable:
             return PlainTextResponse("service temporarily unavailable", status_code=503)
+
+    async def openapi(self, request: Request) -> Response:
+        document = openapi_document(self.settings, hosted_consent=self.consent is not None)
+        return JSONResponse(document)
 
     async def metadata(self, request: Request) -> Response:
         s = self.settings

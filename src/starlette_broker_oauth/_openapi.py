@@ -1,0 +1,418 @@
+"""The OpenAPI 3.1 document of the sub-application, served at ``/oauth/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .settings import OAuthSettings
+
+__all__ = ["openapi_document"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, **headers: str) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return response
+
+
+def _broker_errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "The body could not be read (not JSON or form-encoded, malformed, too large).",
+        401: "Partner authentication failed, or the client is unknown, not the partner's, "
+        "or its secret is wrong (one answer for all).",
+        422: "A field is missing or invalid: redirect URI, scope, response type, account, "
+        "disabled client, live account without approval.",
+        500: "Internal server error.",
+        503: "The storage is unavailable; retry later.",
+    }
+    return {str(s): _json(_ref("BrokerError"), text[s]) for s in statuses}
+
+
+def _oauth_errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "RFC 6749 §5.2 error (invalid_request, invalid_grant, invalid_scope, "
+        "unauthorized_client, unsupported_grant_type, unsupported_token_type).",
+        401: "invalid_client: client authentication failed.",
+        500: "server_error.",
+        503: "temporarily_unavailable: the storage is unavailable.",
+    }
+    return {str(s): _json(_ref("OAuthError"), text[s]) for s in statuses}
+
+
+_GRANT_FIELDS = {
+    "client_id": {"type": "string"},
+    "client_secret": {"type": "string"},
+    "redirect_uri": {"type": "string", "description": "A registered URI, exactly."},
+    "scope": {
+        "oneOf": [{"type": "string"}, {"type": "number"}],
+        "description": "Space-separated scopes; a number counts as its decimal text.",
+    },
+    "account_id": {"type": "string", "format": "uuid"},
+}
+
+
+def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[str, Any]:
+    """The document for these settings (servers, scopes, optional hosted consent)."""
+    partner: list[dict[str, list[str]]] = [{"partnerBasic": []}]
+    # {}: client_secret_post, the credentials in the form
+    client_auth: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]
+    grant_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _ref("GrantRequest")},
+            "application/x-www-form-urlencoded": {"schema": _ref("GrantRequest")},
+        },
+    }
+    form = "application/x-www-form-urlencoded"
+    paths: dict[str, Any] = {
+        "/v1/oauth/clients/{client_id}": {
+            "get": {
+                "summary": "Details of a client, for the partner's consent page",
+                "operationId": "getClient",
+                "security": partner,
+                "parameters": [
+                    {
+                        "name": "client_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "response_type", "in": "query", "schema": {"enum": ["code", "token"]}},
+                    {"name": "redirect_uri", "in": "query", "schema": {"type": "string"}},
+                    {"name": "scope", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(_ref("Client"), "The client."),
+                    **_broker_errors(400, 401, 422, 500, 503),
+                },
+            }
+        },
+        "/v1/oauth/token": {
+            "post": {
+                "summary": "Issue an access token for an account (response type token)",
+                "operationId": "issueToken",
+                "security": partner,
+                "requestBody": grant_body,
+                "responses": {
+                    "200": _json(
+                        _ref("BrokerToken"), "The token.", **{"Cache-Control": "no-store"}
+                    ),
+                    **_broker_errors(400, 401, 422, 500, 503),
+                },
+            }
+        },
+        "/v1/oauth/authorize": {
+            "post": {
+                "summary": "Issue a one-time authorization code for an account",
+                "operationId": "authorize",
+                "security": partner,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("CodeRequest")},
+                        form: {"schema": _ref("CodeRequest")},
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Code"), "The code.", **{"Cache-Control": "no-store"}),
+                    **_broker_errors(400, 401, 422, 500, 503),
+                },
+            }
+        },
+        "/v1/oauth/token/{token_id}": {
+            "delete": {
+                "summary": "Revoke an access token (the token value is the id)",
+                "operationId": "deleteToken",
+                "security": partner,
+                "parameters": [
+                    {
+                        "name": "token_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "204": {"description": "Revoked, or unknown to this partner."},
+                    **_broker_errors(401, 500, 503),
+                },
+            }
+        },
+        "/oauth/token": {
+            "post": {
+                "summary": "Token endpoint (RFC 6749 §3.2): code exchange and refresh",
+                "operationId": "token",
+                "security": client_auth,
+                "requestBody": {
+                    "required": True,
+                    "content": {form: {"schema": _ref("TokenRequest")}},
+                },
+                "responses": {
+                    "200": _json(
+                        _ref("OAuthToken"), "RFC 6749 §5.1.", **{"Cache-Control": "no-store"}
+                    ),
+                    **_oauth_errors(400, 401, 500, 503),
+                },
+            }
+        },
+        "/oauth/revoke": {
+            "post": {
+                "summary": "Token revocation (RFC 7009)",
+                "operationId": "revoke",
+                "security": client_auth,
+                "requestBody": {
+                    "required": True,
+                    "content": {form: {"schema": _ref("TokenQuery")}},
+                },
+                "responses": {
+                    "200": _json({"type": "object"}, "Revoked, or not the caller's, or unknown."),
+                    **_oauth_errors(400, 401, 500, 503),
+                },
+            }
+        },
+        "/oauth/introspect": {
+            "post": {
+                "summary": "Token introspection (RFC 7662)",
+                "operationId": "introspect",
+                "security": client_auth,
+                "requestBody": {
+                    "required": True,
+                    "content": {form: {"schema": _ref("TokenQuery")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Introspection"), "RFC 7662 §2.2."),
+                    **_oauth_errors(400, 401, 500, 503),
+                },
+            }
+        },
+        "/.well-known/oauth-authorization-server": {
+            "get": {
+                "summary": "Authorization server metadata (RFC 8414)",
+                "operationId": "metadata",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "RFC 8414 §3.2.")},
+            }
+        },
+        "/oauth/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+            }
+        },
+    }
+    if hosted_consent:
+        html = {"text/html": {"schema": {"type": "string"}}}
+        redirect = {
+            "description": "To the client's redirect URI (code or error, state, iss), or to "
+            "the platform's login page.",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        }
+        page_error = {
+            "description": "The client or redirect URI is invalid, or the form is not valid: "
+            "an error page, never a redirect (RFC 9700 §4.11).",
+            "content": html,
+        }
+        paths["/oauth/authorize"] = {
+            "get": {
+                "summary": "Authorization endpoint (RFC 6749 §4.1.1): the consent page",
+                "operationId": "consentPage",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": name in {"response_type", "client_id"},
+                        "schema": {"type": "string"},
+                    }
+                    for name in (
+                        "response_type",
+                        "client_id",
+                        "redirect_uri",
+                        "scope",
+                        "state",
+                        "code_challenge",
+                        "code_challenge_method",
+                    )
+                ],
+                "responses": {
+                    "200": {"description": "The consent page.", "content": html},
+                    "303": redirect,
+                    "400": page_error,
+                },
+            },
+            "post": {
+                "summary": "The user's decision",
+                "operationId": "consentDecision",
+                "security": [],
+                "requestBody": {"required": True, "content": {form: {"schema": _ref("Decision")}}},
+                "responses": {"303": redirect, "400": page_error},
+            },
+        }
+    scopes = sorted(settings.scopes_supported)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Broker OAuth",
+            "version": "1",
+            "description": "OAuth 2.0 authorization server of the brokerage: the partner "
+            "endpoints of the Broker API and the standard endpoints.",
+        },
+        "servers": [{"url": settings.issuer}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "partnerBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "The partner's key id and secret.",
+                },
+                "clientBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "client_secret_basic (RFC 6749 §2.3.1).",
+                },
+            },
+            "schemas": {
+                "BrokerError": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+                },
+                "OAuthError": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "error_description": {"type": "string"},
+                    },
+                },
+                "Client": {
+                    "type": "object",
+                    "required": [
+                        "client_id",
+                        "name",
+                        "status",
+                        "redirect_uri",
+                        "live_trading_approved",
+                    ],
+                    "properties": {
+                        "client_id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                        "url": {"type": "string"},
+                        "terms_of_use": {"type": "string"},
+                        "privacy_policy": {"type": "string"},
+                        "status": {"enum": ["ACTIVE", "DISABLED"]},
+                        "redirect_uri": {"type": "array", "items": {"type": "string"}},
+                        "live_trading_approved": {"type": "boolean"},
+                    },
+                },
+                "GrantRequest": {
+                    "type": "object",
+                    "required": list(_GRANT_FIELDS),
+                    "properties": _GRANT_FIELDS,
+                },
+                "CodeRequest": {
+                    "type": "object",
+                    "required": list(_GRANT_FIELDS),
+                    "properties": {
+                        **_GRANT_FIELDS,
+                        "code_challenge": {"type": "string", "description": "RFC 7636 §4.2."},
+                        "code_challenge_method": {"enum": ["S256"]},
+                    },
+                },
+                "BrokerToken": {
+                    "type": "object",
+                    "required": ["access_token", "token_type", "scope"],
+                    "properties": {
+                        "access_token": {"type": "string"},
+                        "token_type": {"const": "Bearer"},
+                        "scope": {"type": "string"},
+                        "expires_in": {"type": "integer"},
+                    },
+                },
+                "Code": {
+                    "type": "object",
+                    "required": ["code", "client_id", "redirect_uri", "scope"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "client_id": {"type": "string"},
+                        "redirect_uri": {"type": "string"},
+                        "scope": {"type": "string"},
+                    },
+                },
+                "TokenRequest": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"enum": ["authorization_code", "refresh_token"]},
+                        "code": {"type": "string"},
+                        "redirect_uri": {"type": "string"},
+                        "code_verifier": {"type": "string"},
+                        "refresh_token": {"type": "string"},
+                        "scope": {"type": "string"},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                    },
+                },
+                "OAuthToken": {
+                    "type": "object",
+                    "required": ["access_token", "token_type"],
+                    "properties": {
+                        "access_token": {"type": "string"},
+                        "token_type": {"const": "Bearer"},
+                        "scope": {"type": "string"},
+                        "expires_in": {"type": "integer"},
+                        "refresh_token": {"type": "string"},
+                    },
+                },
+                "TokenQuery": {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {
+                        "token": {"type": "string"},
+                        "token_type_hint": {"enum": ["access_token", "refresh_token"]},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                    },
+                },
+                "Introspection": {
+                    "type": "object",
+                    "required": ["active"],
+                    "properties": {
+                        "active": {"type": "boolean"},
+                        "scope": {"type": "string"},
+                        "client_id": {"type": "string"},
+                        "token_type": {"type": "string"},
+                        "sub": {"type": "string"},
+                        "iat": {"type": "integer"},
+                        "exp": {"type": "integer"},
+                        "iss": {"type": "string"},
+                    },
+                },
+                "Decision": {
+                    "type": "object",
+                    "required": ["decision", "csrf_token"],
+                    "properties": {
+                        "decision": {"enum": ["approve", "deny"]},
+                        "csrf_token": {"type": "string"},
+                    },
+                    "additionalProperties": {"type": "string"},
+                },
+                "Scope": {"enum": scopes},
+            },
+        },
+    }
