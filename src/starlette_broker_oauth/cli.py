@@ -25,10 +25,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--database", default="broker-oauth-demo.db", help="SQLite file (default: %(default)s)"
     )
     demo.add_argument("--credentials-json", type=Path, help="write the demo credentials here")
+
+    db = commands.add_parser("db", help="manage the SQL database (SQLite or PostgreSQL)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate the tables to the newest revision")
+    upgrade.add_argument("--revision", default="head")
+    current = db_commands.add_parser("current", help="print the tables' revision")
+    purge = db_commands.add_parser("purge", help="delete expired and revoked codes and tokens")
+    purge.add_argument("--batch-size", type=int, default=1000)
+    purge.add_argument(
+        "--retention-hours",
+        type=float,
+        default=24.0,
+        help="keep expired or revoked rows this long (default: %(default)s)",
+    )
+    for sub in (upgrade, current, purge):
+        sub.add_argument(
+            "--database-url",
+            default=os.environ.get("BROKER_OAUTH_DATABASE_URL"),
+            help="default: $BROKER_OAUTH_DATABASE_URL",
+        )
+        sub.add_argument("--table-prefix", default="oauth_")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    if args.database_url is None:
+        parser.error("--database-url (or BROKER_OAUTH_DATABASE_URL) is required")
+    return anyio.run(_db, args)
+
+
+async def _db(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from .security import utcnow
+    from .storage.sqlalchemy import SQLAlchemyStorage
+
+    storage = SQLAlchemyStorage(args.database_url, table_prefix=args.table_prefix, migrate=False)
+    async with storage:
+        if args.db_command == "upgrade":
+            await storage.upgrade(args.revision)
+            print(f"tables at revision {await storage.current_revision()}")
+        elif args.db_command == "current":
+            print(await storage.current_revision() or "none")
+        else:
+            result = await storage.purge_expired(
+                now=utcnow(),
+                retention=timedelta(hours=args.retention_hours),
+                batch_size=args.batch_size,
+            )
+            print(
+                f"purged {result.codes} codes, {result.tokens} access tokens, "
+                f"{result.refresh_tokens} refresh tokens"
+            )
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -70,6 +70,7 @@ async def test_table_prefix(tmp_path: Path) -> None:
         "broker_codes",
         "broker_tokens",
         "broker_refresh_tokens",
+        "broker_alembic_version",
     }
 
 

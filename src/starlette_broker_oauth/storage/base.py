@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 from uuid import UUID
@@ -30,6 +31,7 @@ from ..models import (
 
 __all__ = [
     "AccountRepository",
+    "PurgeResult",
     "ClientRepository",
     "GrantStore",
     "PartnerAuthenticator",
@@ -147,6 +149,15 @@ class GrantStore(ABC):
         return token, await clients.get_client(token.client_id)
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """How many rows a purge deleted."""
+
+    codes: int = 0
+    tokens: int = 0
+    refresh_tokens: int = 0
+
+
 class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantStore):
     """Every repository on one backend, plus the admin operations the CLI uses.
 
@@ -207,6 +218,18 @@ class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantSt
     @abstractmethod
     async def allow_partner_client(self, key_id: str, client_id: str) -> None:
         """Let the partner see and use the client."""
+
+    @abstractmethod
+    async def purge_expired(
+        self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
+    ) -> PurgeResult:
+        """Delete codes and tokens that can no longer matter.
+
+        A row goes once it has been expired, or revoked, for ``retention``: used codes and
+        rotated refresh tokens are kept until then so that a replay is still recognised
+        and still revokes its grant. Deletes run in batches of ``batch_size``, each its
+        own short transaction, so tables are never locked for long.
+        """
 
     @abstractmethod
     async def create_account(

@@ -6,7 +6,7 @@ import dataclasses
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from ..models import (
@@ -21,7 +21,7 @@ from ..models import (
     RefreshToken,
 )
 from ..security import hash_secret, new_client_id, new_secret, secrets_equal
-from .base import Storage
+from .base import PurgeResult, Storage
 
 __all__ = ["MemoryStorage"]
 
@@ -202,6 +202,27 @@ class MemoryStorage(Storage):
 
     async def allow_partner_client(self, key_id: str, client_id: str) -> None:
         self._partner_clients[key_id].add(client_id)
+
+    async def purge_expired(
+        self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
+    ) -> PurgeResult:
+        cutoff = now - retention
+
+        def gone(expires: datetime | None, revoked: datetime | None) -> bool:
+            return (expires is not None and expires < cutoff) or (
+                revoked is not None and revoked < cutoff
+            )
+
+        codes = [k for k, c in self._codes.items() if c.expires_at < cutoff]
+        tokens = [k for k, t in self._tokens.items() if gone(t.expires_at, t.revoked_at)]
+        refresh = [k for k, r in self._refresh.items() if gone(r.expires_at, r.revoked_at)]
+        for key in codes:
+            del self._codes[key]
+        for key in tokens:
+            del self._tokens[key]
+        for key in refresh:
+            del self._refresh[key]
+        return PurgeResult(len(codes), len(tokens), len(refresh))
 
     async def create_account(
         self, *, account_id: UUID | None = None, live: bool = False

@@ -12,10 +12,12 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import anyio
+import anyio.lowlevel
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Row
@@ -35,7 +37,7 @@ from ..models import (
     RefreshToken,
 )
 from ..security import hash_secret, new_client_id, new_secret, secrets_equal
-from .base import ClientRepository, Storage
+from .base import ClientRepository, PurgeResult, Storage
 
 __all__ = ["SQLAlchemyStorage", "build_metadata"]
 
@@ -174,9 +176,12 @@ class SQLAlchemyStorage(Storage):
             ``postgresql+asyncpg://…``. A plain ``sqlite:///`` or ``postgresql://`` URL
             gets the async driver.
         table_prefix: Prefix of the library's table names.
-        create_schema: Create missing tables when the storage is opened.
-        engine_options: Extra keyword arguments for ``create_async_engine``
-            (pool size, timeouts, …).
+        migrate: Bring the tables up to date (Alembic ``upgrade head``) when the storage is
+            opened. Idempotent, and serialised between processes on PostgreSQL. Turn it off
+            where migrations are a deployment step (``broker-oauth db upgrade``).
+        engine_options: Extra keyword arguments for ``create_async_engine``: pool size,
+            ``pool_timeout``, ``connect_args`` (asyncpg's ``timeout`` and
+            ``command_timeout`` are set to 10 s unless given), …
     """
 
     def __init__(
@@ -184,13 +189,13 @@ class SQLAlchemyStorage(Storage):
         database_url: str,
         *,
         table_prefix: str = "oauth_",
-        create_schema: bool = True,
+        migrate: bool = True,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
         self.url = _async_url(database_url)
         self.metadata = build_metadata(table_prefix)
         self._prefix = table_prefix
-        self._create_schema = create_schema
+        self._migrate = migrate
         self._engine_options = dict(engine_options or {})
         self._engine: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
@@ -243,9 +248,31 @@ class SQLAlchemyStorage(Storage):
             self._reader = create_async_engine(self.url, **reader_options)
             if sqlite:
                 sa.event.listen(self._reader.sync_engine, "connect", _sqlite_on_connect)
-        if self._create_schema:
-            async with self._write() as conn:
-                await conn.run_sync(self.metadata.create_all)
+        if self._migrate:
+            await self.upgrade()
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Run the Alembic migrations up to ``revision`` (idempotent).
+
+        On PostgreSQL a transaction-scoped advisory lock serialises concurrent upgrades,
+        so many workers may start at once.
+        """
+        async with self._write() as conn:
+            if self.url.get_backend_name() == "postgresql":
+                key = int(hash_secret("migrate:" + self._prefix)[:15], 16)
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            await conn.run_sync(_alembic, "upgrade", self._prefix, revision)
+
+    async def current_revision(self) -> str | None:
+        """The Alembic revision the tables are at, or ``None`` before the first."""
+        version_table = f"{self._prefix}alembic_version"
+        async with self._read() as conn:
+            exists = await conn.run_sync(lambda c: sa.inspect(c).has_table(version_table))
+            if not exists:
+                return None
+            query = sa.text(f"SELECT version_num FROM {version_table}")  # noqa: S608 - checked prefix
+            row = (await conn.execute(query)).first()
+        return None if row is None else str(row[0])
 
     async def close(self) -> None:
         if self._reader is not None and self._reader is not self._engine:
@@ -555,6 +582,46 @@ class SQLAlchemyStorage(Storage):
             if exists is None:
                 await conn.execute(sa.insert(pc).values(partner_id=key_id, client_id=client_id))
 
+    async def purge_expired(
+        self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
+    ) -> PurgeResult:
+        cutoff = now - retention
+        c, t, r = self._codes, self._tokens, self._refresh
+        counts = [
+            await self._purge(c, c.c.code_hash, c.c.expires_at < cutoff, batch_size),
+            await self._purge(
+                t,
+                t.c.token_hash,
+                sa.or_(t.c.expires_at < cutoff, t.c.revoked_at < cutoff),
+                batch_size,
+            ),
+            await self._purge(
+                r,
+                r.c.token_hash,
+                sa.or_(r.c.expires_at < cutoff, r.c.revoked_at < cutoff),
+                batch_size,
+            ),
+        ]
+        return PurgeResult(*counts)
+
+    async def _purge(
+        self,
+        table: sa.Table,
+        key: sa.Column[Any],
+        condition: sa.ColumnElement[bool],
+        batch_size: int,
+    ) -> int:
+        total = 0
+        batch = sa.select(key).where(condition).limit(batch_size).scalar_subquery()
+        statement = sa.delete(table).where(key.in_(batch))
+        while True:
+            async with self._write() as conn:  # one short transaction per batch
+                deleted = int((await conn.execute(statement)).rowcount)
+            total += deleted
+            if deleted < batch_size:
+                return total
+            await anyio.lowlevel.checkpoint()  # let requests in between batches
+
     async def create_account(
         self, *, account_id: UUID | None = None, live: bool = False
     ) -> Account:
@@ -566,6 +633,17 @@ class SQLAlchemyStorage(Storage):
                 return Account(account_id=row.account_id, live=row.live)
             await conn.execute(sa.insert(a).values(account_id=account_id, live=live))
         return Account(account_id=account_id, live=live)
+
+
+def _alembic(connection: sa.Connection, command_name: str, prefix: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "starlette_broker_oauth:migrations")
+    config.attributes["connection"] = connection
+    config.attributes["table_prefix"] = prefix
+    getattr(command, command_name)(config, revision)
 
 
 def _async_url(database_url: str) -> sa.URL:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the library's tables (run by ``broker-oauth db upgrade``)."""

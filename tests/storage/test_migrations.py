@@ -1,0 +1,185 @@
+"""Alembic migrations: they build exactly the tables the storage uses, run twice harmlessly,
+and carry data from the first revision to head."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
+from starlette_broker_oauth.security import hash_secret, new_secret
+
+from ..conftest import BACKENDS, ISSUER, POSTGRES_URL, build_platform
+
+pytestmark = pytest.mark.anyio
+
+SQL_BACKENDS = [b for b in BACKENDS if b != "memory"]
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+async def database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[str, str]]:
+    """(url, table prefix) of an empty database."""
+    prefix = f"m{uuid.uuid4().hex[:8]}_"
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'migrate.db'}", prefix
+        return
+    assert POSTGRES_URL is not None
+    yield POSTGRES_URL, prefix
+    storage = SQLAlchemyStorage(POSTGRES_URL, table_prefix=prefix, migrate=False)
+    async with storage, storage.engine.begin() as conn:
+        await conn.run_sync(storage.metadata.drop_all)
+        await conn.execute(sa.text(f"DROP TABLE IF EXISTS {prefix}alembic_version"))
+
+
+async def test_head_matches_the_storage_tables(database: tuple[str, str]) -> None:
+    url, prefix = database
+    async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
+        assert await storage.current_revision() == "0002"
+        async with storage.engine.connect() as conn:
+            diffs = await conn.run_sync(
+                lambda c: compare_metadata(
+                    MigrationContext.configure(
+                        c, opts={"version_table": f"{prefix}alembic_version"}
+                    ),
+                    storage.metadata,
+                )
+            )
+    assert diffs == []
+
+
+async def test_upgrade_is_idempotent(database: tuple[str, str]) -> None:
+    url, prefix = database
+    async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
+        await storage.upgrade()
+        await storage.upgrade()
+        assert await storage.current_revision() == "0002"
+
+
+async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
+    url, prefix = database
+
+    async def start() -> None:
+        async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
+            assert await storage.current_revision() == "0002"
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(start)
+
+
+async def test_cli_upgrade(database: tuple[str, str]) -> None:
+    url, prefix = database
+    for _ in range(2):
+        result = await anyio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "starlette_broker_oauth.cli",
+                "db",
+                "upgrade",
+                "--database-url",
+                url,
+                "--table-prefix",
+                prefix,
+            ],
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+    async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:
+        assert await storage.current_revision() == "0002"
+
+
+async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str]) -> None:
+    url, prefix = database
+    client_secret, partner_secret, token, code = (new_secret() for _ in range(4))
+    account = uuid.uuid4()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as old:
+        await old.upgrade("0001")
+        assert await old.current_revision() == "0001"
+        rows: dict[str, dict[str, Any]] = {
+            "clients": {
+                "client_id": "legacy-client",
+                "secret_hash": hash_secret(client_secret),
+                "name": "Legacy",
+                "description": "",
+                "url": "",
+                "terms_of_use": "",
+                "privacy_policy": "",
+                "status": "ACTIVE",
+                "live_trading_approved": False,
+                "redirect_uris": '["https://legacy.example/cb"]',
+                "scopes": None,
+                "response_types": '["code", "token"]',
+            },
+            "partners": {
+                "partner_id": "legacy-partner",
+                "name": "P",
+                "secret_hash": hash_secret(partner_secret),
+            },
+            "partner_clients": {"partner_id": "legacy-partner", "client_id": "legacy-client"},
+            "accounts": {"account_id": account, "live": False},
+            "tokens": {
+                "token_hash": hash_secret(token),
+                "client_id": "legacy-client",
+                "account_id": account,
+                "scope": "general",
+                "account_live": False,
+                "issued_at": now,
+                "expires_at": None,
+                "revoked_at": None,
+                "code_hash": hash_secret(code),
+            },
+        }
+        async with old.engine.begin() as conn:
+            for table, values in rows.items():
+                columns = ", ".join(values)
+                params = ", ".join(f":{name}" for name in values)
+                await conn.execute(
+                    sa.text(f"INSERT INTO {prefix}{table} ({columns}) VALUES ({params})"),
+                    {
+                        k: (v.hex if isinstance(v, uuid.UUID) and url.startswith("sqlite") else v)
+                        for k, v in values.items()
+                    },
+                )
+    async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
+        assert await storage.current_revision() == "0002"
+        migrated = await storage.get_token(hash_secret(token))
+        assert migrated is not None
+        assert migrated.family_id == hash_secret(code)
+        settings = OAuthSettings(issuer=ISSUER)
+        app = build_platform(storage, settings)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as c:
+            me = await c.get("/v2/account", headers={"Authorization": f"Bearer {token}"})
+            assert me.json()["account_id"] == str(account)
+            issued = await c.post(
+                "/v1/oauth/token",
+                auth=("legacy-partner", partner_secret),
+                json={
+                    "client_id": "legacy-client",
+                    "client_secret": client_secret,
+                    "redirect_uri": "https://legacy.example/cb",
+                    "scope": "general",
+                    "account_id": str(account),
+                },
+            )
+            assert issued.status_code == 200, issued.text
+            revoked = await c.delete(
+                f"/v1/oauth/token/{token}", auth=("legacy-partner", partner_secret)
+            )
+            assert revoked.status_code == 204
+            gone = await c.get("/v2/account", headers={"Authorization": f"Bearer {token}"})
+            assert gone.status_code == 401
