@@ -254,11 +254,13 @@ class SQLAlchemyStorage(Storage):
     async def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` (idempotent).
 
-        On PostgreSQL a transaction-scoped advisory lock serialises concurrent upgrades,
-        so many workers may start at once.
+        Concurrent upgrades are serialised (PostgreSQL: a transaction-scoped advisory lock;
+        SQLite: the database write lock, taken first), so many workers may start at once.
         """
         async with self._write() as conn:
-            if self.url.get_backend_name() == "postgresql":
+            if self.url.get_backend_name() == "sqlite":
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
                 key = int(hash_secret("migrate:" + self._prefix)[:15], 16)
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             await conn.run_sync(_alembic, "upgrade", self._prefix, revision)
