@@ -24,7 +24,7 @@ from starlette.authentication import (
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from .errors import TokenError, TokenErrorKind
+from .errors import StorageUnavailable, TokenError, TokenErrorKind
 from .verifier import TokenVerifier, VerifiedToken
 
 __all__ = [
@@ -83,14 +83,14 @@ class _Principals:
 
 
 class BearerAuthenticationError(AuthenticationError):
-    """A bearer token was present but refused.
+    """A bearer token was present but refused, or could not be checked.
 
     Parameters:
-        error: Why, precisely.
+        error: Why, precisely; ``None`` when the storage was unavailable (answered 503).
     """
 
-    def __init__(self, error: TokenError) -> None:
-        super().__init__(error.kind.value)
+    def __init__(self, error: TokenError | None) -> None:
+        super().__init__(error.kind.value if error else "unavailable")
         self.error = error
 
 
@@ -118,6 +118,8 @@ class BearerTokenBackend(AuthenticationBackend):
                 token = await self.verifier.verify(raw)
             except TokenError as exc:
                 raise BearerAuthenticationError(exc) from None
+            except StorageUnavailable:
+                raise BearerAuthenticationError(None) from None
         return self._principal(token)
 
 
@@ -134,9 +136,21 @@ def token_error_response(error: TokenError) -> Response:
     )
 
 
+def unavailable_response() -> Response:
+    """503 while the token store cannot be reached: the client should retry."""
+    return JSONResponse(
+        {"error": "temporarily_unavailable", "error_description": "try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "1", "Cache-Control": "no-store"},
+    )
+
+
 def bearer_error_response(conn: HTTPConnection, exc: Exception) -> Response:
-    """``on_error`` for ``AuthenticationMiddleware``: RFC 6750 §3 answers."""
+    """``on_error`` for ``AuthenticationMiddleware``: RFC 6750 §3 answers (503 while the
+    storage is unavailable)."""
     if isinstance(exc, BearerAuthenticationError):
+        if exc.error is None:
+            return unavailable_response()
         return token_error_response(exc.error)
     return token_error_response(TokenError(TokenErrorKind.MALFORMED))
 
@@ -175,6 +189,8 @@ def requires_token(
                             token = await verifier.verify(raw)
                         except TokenError as exc:
                             return token_error_response(exc)
+                        except StorageUnavailable:
+                            return unavailable_response()
                 if token is None:
                     return token_error_response(TokenError(TokenErrorKind.MISSING))
                 scope["auth"], scope["user"] = principal(token)

@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "pip install 'starlette-broker-oauth[fastapi]'"
     ) from exc
 
-from .errors import TokenError, TokenErrorKind
+from .errors import StorageUnavailable, TokenError, TokenErrorKind
 from .settings import OAuthSettings
 from .verifier import TokenVerifier, VerifiedToken
 
@@ -68,6 +68,10 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
             return await self.verifier.verify_header(
                 request.headers.get("authorization"), scopes=security_scopes.scopes
             )
+        except StorageUnavailable:
+            raise HTTPException(
+                status_code=503, detail="try again shortly", headers={"Retry-After": "1"}
+            ) from None
         except TokenError as exc:
             if exc.kind is TokenErrorKind.MISSING and not self.auto_error:
                 return None

@@ -64,9 +64,11 @@ class TokenVerifier:
         grants: Where tokens are stored.
         clients: Where clients are looked up (a disabled client's tokens stop working).
         cache_ttl: How long a verified token may be reused without asking the storage;
-            zero turns the cache off. :meth:`forget` (called on every revocation made
-            through the sub-app) drops an entry at once; a client disabled directly in the
-            storage is noticed within ``cache_ttl``. Expiry is checked on every use.
+            zero turns the cache off. Revocations and disabled clients that the grant
+            store announces (``GrantStore.add_revocation_listener``: every revocation in
+            this process; on PostgreSQL, in every process, through ``LISTEN``/``NOTIFY``)
+            drop entries at once; anything else is noticed within ``cache_ttl``. Expiry is
+            checked on every use.
         cache_size: Most entries kept; the oldest go first.
     """
 
@@ -89,6 +91,8 @@ class TokenVerifier:
         # that a revocation, which knows only the hash, can drop the entry.
         self._cache: dict[str, tuple[VerifiedToken, float, float | None, str]] = {}
         self._by_hash: dict[str, str] = {}
+        if self._ttl:
+            grants.add_revocation_listener(self._revocation)
 
     @property
     def cache_ttl(self) -> timedelta:
@@ -139,6 +143,16 @@ class TokenVerifier:
         """Empty the cache."""
         self._cache.clear()
         self._by_hash.clear()
+
+    def _revocation(self, message: str) -> None:
+        kind, _, value = message.partition(":")
+        if kind == "t":
+            self.forget(value)
+        elif kind == "c":
+            for token in [k for k, v in self._cache.items() if v[0].client_id == value]:
+                self._drop(token)
+        else:
+            self.clear()
 
     def _drop(self, token: str) -> None:
         entry = self._cache.pop(token, None)

@@ -9,8 +9,9 @@ async context manager the host enters in its lifespan.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -71,8 +72,31 @@ class PartnerAuthenticator(ABC):
         """Whether ``partner`` may see and use the client ``client_id``."""
 
 
+RevocationListener = Callable[[str], None]
+
+
 class GrantStore(ABC):
-    """Stores authorization codes and access tokens, by hash only."""
+    """Stores authorization codes and access tokens, by hash only.
+
+    Revocations are announced to listeners (token caches) as messages: ``t:<token hash>``
+    (a token was revoked), ``c:<client id>`` (a client was disabled) and ``*`` (forget
+    everything: notifications may have been missed). A backend shared by several
+    processes delivers every process's revocations to every process (PostgreSQL:
+    ``LISTEN``/``NOTIFY``); the others announce what happens in their own process.
+    """
+
+    def add_revocation_listener(self, listener: RevocationListener) -> None:
+        """Call ``listener(message)`` on every revocation this store learns of."""
+        listeners: list[RevocationListener] = self.__dict__.setdefault("_revocation_listeners", [])
+        listeners.append(listener)
+
+    def announce_revocation(self, message: str) -> None:
+        """Tell the listeners (backends call this; see the class docstring)."""
+        for listener in list(self.__dict__.get("_revocation_listeners", ())):
+            try:
+                listener(message)
+            except Exception:
+                logging.getLogger("starlette_broker_oauth").exception("revocation listener failed")
 
     @abstractmethod
     async def save_code(self, code: AuthorizationCode) -> None:

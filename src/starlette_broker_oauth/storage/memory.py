@@ -125,6 +125,7 @@ class MemoryStorage(Storage):
         hits = [t for t in self._tokens.values() if t.family_id == family_id and not t.revoked_at]
         for token in hits:
             self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
+            self.announce_revocation(f"t:{token.token_hash}")
         return [token.token_hash for token in hits]
 
     async def save_token(self, token: AccessToken) -> None:
@@ -137,6 +138,7 @@ class MemoryStorage(Storage):
         token = self._tokens.get(token_hash)
         if token is not None and token.revoked_at is None:
             self._tokens[token_hash] = dataclasses.replace(token, revoked_at=now)
+            self.announce_revocation(f"t:{token_hash}")
         return token
 
     # admin
@@ -177,6 +179,8 @@ class MemoryStorage(Storage):
         if client is None:
             return False
         self._clients[client_id] = dataclasses.replace(client, status=status)
+        if status is ClientStatus.DISABLED:
+            self.announce_revocation(f"c:{client_id}")
         return True
 
     async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:

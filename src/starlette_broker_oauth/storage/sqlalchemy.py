@@ -7,6 +7,8 @@ compiled ``SELECT`` with no identity map, and lets the prefix be chosen at run t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -168,6 +170,15 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached right now (retry later)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc.orig, OSError)
+    return False
+
+
 class SQLAlchemyStorage(Storage):
     """All repositories on one async SQLAlchemy engine.
 
@@ -199,6 +210,9 @@ class SQLAlchemyStorage(Storage):
         self._engine_options = dict(engine_options or {})
         self._engine: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
+        self._postgres = self.url.get_backend_name() == "postgresql"
+        self._listener: asyncio.Task[None] | None = None
+        self._local_announcements: list[str] = []
         t = self.metadata.tables
         self._clients = t[f"{table_prefix}clients"]
         self._accounts = t[f"{table_prefix}accounts"]
@@ -233,7 +247,14 @@ class SQLAlchemyStorage(Storage):
         if sqlite:
             options.setdefault("connect_args", {}).setdefault("timeout", 30)
         else:
+            # Fail fast while the database is away, and come back by itself: a dead pooled
+            # connection is noticed at checkout (pre-ping) and replaced.
             options.setdefault("pool_pre_ping", True)
+            options.setdefault("pool_timeout", 10)
+            connect_args = options.setdefault("connect_args", {})
+            connect_args.setdefault("timeout", 5)
+            connect_args.setdefault("command_timeout", 10)
+            _require_asyncpg()
         engine = create_async_engine(self.url, **options)
         if sqlite:
             sa.event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
@@ -250,6 +271,9 @@ class SQLAlchemyStorage(Storage):
                 sa.event.listen(self._reader.sync_engine, "connect", _sqlite_on_connect)
         if self._migrate:
             await self.upgrade()
+        if self._postgres:
+            # asyncpg runs on asyncio only, so the listener is an asyncio task.
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` (idempotent).
@@ -276,7 +300,70 @@ class SQLAlchemyStorage(Storage):
             row = (await conn.execute(query)).first()
         return None if row is None else str(row[0])
 
+    @property
+    def revocation_channel(self) -> str:
+        """The PostgreSQL ``NOTIFY`` channel of revocations."""
+        return f"{self._prefix}revocations"
+
+    async def _notify(self, conn: AsyncConnection, messages: list[str]) -> None:
+        """Announce revocations: on PostgreSQL, ``NOTIFY`` inside the revoking transaction
+        (delivered to every process on commit); elsewhere to this process's listeners."""
+        if not messages:
+            return
+        if self._postgres:
+            for message in messages:
+                await conn.execute(
+                    sa.text("SELECT pg_notify(:channel, :message)"),
+                    {"channel": self.revocation_channel, "message": message},
+                )
+        else:
+            self._local_announcements.extend(messages)
+
+    def _flush_local(self) -> None:
+        messages, self._local_announcements = self._local_announcements, []
+        for message in messages:
+            self.announce_revocation(message)
+
+    async def _listen(self) -> None:
+        """Hold a ``LISTEN`` connection; reconnect with backoff when it drops."""
+        import asyncpg
+
+        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        delay = 0.1
+        while True:
+            try:
+                connection = await asyncpg.connect(dsn, timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            lost = anyio.Event()
+            connection.add_termination_listener(lambda _, lost=lost: lost.set())
+            await connection.add_listener(
+                self.revocation_channel, lambda *args: self.announce_revocation(args[3])
+            )
+            # Whatever happened while nobody listened is unknown: start from scratch.
+            self.announce_revocation("*")
+            try:
+                while not lost.is_set() and not connection.is_closed():
+                    with anyio.move_on_after(5):
+                        await lost.wait()
+                    if not lost.is_set():
+                        try:  # notice a silently dead connection
+                            await connection.execute("SELECT 1", timeout=5)
+                        except (OSError, asyncpg.PostgresError, TimeoutError):
+                            break
+            finally:
+                self.announce_revocation("*")
+                connection.terminate()
+
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self._listener
+            self._listener = None
         if self._reader is not None and self._reader is not self._engine:
             await self._reader.dispose()
         self._reader = None
@@ -289,7 +376,9 @@ class SQLAlchemyStorage(Storage):
         try:
             async with self.engine.connect() as conn:
                 yield conn
-        except _UNAVAILABLE as exc:
+        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
+            if not _unavailable(exc):
+                raise
             raise StorageUnavailable(type(exc).__name__) from exc
 
     @asynccontextmanager
@@ -297,7 +386,9 @@ class SQLAlchemyStorage(Storage):
         try:
             async with self.engine.begin() as conn:
                 yield conn
-        except _UNAVAILABLE as exc:
+        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
+            if not _unavailable(exc):
+                raise
             raise StorageUnavailable(type(exc).__name__) from exc
 
     # ClientRepository, AccountRepository
@@ -437,7 +528,10 @@ class SQLAlchemyStorage(Storage):
                 .values(revoked_at=now)
                 .returning(t.c.token_hash)
             )
-            return list(result.scalars())
+            hashes = list(result.scalars())
+            await self._notify(conn, [f"t:{h}" for h in hashes])
+        self._flush_local()
+        return hashes
 
     async def save_token(self, token: AccessToken) -> None:
         async with self._write() as conn:
@@ -462,7 +556,9 @@ class SQLAlchemyStorage(Storage):
         try:
             async with self._reader.connect() as conn:
                 row = (await conn.execute(self._token_check, {"token_hash": token_hash})).first()
-        except _UNAVAILABLE as exc:
+        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
+            if not _unavailable(exc):
+                raise
             raise StorageUnavailable(type(exc).__name__) from exc
         if row is None:
             return None
@@ -487,9 +583,15 @@ class SQLAlchemyStorage(Storage):
                 )
             ).first()
             if row is not None:  # as it was: unrevoked
-                return dataclasses.replace(AccessToken(**row._asdict()), revoked_at=None)
-            row = (await conn.execute(sa.select(t).where(t.c.token_hash == token_hash))).first()
-        return None if row is None else AccessToken(**row._asdict())
+                await self._notify(conn, [f"t:{token_hash}"])
+                revoked: AccessToken | None = dataclasses.replace(
+                    AccessToken(**row._asdict()), revoked_at=None
+                )
+            else:
+                row = (await conn.execute(sa.select(t).where(t.c.token_hash == token_hash))).first()
+                revoked = None if row is None else AccessToken(**row._asdict())
+        self._flush_local()
+        return revoked
 
     # admin
 
@@ -534,6 +636,9 @@ class SQLAlchemyStorage(Storage):
             result = await conn.execute(
                 sa.update(c).where(c.c.client_id == client_id).values(status=status.value)
             )
+            if result.rowcount and status is ClientStatus.DISABLED:
+                await self._notify(conn, [f"c:{client_id}"])
+        self._flush_local()
         return bool(result.rowcount)
 
     async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
@@ -646,6 +751,15 @@ def _alembic(connection: sa.Connection, command_name: str, prefix: str, revision
     config.attributes["connection"] = connection
     config.attributes["table_prefix"] = prefix
     getattr(command, command_name)(config, revision)
+
+
+def _require_asyncpg() -> None:
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "PostgreSQL needs asyncpg: pip install 'starlette-broker-oauth[postgres]'"
+        ) from None
 
 
 def _async_url(database_url: str) -> sa.URL:
