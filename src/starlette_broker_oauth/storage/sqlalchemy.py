@@ -170,12 +170,20 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 
 
+# SQLSTATE classes that mean "not now": 08 connection exception, 53 insufficient
+# resources, 57P0x shutting down / starting up, 40001/40P01 serialization / deadlock.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P0", "40001", "40P01")
+
+
 def _unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot be reached right now (retry later)."""
+    """Whether ``exc`` means the database cannot serve right now (retry later)."""
     if isinstance(exc, _UNAVAILABLE):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(exc.orig, OSError)
+        if exc.connection_invalidated or isinstance(exc.orig, OSError):
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return sqlstate.startswith(_TRANSIENT_SQLSTATES)
     return False
 
 
