@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.authentication import requires
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
@@ -24,6 +23,7 @@ from starlette_broker_oauth.authentication import (
     BearerTokenBackend,
     TokenUser,
     bearer_error_response,
+    requires_token,
 )
 
 settings = OAuthSettings(issuer=os.environ.get("BROKER_OAUTH_ISSUER", "http://127.0.0.1:8000"))
@@ -31,7 +31,7 @@ storage = SQLAlchemyStorage(os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///
 oauth = create_oauth_app(settings=settings, storage=storage)
 
 
-@requires("general", status_code=401)
+@requires_token("general")
 async def account(request: Request) -> Response:
     assert isinstance(request.user, TokenUser)
     token = request.user.token

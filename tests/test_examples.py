@@ -19,6 +19,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 def test_every_example_is_covered() -> None:
     assert {p.name for p in EXAMPLES.glob("*.py")} == {
+        "fastapi_platform.py",
         "starlette_platform.py",
         "third_party_app.py",
     }
@@ -44,9 +45,12 @@ def test_third_party_app_against_the_demo(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_starlette_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("example", ["starlette_platform.py", "fastapi_platform.py"])
+async def test_platform_examples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example: str
+) -> None:
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}")
-    module = runpy.run_path(str(EXAMPLES / "starlette_platform.py"))
+    module = runpy.run_path(str(EXAMPLES / example))
     storage = module["storage"]
     async with storage:
         creds = await storage.create_client(name="App", redirect_uris=["https://a.example/cb"])
@@ -70,3 +74,10 @@ async def test_starlette_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             token = issued.json()["access_token"]
             me = await c.get("/v2/account", headers={"Authorization": f"Bearer {token}"})
             assert me.json()["account_id"] == str(account.account_id)
+            refused = await c.get("/v2/account", headers={"Authorization": "Bearer nope"})
+            assert refused.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+            if example == "fastapi_platform.py":
+                order = await c.post("/v2/orders", headers={"Authorization": f"Bearer {token}"})
+                assert order.status_code == 403  # the token has "general" only
+                doc = (await c.get("/openapi.json")).json()
+                assert "BrokerOAuth" in doc["components"]["securitySchemes"]

@@ -110,3 +110,33 @@ def test_settings_from_env() -> None:
 def test_app_factory_needs_every_repository() -> None:
     with pytest.raises(ConfigurationError):
         lib.create_oauth_app(settings=OAuthSettings(issuer="https://b"))
+
+
+def test_fastapi_extra_missing_is_actionable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    monkeypatch.setitem(sys.modules, "fastapi.security", None)
+    monkeypatch.delitem(sys.modules, "starlette_broker_oauth.fastapi", raising=False)
+    with pytest.raises(ImportError, match=r"starlette-broker-oauth\[fastapi\]"):
+        importlib.import_module("starlette_broker_oauth.fastapi")
+
+
+@pytest.mark.anyio
+async def test_postgres_extra_missing_is_actionable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    storage = lib.SQLAlchemyStorage("postgresql://localhost/nothing")
+    with pytest.raises(ImportError, match=r"starlette-broker-oauth\[postgres\]"):
+        await storage.open()
+
+
+def test_core_does_not_import_fastapi() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, starlette_broker_oauth; print('fastapi' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
