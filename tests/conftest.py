@@ -30,8 +30,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from starlette_broker_oauth import (
+    Client,
+    ClientRepository,
     MemoryStorage,
     OAuthSettings,
+    Partner,
+    PartnerAuthenticator,
     SQLAlchemyStorage,
     Storage,
     create_oauth_app,
@@ -335,3 +339,26 @@ async def full(backend: str, tmp_path: Path) -> AsyncIterator[Platform]:
         world = await seed_full_platform(backend, storage, full_settings())
         async with world.http:
             yield world
+
+
+class FailingClients(ClientRepository):
+    """A client repository whose database is broken (``error`` on every call)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def get_client(self, client_id: str) -> Client | None:
+        raise self.error
+
+
+class FailingPartners(PartnerAuthenticator):
+    """A partner authenticator whose database is broken."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
+        raise self.error
+
+    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
+        raise self.error

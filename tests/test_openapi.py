@@ -11,39 +11,23 @@ import pytest
 from openapi_spec_validator import validate
 
 from starlette_broker_oauth import (
-    Client,
-    ClientRepository,
-    Partner,
-    PartnerAuthenticator,
     StorageUnavailable,
     create_oauth_app,
 )
 from starlette_broker_oauth.consent import HostedConsent
 
-from .conftest import CONSENT_SECRET, ISSUER, CookieSession, Platform
+from .conftest import (
+    CONSENT_SECRET,
+    ISSUER,
+    CookieSession,
+    FailingClients,
+    FailingPartners,
+    Platform,
+)
 
 pytestmark = pytest.mark.anyio
 
 Scenario = Callable[[Platform], Awaitable[httpx.Response]]
-
-
-class FailingClients(ClientRepository):
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    async def get_client(self, client_id: str) -> Client | None:
-        raise self.error
-
-
-class FailingPartners(PartnerAuthenticator):
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
-        raise self.error
-
-    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
-        raise self.error
 
 
 def failing(world: Platform, error: Exception) -> httpx.AsyncClient:

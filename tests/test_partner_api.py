@@ -8,14 +8,12 @@ import httpx
 import pytest
 
 from starlette_broker_oauth import (
-    Client,
-    ClientRepository,
     ClientStatus,
     StorageUnavailable,
     create_oauth_app,
 )
 
-from .conftest import ISSUER, Platform
+from .conftest import ISSUER, FailingClients, Platform
 
 pytestmark = pytest.mark.anyio
 
@@ -407,14 +405,6 @@ async def test_wrong_method_is_405_in_broker_shape(platform: Platform) -> None:
 
 
 # 500 and 503: a repository that fails
-
-
-class FailingClients(ClientRepository):
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    async def get_client(self, client_id: str) -> Client | None:
-        raise self.error
 
 
 @pytest.mark.parametrize(

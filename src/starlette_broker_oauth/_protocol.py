@@ -231,6 +231,16 @@ class _PolicyMixin:
         if account.live and not approved:
             raise UnauthorizedClientError("The client is not approved for live trading.")
 
+    def token_account(self, client: _Client, account: Account | None) -> Account:
+        """The account a token endpoint grant issues for; policy failures are invalid_grant."""
+        try:
+            self.check_policy(client, account)
+        except OAuth2Error as exc:
+            raise InvalidGrantError(exc.description) from None
+        assert account is not None
+        self.request.user = account  # type: ignore[attr-defined]
+        return account
+
 
 class _CodeGrant(_PolicyMixin, authlib_grants.AuthorizationCodeGrant):  # type: ignore[misc]
     """RFC 6749 §4.1: the partner's code endpoint, hosted consent, and the exchange with
@@ -314,20 +324,13 @@ class _CodeGrant(_PolicyMixin, authlib_grants.AuthorizationCodeGrant):  # type: 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client: _Client = self.request.client
         code: _Code = self.request.authorization_code
-        account = self.authenticate_user(code)
-        try:
-            self.check_policy(client, account)
-        except OAuth2Error as exc:
-            raise InvalidGrantError(exc.description) from None
-        assert account is not None
-        self.request.user = account
+        account = self.token_account(client, self.authenticate_user(code))
         server = self.server
         token = self.generate_token(
             user=account, scope=code.get_scope(), include_refresh_token=server.refresh_enabled
         )
         family = code.model.code_hash
-        record = server.token_record(token, client.model, account, family)
-        refresh = server.refresh_record(token, client.model, account, family)
+        record, refresh = server.records(token, client.model, account, family)
         redeemed = await_(
             server.grants.redeem_code(
                 family,
@@ -383,18 +386,10 @@ class _RefreshGrant(_PolicyMixin, authlib_grants.RefreshTokenGrant):  # type: ig
         old: _TokenView = self.request.refresh_token
         assert isinstance(old.model, RefreshToken)
         client: _Client = self.request.client
-        account = self.authenticate_user(old)
-        try:
-            self.check_policy(client, account)
-        except OAuth2Error as exc:
-            raise InvalidGrantError(exc.description) from None
-        assert account is not None
-        self.request.user = account
+        account = self.token_account(client, self.authenticate_user(old))
         server = self.server
         token = self.issue_token(account, old)
-        family = old.model.family_id
-        record = server.token_record(token, client.model, account, family)
-        refresh = server.refresh_record(token, client.model, account, family)
+        record, refresh = server.records(token, client.model, account, old.model.family_id)
         assert refresh is not None
         rotated = await_(
             server.grants.rotate_refresh_token(
@@ -625,6 +620,15 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             token["refresh_token"] = new_secret()
         return token
 
+    def records(
+        self, token: Mapping[str, Any], client: Client, account: Account, family_id: str
+    ) -> tuple[AccessToken, RefreshToken | None]:
+        """The storage records of a token response: the access token and any refresh token."""
+        return (
+            self.token_record(token, client, account, family_id),
+            self.refresh_record(token, client, account, family_id),
+        )
+
     def token_record(
         self, token: Mapping[str, Any], client: Client, account: Account, family_id: str | None
     ) -> AccessToken:
@@ -714,7 +718,7 @@ class HostedError(Exception):
         self.location = location
 
 
-_CONSENT_PARAMS = (
+CONSENT_PARAMS = (
     "response_type",
     "client_id",
     "redirect_uri",
@@ -861,7 +865,7 @@ class OAuthProtocol:
         return result
 
     def _hosted_request(self, params: Mapping[str, Sequence[str]]) -> _Request:
-        values = {key: list(params[key]) for key in _CONSENT_PARAMS if key in params}
+        values = {key: list(params[key]) for key in CONSENT_PARAMS if key in params}
         return _Request(
             method="GET", uri=self.settings.url("/oauth/authorize"), headers={}, params=values
         )
@@ -890,7 +894,7 @@ class OAuthProtocol:
         _, redirect_uri = self._validated(request)
         params = tuple(
             (key, request.payload.data[key])
-            for key in _CONSENT_PARAMS
+            for key in CONSENT_PARAMS
             if request.payload.data.get(key)
         )
         return ConsentRequest(

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -279,9 +279,7 @@ class SQLAlchemyStorage(Storage):
                 sa.event.listen(self._reader.sync_engine, "connect", _sqlite_on_connect)
         if self._migrate:
             await self.upgrade()
-        if self._postgres:
-            # asyncpg runs on asyncio only, so the listener is an asyncio task.
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
+        self._start_listening()
 
     async def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` (idempotent).
@@ -332,6 +330,17 @@ class SQLAlchemyStorage(Storage):
         for message in messages:
             self.announce_revocation(message)
 
+    def add_revocation_listener(self, listener: Callable[[str], None]) -> None:
+        super().add_revocation_listener(listener)
+        if self._engine is not None:
+            self._start_listening()
+
+    def _start_listening(self) -> None:
+        """On PostgreSQL, once something listens (a token cache), hold a ``LISTEN``
+        connection. asyncpg runs on asyncio only, so this is an asyncio task."""
+        if self._postgres and self._listener is None and self.__dict__.get("_revocation_listeners"):
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
     async def _listen(self) -> None:
         """Hold a ``LISTEN`` connection; reconnect with backoff when it drops."""
         import asyncpg
@@ -346,14 +355,14 @@ class SQLAlchemyStorage(Storage):
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
-            lost = anyio.Event()
-            connection.add_termination_listener(lambda _, lost=lost: lost.set())
-            await connection.add_listener(
-                self.revocation_channel, lambda *args: self.announce_revocation(args[3])
-            )
-            # Whatever happened while nobody listened is unknown: start from scratch.
-            self.announce_revocation("*")
             try:
+                lost = anyio.Event()
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                await connection.add_listener(
+                    self.revocation_channel, lambda *args: self.announce_revocation(args[3])
+                )
+                # Whatever happened while nobody listened is unknown: start from scratch.
+                self.announce_revocation("*")
                 while not lost.is_set() and not connection.is_closed():
                     with anyio.move_on_after(5):
                         await lost.wait()
@@ -369,7 +378,7 @@ class SQLAlchemyStorage(Storage):
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(BaseException), anyio.move_on_after(5):
                 await self._listener
             self._listener = None
         if self._reader is not None and self._reader is not self._engine:
