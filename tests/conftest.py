@@ -73,6 +73,9 @@ async def drop_tables(storage: Storage) -> None:
     if isinstance(storage, SQLAlchemyStorage) and storage.url.get_backend_name() == "postgresql":
         async with storage, storage.engine.begin() as conn:
             await conn.run_sync(storage.metadata.drop_all)
+            await conn.exec_driver_sql(
+                f"DROP TABLE IF EXISTS {storage.table_prefix}alembic_version"
+            )
 
 
 @asynccontextmanager

@@ -165,7 +165,7 @@ async def test_database_outage(tmp_path: Path) -> None:
             assert failed > 0
             assert after_restart, "service did not come back by itself"
             # Every token a client received exists; none behind a failed answer.
-            table = storage.metadata.tables[f"{storage._prefix}tokens"]
+            table = storage.metadata.tables[f"{storage.table_prefix}tokens"]
             async with storage.engine.connect() as conn:
                 stored = set((await conn.execute(sa.select(table.c.token_hash))).scalars())
             assert stored == {hash_secret(t) for t in issued}

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -175,6 +177,17 @@ _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutEr
 _TRANSIENT_SQLSTATES = ("08", "53", "57P0", "40001", "40P01")
 
 
+def _driver_unavailable(exc: BaseException) -> bool:
+    """The same question for an error straight from the driver (asyncpg, sqlite3)."""
+    if isinstance(exc, OSError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate.startswith(_TRANSIENT_SQLSTATES):
+        return True
+    name = type(exc).__name__
+    return name in {"ConnectionDoesNotExistError", "InterfaceError", "OperationalError"}
+
+
 def _unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot serve right now (retry later)."""
     if isinstance(exc, _UNAVAILABLE):
@@ -236,6 +249,14 @@ class SQLAlchemyStorage(Storage):
             .where(tok.c.token_hash == sa.bindparam("token_hash"))
         )
         self._token_columns = [c.name for c in tok.columns]
+        self._client_columns = [c.name for c in cli.columns]
+        self._token_sql: str | None = None
+        self._token_processors: list[Callable[[Any], Any] | None] = []
+
+    @property
+    def table_prefix(self) -> str:
+        """The prefix of the library's table names."""
+        return self._prefix
 
     @property
     def engine(self) -> AsyncEngine:
@@ -274,11 +295,16 @@ class SQLAlchemyStorage(Storage):
         if not in_memory:
             reader_options = dict(options, isolation_level="AUTOCOMMIT")
             reader_options["pool_reset_on_return"] = None
+            reader_options["pool_pre_ping"] = False  # a failed check invalidates instead
             self._reader = create_async_engine(self.url, **reader_options)
             if sqlite:
                 sa.event.listen(self._reader.sync_engine, "connect", _sqlite_on_connect)
-        if self._migrate:
-            await self.upgrade()
+        try:
+            if self._migrate:
+                await self.upgrade()
+        except BaseException:
+            await self.close()  # no connection (or its thread) outlives a failed open
+            raise
         self._start_listening()
 
     async def upgrade(self, revision: str = "head") -> None:
@@ -570,23 +596,59 @@ class SQLAlchemyStorage(Storage):
             return await super().get_token_with_client(token_hash, clients)
         if self._reader is None:
             raise StorageError("storage is not open: enter it with 'async with storage:'")
+        row = await self._token_check_row(token_hash)
+        if row is None:
+            return None
+        tokens = len(self._token_columns)
+        token = AccessToken(**dict(zip(self._token_columns, row[:tokens], strict=True)))
+        client = None
+        if row[tokens] is not None:
+            client = _client_from(dict(zip(self._client_columns, row[tokens:], strict=True)), None)
+        return token, client
+
+    async def _token_check_row(self, token_hash: str) -> tuple[Any, ...] | None:
+        """The joined token-and-client row, in one driver round trip.
+
+        The statement is compiled once; it runs on the reader's raw driver connection
+        (autocommit), and the columns' result processors are applied here: one thread hop
+        on aiosqlite and one network round trip on asyncpg, where going through the ORM-less
+        Core path still costs several of each.
+        """
+        assert self._reader is not None
+        if self._token_sql is None:
+            dialect = self._reader.dialect
+            self._token_sql = str(self._token_check.compile(dialect=dialect))
+            self._token_processors = [
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in self._token_check.selected_columns
+            ]
         try:
             async with self._reader.connect() as conn:
-                row = (await conn.execute(self._token_check, {"token_hash": token_hash})).first()
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                try:
+                    if self._postgres:
+                        record = await driver.fetchrow(self._token_sql, token_hash)
+                    else:
+                        rows = await driver.execute_fetchall(self._token_sql, (token_hash,))
+                        record = rows[0] if rows else None
+                except BaseException:
+                    await conn.invalidate()  # a connection that failed mid-call is not reused
+                    raise
         except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
             if not _unavailable(exc):
                 raise
             raise StorageUnavailable(type(exc).__name__) from exc
-        if row is None:
+        except Exception as exc:
+            if _driver_unavailable(exc):
+                raise StorageUnavailable(type(exc).__name__) from exc
+            raise
+        if record is None:
             return None
-        values = row._mapping
-        token = AccessToken(**{name: values[self._tokens.c[name]] for name in self._token_columns})
-        client = (
-            None
-            if values[self._clients.c.client_id] is None
-            else _client_from(values, self._clients)
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(self._token_processors, tuple(record), strict=True)
         )
-        return token, client
 
     async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
         t = self._tokens
@@ -796,7 +858,14 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # Switching a new file to WAL needs it to itself; several processes (or pooled
+    # connections) opening it at once wait their turn.
+    for _ in range(200):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            time.sleep(0.025)
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Token lookups are random reads over the whole table: map it rather than read it.
     cursor.execute("PRAGMA mmap_size=1073741824")
