@@ -231,6 +231,7 @@ class SQLAlchemyStorage(Storage):
         self._engine_options = dict(engine_options or {})
         self._engine: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
+        self._checker: Any = None  # SQLite file: one shared aiosqlite connection for checks
         self._postgres = self.url.get_backend_name() == "postgresql"
         self._listener: asyncio.Task[None] | None = None
         self._local_announcements: list[str] = []
@@ -302,6 +303,8 @@ class SQLAlchemyStorage(Storage):
         try:
             if self._migrate:
                 await self.upgrade()
+            if sqlite and not in_memory:
+                self._checker = await _open_checker(self.url.database or "")
         except BaseException:
             await self.close()  # no connection (or its thread) outlives a failed open
             raise
@@ -402,6 +405,9 @@ class SQLAlchemyStorage(Storage):
                 connection.terminate()
 
     async def close(self) -> None:
+        if self._checker is not None:
+            checker, self._checker = self._checker, None
+            await checker.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(BaseException), anyio.move_on_after(5):
@@ -622,6 +628,17 @@ class SQLAlchemyStorage(Storage):
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
                 for column in self._token_check.selected_columns
             ]
+        if self._checker is not None:
+            # aiosqlite queues calls on its one thread: concurrent checks pipeline on one
+            # connection instead of each holding a pooled one across its await.
+            try:
+                rows = await self._checker.execute_fetchall(self._token_sql, (token_hash,))
+            except sqlite3.Error as exc:
+                if _driver_unavailable(exc):
+                    raise StorageUnavailable(type(exc).__name__) from exc
+                raise
+            record = rows[0] if rows else None
+            return None if record is None else self._processed(record)
         try:
             async with self._reader.connect() as conn:
                 raw = await conn.get_raw_connection()
@@ -643,8 +660,9 @@ class SQLAlchemyStorage(Storage):
             if _driver_unavailable(exc):
                 raise StorageUnavailable(type(exc).__name__) from exc
             raise
-        if record is None:
-            return None
+        return None if record is None else self._processed(record)
+
+    def _processed(self, record: Any) -> tuple[Any, ...]:
         return tuple(
             value if process is None else process(value)
             for process, value in zip(self._token_processors, tuple(record), strict=True)
@@ -852,6 +870,15 @@ def _async_url(database_url: str) -> sa.URL:
             "use sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
     return url
+
+
+async def _open_checker(path: str) -> Any:
+    import aiosqlite
+
+    connection = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+    for pragma in ("busy_timeout=30000", "mmap_size=1073741824", "cache_size=-32768"):
+        await connection.execute(f"PRAGMA {pragma}")
+    return connection
 
 
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
