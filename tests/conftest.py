@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import sqlalchemy as sa
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -262,11 +261,6 @@ def serve(app: Starlette) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
-
-
-def table_names(storage: Storage) -> Iterator[sa.Table]:
-    assert isinstance(storage, SQLAlchemyStorage)
-    yield from storage.metadata.sorted_tables
 
 
 class CookieSession:
