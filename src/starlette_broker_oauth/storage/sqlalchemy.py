@@ -184,8 +184,15 @@ def _driver_unavailable(exc: BaseException) -> bool:
     sqlstate = getattr(exc, "sqlstate", None) or ""
     if sqlstate.startswith(_TRANSIENT_SQLSTATES):
         return True
+    # InternalClientError: asyncpg's protocol left mid-error by a connection the server
+    # closed while it was idle; the connection is discarded.
     name = type(exc).__name__
-    return name in {"ConnectionDoesNotExistError", "InterfaceError", "OperationalError"}
+    return name in {
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "InternalClientError",
+        "OperationalError",
+    }
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -196,7 +203,10 @@ def _unavailable(exc: BaseException) -> bool:
         if exc.connection_invalidated or isinstance(exc.orig, OSError):
             return True
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-        return sqlstate.startswith(_TRANSIENT_SQLSTATES)
+        if sqlstate.startswith(_TRANSIENT_SQLSTATES):
+            return True
+        cause = getattr(exc.orig, "__cause__", None)
+        return cause is not None and _driver_unavailable(cause)
     return False
 
 
@@ -639,28 +649,37 @@ class SQLAlchemyStorage(Storage):
                 raise
             record = rows[0] if rows else None
             return None if record is None else self._processed(record)
-        try:
-            async with self._reader.connect() as conn:
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                try:
-                    if self._postgres:
-                        record = await driver.fetchrow(self._token_sql, token_hash)
-                    else:
-                        rows = await driver.execute_fetchall(self._token_sql, (token_hash,))
-                        record = rows[0] if rows else None
-                except BaseException:
-                    await conn.invalidate()  # a connection that failed mid-call is not reused
+        # A pooled connection may have died while idle (the server restarted): it is
+        # discarded and the check retried once on a fresh one before answering 503.
+        for attempt in (1, 2):
+            try:
+                record = await self._fetch_token_row(token_hash)
+                break
+            except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
+                if not _unavailable(exc):
                     raise
-        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
-            if not _unavailable(exc):
-                raise
-            raise StorageUnavailable(type(exc).__name__) from exc
-        except Exception as exc:
-            if _driver_unavailable(exc):
-                raise StorageUnavailable(type(exc).__name__) from exc
-            raise
+                if attempt == 2:
+                    raise StorageUnavailable(type(exc).__name__) from exc
+            except Exception as exc:
+                if not _driver_unavailable(exc):
+                    raise
+                if attempt == 2:
+                    raise StorageUnavailable(type(exc).__name__) from exc
         return None if record is None else self._processed(record)
+
+    async def _fetch_token_row(self, token_hash: str) -> Any:
+        assert self._reader is not None
+        async with self._reader.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            try:
+                if self._postgres:
+                    return await driver.fetchrow(self._token_sql, token_hash)
+                rows = await driver.execute_fetchall(self._token_sql, (token_hash,))
+                return rows[0] if rows else None
+            except BaseException:
+                await conn.invalidate()  # a connection that failed mid-call is not reused
+                raise
 
     def _processed(self, record: Any) -> tuple[Any, ...]:
         return tuple(
