@@ -115,3 +115,80 @@ def test_demo_runs_twice_on_one_file(tmp_path: Path) -> None:
             timeout=5,
         )
         assert me.status_code == 200  # tokens survive a restart
+
+
+def admin(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "starlette_broker_oauth.cli", *args, "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_admin_commands_set_up_a_working_platform(tmp_path: Path) -> None:
+    import anyio
+    import httpx
+
+    from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
+
+    from .conftest import ISSUER, build_platform
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}"
+    client = json.loads(
+        admin(
+            url,
+            "client",
+            "create",
+            "--name",
+            "App",
+            "--redirect-uri",
+            "https://a/cb",
+            "--scope",
+            "general",
+            "--scope",
+            "data",
+        ).stdout
+    )
+    partner = json.loads(admin(url, "partner", "create", "--name", "Broker").stdout)
+    assert admin(url, "partner", "allow", partner["key_id"], client["client_id"]).returncode == 0
+    account = json.loads(admin(url, "account", "create", "--live").stdout)
+    assert account["live"] is True
+    paper = json.loads(admin(url, "account", "create").stdout)
+    missing = admin(url, "partner", "allow", "nobody", client["client_id"])
+    assert missing.returncode == 1
+    assert "Traceback" not in missing.stderr
+    assert admin(url, "client", "disable", "nobody").returncode == 1
+
+    async def use() -> list[int]:
+        async with SQLAlchemyStorage(url) as storage:
+            app = build_platform(storage, OAuthSettings(issuer=ISSUER))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+                body = {
+                    "client_id": client["client_id"],
+                    "client_secret": client["client_secret"],
+                    "redirect_uri": "https://a/cb",
+                    "scope": "data",
+                    "account_id": paper["account_id"],
+                }
+                auth = (partner["key_id"], partner["secret"])
+                ok = await http.post("/v1/oauth/token", json=body, auth=auth)
+                too_wide = await http.post(
+                    "/v1/oauth/token", json=body | {"scope": "trading"}, auth=auth
+                )
+                live = await http.post(
+                    "/v1/oauth/token", json=body | {"account_id": account["account_id"]}, auth=auth
+                )
+                return [ok.status_code, too_wide.status_code, live.status_code]
+
+    assert anyio.run(use) == [200, 422, 422]
+    rotated = json.loads(admin(url, "client", "rotate-secret", client["client_id"]).stdout)
+    assert rotated["client_secret"] != client["client_secret"]
+    assert (
+        json.loads(admin(url, "client", "disable", client["client_id"]).stdout)["status"]
+        == "DISABLED"
+    )
+    new_partner = json.loads(admin(url, "partner", "rotate-secret", partner["key_id"]).stdout)
+    assert new_partner["secret"] != partner["secret"]

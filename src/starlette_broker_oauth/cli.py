@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +40,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=24.0,
         help="keep expired or revoked rows this long (default: %(default)s)",
     )
-    for sub in (upgrade, current, purge):
+
+    client = commands.add_parser("client", help="register and manage third-party apps")
+    client_commands = client.add_subparsers(dest="client_command", required=True)
+    create_client = client_commands.add_parser(
+        "create", help="register a client (prints its secret once)"
+    )
+    create_client.add_argument("--name", required=True)
+    create_client.add_argument(
+        "--redirect-uri", action="append", required=True, dest="redirect_uris"
+    )
+    create_client.add_argument("--description", default="")
+    create_client.add_argument("--url", default="")
+    create_client.add_argument("--terms-of-use", default="")
+    create_client.add_argument("--privacy-policy", default="")
+    create_client.add_argument(
+        "--scope", action="append", dest="scopes", help="allowed scope (repeat)"
+    )
+    create_client.add_argument("--live-trading-approved", action="store_true")
+    client_subs = [create_client]
+    for name, text in (
+        ("disable", "stop its codes and tokens"),
+        ("enable", "allow it again"),
+        ("rotate-secret", "issue a new secret"),
+    ):
+        sub = client_commands.add_parser(name, help=text)
+        sub.add_argument("client_id")
+        client_subs.append(sub)
+
+    partner = commands.add_parser("partner", help="register partners and grant them clients")
+    partner_commands = partner.add_subparsers(dest="partner_command", required=True)
+    create_partner = partner_commands.add_parser("create", help="register a partner")
+    create_partner.add_argument("--name", required=True)
+    create_partner.add_argument("--key-id")
+    allow = partner_commands.add_parser("allow", help="let a partner use a client")
+    allow.add_argument("key_id")
+    allow.add_argument("client_id")
+    rotate = partner_commands.add_parser("rotate-secret", help="issue a new partner secret")
+    rotate.add_argument("key_id")
+
+    account = commands.add_parser("account", help="manage accounts (built-in storage only)")
+    account_commands = account.add_subparsers(dest="account_command", required=True)
+    create_account = account_commands.add_parser("create", help="create an account")
+    create_account.add_argument("--account-id", type=uuid.UUID)
+    create_account.add_argument("--live", action="store_true")
+
+    for sub in (
+        upgrade,
+        current,
+        purge,
+        *client_subs,
+        create_partner,
+        allow,
+        rotate,
+        create_account,
+    ):
         sub.add_argument(
             "--database-url",
             default=os.environ.get("BROKER_OAUTH_DATABASE_URL"),
@@ -51,7 +106,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.database_url is None:
         parser.error("--database-url (or BROKER_OAUTH_DATABASE_URL) is required")
-    return anyio.run(_db, args)
+    if args.command == "db":
+        return anyio.run(_db, args)
+    return anyio.run(_admin, args)
+
+
+async def _admin(args: argparse.Namespace) -> int:
+    """Client, partner and account commands; answers are JSON on stdout, errors on stderr."""
+    from sqlalchemy.exc import IntegrityError
+
+    from .models import ClientStatus
+    from .storage.sqlalchemy import SQLAlchemyStorage
+
+    async with SQLAlchemyStorage(args.database_url, table_prefix=args.table_prefix) as storage:
+        result: object = None
+        if args.command == "client":
+            if args.client_command == "create":
+                creds = await storage.create_client(
+                    name=args.name,
+                    redirect_uris=args.redirect_uris,
+                    description=args.description,
+                    url=args.url,
+                    terms_of_use=args.terms_of_use,
+                    privacy_policy=args.privacy_policy,
+                    scopes=args.scopes,
+                    live_trading_approved=args.live_trading_approved,
+                )
+                result = {"client_id": creds.client_id, "client_secret": creds.client_secret}
+            elif args.client_command == "rotate-secret":
+                rotated = await storage.reset_client_secret(args.client_id)
+                if rotated is not None:
+                    result = {
+                        "client_id": rotated.client_id,
+                        "client_secret": rotated.client_secret,
+                    }
+            else:
+                status = (
+                    ClientStatus.DISABLED
+                    if args.client_command == "disable"
+                    else ClientStatus.ACTIVE
+                )
+                if await storage.set_client_status(args.client_id, status):
+                    result = {"client_id": args.client_id, "status": status.value}
+        elif args.command == "partner":
+            if args.partner_command == "create":
+                partner = await storage.create_partner(name=args.name, key_id=args.key_id)
+                result = {"key_id": partner.key_id, "secret": partner.secret}
+            elif args.partner_command == "allow":
+                try:  # an unknown partner or client breaks a foreign key
+                    await storage.allow_partner_client(args.key_id, args.client_id)
+                    result = {"key_id": args.key_id, "client_id": args.client_id}
+                except IntegrityError:
+                    result = None
+            else:
+                renewed = await storage.reset_partner_secret(args.key_id)
+                if renewed is not None:
+                    result = {"key_id": renewed.key_id, "secret": renewed.secret}
+        else:
+            created = await storage.create_account(account_id=args.account_id, live=args.live)
+            result = {"account_id": str(created.account_id), "live": created.live}
+    if result is None:
+        print("not found", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
 
 
 async def _db(args: argparse.Namespace) -> int:
