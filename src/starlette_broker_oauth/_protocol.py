@@ -20,6 +20,7 @@ Deliberate departures from Authlib's defaults:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import inspect
 import logging
@@ -473,9 +474,8 @@ class _Revocation(_TokenLookup, RevocationEndpoint):  # type: ignore[misc]
             )
             return
         was = await_(self.server.grants.revoke_token(model.token_hash, now=utcnow()))
-        self.server.on_revoked([model.token_hash])
-        if was is not None and was.revoked_at is None:
-            self.server.revoked([model.token_hash], model.client_id, "revocation_endpoint")
+        newly = was is not None and was.revoked_at is None
+        self.server.revoked([model.token_hash], model.client_id, "revocation_endpoint", newly=newly)
 
 
 class _Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
@@ -544,9 +544,17 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         except Exception:
             log.exception("event listener failed on %s", type(event).__name__)
 
-    def revoked(self, token_hashes: Sequence[str], client_id: str | None, reason: str) -> None:
+    def revoked(
+        self,
+        token_hashes: Sequence[str],
+        client_id: str | None,
+        reason: str,
+        *,
+        newly: bool = True,
+    ) -> None:
+        """Tell the token cache (always) and the event listener (when ``newly`` revoked)."""
         self.on_revoked(token_hashes)
-        if token_hashes:
+        if token_hashes and newly:
             self.emit(
                 TokenRevoked(client_id=client_id, token_ids=tuple(token_hashes), reason=reason)
             )
@@ -763,9 +771,13 @@ class OAuthProtocol:
         """Send an event from async code."""
         await run_sync(self.server.emit, event)
 
-    async def revoked(self, token_hashes: Sequence[str], client_id: str, reason: str) -> None:
+    async def revoked(
+        self, token_hashes: Sequence[str], client_id: str, reason: str, *, newly: bool
+    ) -> None:
         """Tell the cache and the listener about tokens revoked outside the protocol."""
-        await run_sync(self.server.revoked, token_hashes, client_id, reason)
+        await run_sync(
+            functools.partial(self.server.revoked, newly=newly), token_hashes, client_id, reason
+        )
 
     # the partner endpoints
 

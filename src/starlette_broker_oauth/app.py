@@ -246,9 +246,10 @@ class _BrokerAPI:
             partner, token.client_id
         ):
             was = await self.repos.grants.revoke_token(token_hash, now=utcnow())
-            self._revoked([token_hash])
-            if was is not None and was.revoked_at is None:
-                await self.protocol.revoked([token_hash], token.client_id, "partner_delete")
+            newly = was is not None and was.revoked_at is None
+            await self.protocol.revoked(
+                [token_hash], token.client_id, "partner_delete", newly=newly
+            )
         return Response(status_code=204)
 
     async def token(self, request: Request) -> Response:

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -177,37 +177,38 @@ _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutEr
 _TRANSIENT_SQLSTATES = ("08", "53", "57P0", "40001", "40P01")
 
 
-def _driver_unavailable(exc: BaseException) -> bool:
-    """The same question for an error straight from the driver (asyncpg, sqlite3)."""
-    if isinstance(exc, OSError):
-        return True
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    if sqlstate.startswith(_TRANSIENT_SQLSTATES):
-        return True
-    # InternalClientError: asyncpg's protocol left mid-error by a connection the server
-    # closed while it was idle; the connection is discarded.
-    name = type(exc).__name__
-    return name in {
-        "ConnectionDoesNotExistError",
-        "InterfaceError",
-        "InternalClientError",
-        "OperationalError",
-    }
+# Driver exception classes that mean the connection is gone. InternalClientError:
+# asyncpg's protocol left mid-error by a connection the server closed while it was idle.
+_TRANSIENT_DRIVER_ERRORS = frozenset(
+    {"ConnectionDoesNotExistError", "InterfaceError", "InternalClientError", "OperationalError"}
+)
 
 
-def _unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot serve right now (retry later)."""
+def _transient(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot serve right now (retry later): SQLAlchemy's
+    wrapped errors and the drivers' own (asyncpg, sqlite3) alike."""
     if isinstance(exc, _UNAVAILABLE):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(exc.orig, OSError):
+        if exc.connection_invalidated:
             return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-        if sqlstate.startswith(_TRANSIENT_SQLSTATES):
-            return True
-        cause = getattr(exc.orig, "__cause__", None)
-        return cause is not None and _driver_unavailable(cause)
-    return False
+        inner = (exc.orig, getattr(exc.orig, "__cause__", None))
+        return any(e is not None and e is not exc and _transient(e) for e in inner)
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate.startswith(_TRANSIENT_SQLSTATES):
+        return True
+    return type(exc).__name__ in _TRANSIENT_DRIVER_ERRORS
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Turn a transient database failure into :class:`StorageUnavailable`."""
+    try:
+        yield
+    except Exception as exc:
+        if _transient(exc):
+            raise StorageUnavailable(type(exc).__name__) from exc
+        raise
 
 
 class SQLAlchemyStorage(Storage):
@@ -432,23 +433,15 @@ class SQLAlchemyStorage(Storage):
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        with _translated():
             async with self.engine.connect() as conn:
                 yield conn
-        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
-            if not _unavailable(exc):
-                raise
-            raise StorageUnavailable(type(exc).__name__) from exc
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        with _translated():
             async with self.engine.begin() as conn:
                 yield conn
-        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
-            if not _unavailable(exc):
-                raise
-            raise StorageUnavailable(type(exc).__name__) from exc
 
     # ClientRepository, AccountRepository
 
@@ -641,12 +634,8 @@ class SQLAlchemyStorage(Storage):
         if self._checker is not None:
             # aiosqlite queues calls on its one thread: concurrent checks pipeline on one
             # connection instead of each holding a pooled one across its await.
-            try:
+            with _translated():
                 rows = await self._checker.execute_fetchall(self._token_sql, (token_hash,))
-            except sqlite3.Error as exc:
-                if _driver_unavailable(exc):
-                    raise StorageUnavailable(type(exc).__name__) from exc
-                raise
             record = rows[0] if rows else None
             return None if record is None else self._processed(record)
         # A pooled connection may have died while idle (the server restarted): it is
@@ -655,13 +644,8 @@ class SQLAlchemyStorage(Storage):
             try:
                 record = await self._fetch_token_row(token_hash)
                 break
-            except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
-                if not _unavailable(exc):
-                    raise
-                if attempt == 2:
-                    raise StorageUnavailable(type(exc).__name__) from exc
             except Exception as exc:
-                if not _driver_unavailable(exc):
+                if not _transient(exc):
                     raise
                 if attempt == 2:
                     raise StorageUnavailable(type(exc).__name__) from exc
