@@ -6,9 +6,20 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Security
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
 
 from starlette_broker_oauth import VerifiedToken, create_oauth_app
-from starlette_broker_oauth.fastapi import BrokerTokenBearer
+from starlette_broker_oauth.authentication import (
+    BearerTokenBackend,
+    bearer_error_response,
+    requires_token,
+)
+from starlette_broker_oauth.fastapi import BrokerTokenBearer, exception_handlers
 
 from .conftest import ISSUER, Platform
 
@@ -25,7 +36,7 @@ def build(platform: Platform) -> FastAPI:
     optional = BrokerTokenBearer(
         verifier=oauth.state.token_verifier, settings=platform.settings, auto_error=False
     )
-    app = FastAPI()
+    app = FastAPI(exception_handlers=exception_handlers)
     market = APIRouter(prefix="/market", dependencies=[Security(bearer, scopes=["general"])])
 
     @app.get("/v2/account")
@@ -147,3 +158,63 @@ async def test_openapi_carries_the_scheme(platform: Platform, api: httpx.AsyncCl
     docs = await api.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+def build_starlette(platform: Platform) -> Starlette:
+    """The same routes on plain Starlette: one behind the middleware and Starlette's own
+    ``@requires`` way, one guarded by ``@requires_token(verifier=…)`` alone."""
+    oauth = create_oauth_app(settings=platform.settings, storage=platform.storage)
+    verifier = oauth.state.token_verifier
+
+    @requires_token("trading")
+    async def middleware_orders(request: Request) -> Response:
+        return JSONResponse({})
+
+    @requires_token("trading", verifier=verifier)
+    async def guarded_orders(request: Request) -> Response:
+        return JSONResponse({})
+
+    return Starlette(
+        routes=[
+            Route("/v2/orders", middleware_orders, methods=["POST"]),
+            Route("/guarded/v2/orders", guarded_orders, methods=["POST"]),
+            Mount("/", oauth),
+        ],
+        middleware=[
+            Middleware(
+                AuthenticationMiddleware,
+                backend=BearerTokenBackend(verifier),
+                on_error=bearer_error_response,
+            )
+        ],
+    )
+
+
+async def test_fastapi_and_starlette_refuse_byte_for_byte(
+    platform: Platform, api: httpx.AsyncClient
+) -> None:
+    revoked = await issue(platform, "trading")
+    await platform.http.delete(
+        f"/v1/oauth/token/{revoked['Authorization'].split()[1]}", auth=platform.partner
+    )
+    cases = {
+        "missing": {},
+        "not a bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
+        "unknown": {"Authorization": "Bearer nope"},
+        "malformed": {"Authorization": "Bearer not/a\\token"},
+        "revoked": revoked,
+        "insufficient scope": await issue(platform, "general"),
+    }
+    transport = httpx.ASGITransport(app=build_starlette(platform))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as plain:
+        for name, headers in cases.items():
+            fast = await api.post("/v2/orders", headers=headers)
+            expected_status = 403 if name == "insufficient scope" else 401
+            assert fast.status_code == expected_status, name
+            assert fast.json()["error"] in {"invalid_token", "insufficient_scope", "unauthorized"}
+            for path in ("/v2/orders", "/guarded/v2/orders"):
+                theirs = await plain.post(path, headers=headers)
+                assert theirs.status_code == fast.status_code, (name, path)
+                assert theirs.content == fast.content, (name, path)
+                assert theirs.headers["www-authenticate"] == fast.headers["www-authenticate"]
+                assert theirs.headers["cache-control"] == fast.headers["cache-control"]

@@ -109,7 +109,7 @@ def test_settings_from_env() -> None:
 
 def test_app_factory_needs_every_repository() -> None:
     with pytest.raises(ConfigurationError):
-        lib.create_oauth_app(settings=OAuthSettings(issuer="https://b"))
+        lib.create_oauth_app(settings=OAuthSettings(issuer="https://b"))  # type: ignore[call-overload]
 
 
 def test_fastapi_extra_missing_is_actionable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._protocol import CONSENT_PARAMS
+from .core import AUTHORIZATION_PARAMS
 from .settings import OAuthSettings
 
 __all__ = ["openapi_document"]
@@ -238,7 +238,7 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                         "required": name in {"response_type", "client_id"},
                         "schema": {"type": "string"},
                     }
-                    for name in CONSENT_PARAMS
+                    for name in AUTHORIZATION_PARAMS
                 ],
                 "responses": {
                     "200": {"description": "The consent page.", "content": html},

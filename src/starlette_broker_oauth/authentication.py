@@ -22,10 +22,11 @@ from starlette.authentication import (
     BaseUser,
 )
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from ._render import bearer_error
 from .errors import StorageUnavailable, TokenError, TokenErrorKind
-from .verifier import TokenVerifier, VerifiedToken
+from .verifier import TokenVerifier, VerifiedToken, bearer_credential
 
 __all__ = [
     "BearerAuthenticationError",
@@ -106,12 +107,9 @@ class BearerTokenBackend(AuthenticationBackend):
         self._principal = _Principals()
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        value = _authorization(conn.scope["headers"])
-        if value is None:
-            return None  # anonymous
-        if value[:7].lower() != b"bearer ":
-            return None  # another scheme (a partner's HTTP Basic)
-        raw = value[7:].decode("latin-1").strip(" ")
+        raw = _bearer(conn.scope["headers"])
+        if raw is None:
+            return None  # anonymous, or another scheme (a partner's HTTP Basic)
         token = self.verifier.cached(raw)
         if token is None:
             try:
@@ -123,36 +121,12 @@ class BearerTokenBackend(AuthenticationBackend):
         return self._principal(token)
 
 
-def token_error_response(error: TokenError) -> Response:
-    """The RFC 6750 §3 answer to a refused request: 401 or 403 with ``WWW-Authenticate``."""
-    body = {
-        "error": error.error_code or "unauthorized",
-        "error_description": error.description,
-    }
-    return JSONResponse(
-        body,
-        status_code=error.status_code,
-        headers={"WWW-Authenticate": error.www_authenticate(), "Cache-Control": "no-store"},
-    )
-
-
-def unavailable_response() -> Response:
-    """503 while the token store cannot be reached: the client should retry."""
-    return JSONResponse(
-        {"error": "temporarily_unavailable", "error_description": "try again shortly"},
-        status_code=503,
-        headers={"Retry-After": "1", "Cache-Control": "no-store"},
-    )
-
-
 def bearer_error_response(conn: HTTPConnection, exc: Exception) -> Response:
     """``on_error`` for ``AuthenticationMiddleware``: RFC 6750 §3 answers (503 while the
     storage is unavailable)."""
     if isinstance(exc, BearerAuthenticationError):
-        if exc.error is None:
-            return unavailable_response()
-        return token_error_response(exc.error)
-    return token_error_response(TokenError(TokenErrorKind.MALFORMED))
+        return bearer_error(exc.error or StorageUnavailable("token store"))
+    return bearer_error(TokenError(TokenErrorKind.MALFORMED))
 
 
 def requires_token(
@@ -179,29 +153,24 @@ def requires_token(
             scope = request.scope
             if verifier is not None:
                 # Hot path: a cached token costs a header scan and a dict lookup.
-                value = _authorization(scope["headers"])
-                token = None
-                if value is not None and value[:7].lower() == b"bearer ":
-                    raw = value[7:].decode("latin-1").strip(" ")
-                    token = verifier.cached(raw)
-                    if token is None:
-                        try:
-                            token = await verifier.verify(raw)
-                        except TokenError as exc:
-                            return token_error_response(exc)
-                        except StorageUnavailable:
-                            return unavailable_response()
+                raw = _bearer(scope["headers"])
+                if raw is None:
+                    return bearer_error(TokenError(TokenErrorKind.MISSING))
+                token = verifier.cached(raw)
                 if token is None:
-                    return token_error_response(TokenError(TokenErrorKind.MISSING))
+                    try:
+                        token = await verifier.verify(raw)
+                    except (TokenError, StorageUnavailable) as exc:
+                        return bearer_error(exc)
                 scope["auth"], scope["user"] = principal(token)
             else:
                 user = scope.get("user")
                 if not isinstance(user, TokenUser):
-                    return token_error_response(TokenError(TokenErrorKind.MISSING))
+                    return bearer_error(TokenError(TokenErrorKind.MISSING))
                 token = user.token
             if not required <= token.scopes:
                 error = TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=scopes)
-                return token_error_response(error)
+                return bearer_error(error)
             return await endpoint(*args, **kwargs)
 
         return guarded
@@ -209,10 +178,10 @@ def requires_token(
     return decorate
 
 
-def _authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == b"authorization":
-            return value
+            return bearer_credential(value)
     return None
 
 

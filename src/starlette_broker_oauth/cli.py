@@ -113,8 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _admin(args: argparse.Namespace) -> int:
     """Client, partner and account commands; answers are JSON on stdout, errors on stderr."""
-    from sqlalchemy.exc import IntegrityError
-
     from .models import ClientStatus
     from .storage.sqlalchemy import SQLAlchemyStorage
 
@@ -153,11 +151,8 @@ async def _admin(args: argparse.Namespace) -> int:
                 partner = await storage.create_partner(name=args.name, key_id=args.key_id)
                 result = {"key_id": partner.key_id, "secret": partner.secret}
             elif args.partner_command == "allow":
-                try:  # an unknown partner or client breaks a foreign key
-                    await storage.allow_partner_client(args.key_id, args.client_id)
+                if await storage.allow_partner_client(args.key_id, args.client_id):
                     result = {"key_id": args.key_id, "client_id": args.client_id}
-                except IntegrityError:
-                    result = None
             else:
                 renewed = await storage.reset_partner_secret(args.key_id)
                 if renewed is not None:

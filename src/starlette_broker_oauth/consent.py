@@ -21,12 +21,15 @@ from typing import Protocol
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ._protocol import ConsentRequest, HostedError, OAuthProtocol
-from .errors import ConfigurationError
+from ._oauth import ConsentRequest, OAuthProtocol
+from ._params import query_params, read_params
+from ._render import consent_error, redirect_location
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import BrokerOAuthError, ConfigurationError
 
 __all__ = ["ConsentPage", "HostedConsent", "SessionHook", "render_consent_page"]
 
@@ -170,31 +173,51 @@ def _fingerprint(params: Sequence[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(sorted(params)).encode()).hexdigest()
 
 
+def _signer(clock: Clock) -> type[TimestampSigner]:
+    class ClockSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock.time())
+
+    return ClockSigner
+
+
 class ConsentEndpoints:
     """The two handlers of ``/oauth/authorize``."""
 
-    def __init__(self, *, protocol: OAuthProtocol, config: HostedConsent, action: str) -> None:
+    def __init__(
+        self,
+        *,
+        protocol: OAuthProtocol,
+        config: HostedConsent,
+        action: str,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.protocol = protocol
         self.config = config
         self.action = action
-        self.signer = URLSafeTimedSerializer(config.secret_key, salt=_SALT)
+        self.issuer = protocol.settings.issuer
+        self.signer = URLSafeTimedSerializer(config.secret_key, salt=_SALT, signer=_signer(clock))
         self.template = config.template or render_consent_page
 
     async def get(self, request: Request) -> Response:
-        params: dict[str, list[str]] = {}
-        for key, value in request.query_params.multi_items():
-            params.setdefault(key, []).append(value)
         try:
-            consent = await self.protocol.consent_request(params)
-        except HostedError as exc:
+            consent = await self.protocol.consent_request(query_params(request))
+            account_id = await self.config.session.account_id(request)
+        except BrokerOAuthError as exc:
             return self._error(exc)
-        account_id = await self.config.session.account_id(request)
         if account_id is None:
             return RedirectResponse(self.config.session.login_url(request), status_code=303)
         token = self.signer.dumps({"a": str(account_id), "p": _fingerprint(consent.params)})
         return HTMLResponse(self.template(self._page(consent, token)), headers=_PAGE_HEADERS)
 
-    async def post(self, request: Request, params: Mapping[str, list[str]]) -> Response:
+    async def post(self, request: Request) -> Response:
+        try:
+            return await self._decide(request)
+        except BrokerOAuthError as exc:
+            return self._error(exc)
+
+    async def _decide(self, request: Request) -> Response:
+        params = await read_params(request, json_allowed=False)
         fields = {k: v[0] for k, v in params.items() if len(v) == 1}
         account_id = await self.config.session.account_id(request)
         if account_id is None:
@@ -212,18 +235,19 @@ class ConsentEndpoints:
         decision = fields.get("decision")
         if decision not in {"approve", "deny"}:
             return _error_page(400, "Choose Allow or Deny.")
-        try:
-            location = await self.protocol.consent_decision(
-                request_params, account_id, approve=decision == "approve"
-            )
-        except HostedError as exc:
-            return self._error(exc)
+        authorized = await self.protocol.consent_decision(
+            request_params, account_id, approve=decision == "approve"
+        )
+        location = redirect_location(
+            authorized.redirect_uri,
+            [("code", authorized.code)],
+            state=authorized.state,
+            issuer=self.issuer,
+        )
         return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
 
-    def _error(self, exc: HostedError) -> Response:
-        if exc.location is not None:
-            return RedirectResponse(exc.location, status_code=303)
-        return _error_page(400, exc.description)
+    def _error(self, exc: BrokerOAuthError) -> Response:
+        return consent_error(exc, issuer=self.issuer, page=_error_page)
 
     def _page(self, consent: ConsentRequest, token: str) -> ConsentPage:
         client = consent.client

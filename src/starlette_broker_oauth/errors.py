@@ -3,19 +3,36 @@
 The tree::
 
     BrokerOAuthError
-     ├── ConfigurationError        a setting or argument is wrong (raised at start-up)
-     ├── StorageError              a repository could not do its work
-     │    └── StorageUnavailable   the database cannot be reached right now
-     ├── APIError                  an HTTP error in the broker shape {"code", "message"}
-     │    ├── BadRequest           400  40010000
-     │    ├── Unauthorized         401  40110000
-     │    ├── NotFound             404  40410000
-     │    ├── UnprocessableEntity  422  42210000
-     │    └── ServiceUnavailable   503  50310000
-     └── TokenError                a bearer token failed verification (RFC 6750 §3.1)
+     ├── ConfigurationError          a setting or argument is wrong (raised at start-up)
+     ├── StorageError                a repository could not do its work
+     │    └── StorageUnavailable     the database cannot be reached right now
+     ├── Refusal                     a rule refused the request (RFC 6749 ``error`` code)
+     │    ├── InvalidRequest         invalid_request
+     │    │    ├── UnknownAccount    no such account
+     │    │    └── InvalidRedirectURI  not a registered redirect URI: never redirected to
+     │    ├── InvalidClient          invalid_client: unknown, wrong secret, or not the
+     │    │                          partner's - one answer for all three
+     │    ├── PartnerUnauthenticated the partner's HTTP Basic credentials were refused
+     │    ├── UnauthorizedClient     unauthorized_client
+     │    │    ├── ClientDisabled
+     │    │    └── LiveTradingNotApproved
+     │    ├── InvalidGrant           invalid_grant: code or refresh token unusable
+     │    │    ├── CodeReplayed      the code was used before; its grant is revoked
+     │    │    └── RefreshTokenReused  the same, for a rotated-out refresh token
+     │    ├── InvalidScope           invalid_scope
+     │    ├── UnsupportedResponseType, UnsupportedGrantType, UnsupportedTokenType
+     │    └── AccessDenied           access_denied: the user said no
+     ├── APIError                    an HTTP error in the broker shape {"code", "message"}
+     │    ├── BadRequest             400  40010000
+     │    ├── Unauthorized           401  40110000
+     │    ├── NotFound               404  40410000
+     │    ├── UnprocessableEntity    422  42210000
+     │    └── ServiceUnavailable     503  50310000
+     └── TokenError                  a bearer token failed verification (RFC 6750 §3.1)
 
-Protocol errors of the standard endpoints are Authlib's ``OAuth2Error`` and are
-rendered in the RFC 6749 §5.2 shape instead.
+The domain raises :class:`Refusal` and its subclasses and knows nothing of HTTP; each face
+of the sub-app renders them in its documented shape in one place (``_render.py``): the
+broker ``{"code", "message"}``, RFC 6749 §5.2, RFC 6750 §3 and the consent pages.
 """
 
 from __future__ import annotations
@@ -25,18 +42,36 @@ from typing import ClassVar, TypedDict
 
 __all__ = [
     "APIError",
+    "AccessDenied",
     "BadRequest",
     "BrokerOAuthError",
+    "ClientDisabled",
+    "CodeReplayed",
     "ConfigurationError",
     "ErrorBody",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRedirectURI",
+    "InvalidRequest",
+    "InvalidScope",
+    "LiveTradingNotApproved",
     "NotFound",
+    "PartnerUnauthenticated",
+    "RefreshTokenReused",
+    "Refusal",
     "ServiceUnavailable",
     "StorageError",
     "StorageUnavailable",
     "TokenError",
     "TokenErrorKind",
     "Unauthorized",
+    "UnauthorizedClient",
+    "UnknownAccount",
     "UnprocessableEntity",
+    "UnsupportedGrantType",
+    "UnsupportedResponseType",
+    "UnsupportedTokenType",
+    "refusal_for",
 ]
 
 
@@ -61,6 +96,170 @@ class StorageError(BrokerOAuthError):
 
 class StorageUnavailable(StorageError):
     """The database is unreachable or timed out; the request may be retried."""
+
+
+class Refusal(BrokerOAuthError):
+    """A rule of the authorization server refused the request.
+
+    Parameters:
+        description: What was wrong, for the client's developer; never carries a secret.
+        redirect_uri: Set once the client and its redirect URI are validated, when the
+            refusal may be sent back to the client (RFC 6749 §4.1.2.1); ``None`` means the
+            user agent must be shown an error, never redirected (RFC 9700 §4.11).
+        state: The request's ``state``, returned with a redirected refusal.
+    """
+
+    error: str = "invalid_request"
+
+    def __init__(
+        self, description: str = "", *, redirect_uri: str | None = None, state: str | None = None
+    ) -> None:
+        super().__init__(description or self.error)
+        self.description = description or self.error
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+
+class InvalidRequest(Refusal):
+    """A parameter is missing, repeated or malformed (``invalid_request``)."""
+
+
+class UnknownAccount(InvalidRequest):
+    """The account does not exist."""
+
+    def __init__(self, description: str = "Unknown 'account_id'.", **kwargs: str | None) -> None:
+        super().__init__(description, **kwargs)
+
+
+class InvalidRedirectURI(InvalidRequest):
+    """The redirect URI is not one the client registered; nothing is redirected to it."""
+
+
+class InvalidClient(Refusal):
+    """Client authentication failed, the client is unknown, or the partner may not use it.
+
+    All of these get one answer so that none can be told from the others.
+    """
+
+    error = "invalid_client"
+    #: The one message of the partner endpoints for every such refusal.
+    ONE_ANSWER = "client does not exist, you do not have access to it, or the secret is wrong"
+
+
+class PartnerUnauthenticated(Refusal):
+    """The partner's HTTP Basic credentials are missing or wrong."""
+
+    error = "unauthorized"
+
+
+class UnauthorizedClient(Refusal):
+    """The client may not do this (``unauthorized_client``)."""
+
+    error = "unauthorized_client"
+
+
+class ClientDisabled(UnauthorizedClient):
+    """The client is disabled: it gets no codes or tokens, and its tokens stop working."""
+
+    def __init__(self, description: str = "The client is disabled.", **kwargs: str | None) -> None:
+        super().__init__(description, **kwargs)
+
+
+class LiveTradingNotApproved(UnauthorizedClient):
+    """The account is live and the client is not approved for live trading."""
+
+    def __init__(
+        self,
+        description: str = "The client is not approved for live trading.",
+        **kwargs: str | None,
+    ) -> None:
+        super().__init__(description, **kwargs)
+
+
+class InvalidGrant(Refusal):
+    """The code or refresh token is unknown, expired, used, or not this client's."""
+
+    error = "invalid_grant"
+
+
+class CodeReplayed(InvalidGrant):
+    """A used code was presented again; what it issued is revoked (RFC 9700 §4.5)."""
+
+    def __init__(
+        self, description: str = "The code has already been used.", **kwargs: str | None
+    ) -> None:
+        super().__init__(description, **kwargs)
+
+
+class RefreshTokenReused(InvalidGrant):
+    """A rotated-out refresh token was presented again; its grant is revoked."""
+
+    def __init__(
+        self, description: str = "The refresh token has already been used.", **kwargs: str | None
+    ) -> None:
+        super().__init__(description, **kwargs)
+
+
+class InvalidScope(Refusal):
+    """A requested scope is unknown or not allowed for the client (``invalid_scope``)."""
+
+    error = "invalid_scope"
+
+
+class UnsupportedResponseType(Refusal):
+    """``unsupported_response_type``."""
+
+    error = "unsupported_response_type"
+
+
+class UnsupportedGrantType(Refusal):
+    """``unsupported_grant_type``."""
+
+    error = "unsupported_grant_type"
+
+
+class UnsupportedTokenType(Refusal):
+    """``unsupported_token_type`` (RFC 7009 §2.2.1)."""
+
+    error = "unsupported_token_type"
+
+
+class AccessDenied(Refusal):
+    """The user denied the request (``access_denied``)."""
+
+    error = "access_denied"
+
+
+_BY_CODE: dict[str, type[Refusal]] = {
+    cls.error: cls
+    for cls in (
+        InvalidRequest,
+        InvalidClient,
+        UnauthorizedClient,
+        InvalidGrant,
+        InvalidScope,
+        UnsupportedResponseType,
+        UnsupportedGrantType,
+        UnsupportedTokenType,
+        AccessDenied,
+    )
+}
+
+
+def refusal_for(
+    error: str,
+    description: str = "",
+    *,
+    redirect_uri: str | None = None,
+    state: str | None = None,
+) -> Refusal:
+    """The refusal for an RFC 6749 ``error`` code (a generic one for codes of other RFCs)."""
+    cls = _BY_CODE.get(error)
+    if cls is None:
+        refusal = Refusal(description or error, redirect_uri=redirect_uri, state=state)
+        refusal.error = error
+        return refusal
+    return cls(description, redirect_uri=redirect_uri, state=state)
 
 
 class APIError(BrokerOAuthError):

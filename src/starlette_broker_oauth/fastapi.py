@@ -6,22 +6,53 @@ imports this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 try:
     from fastapi import HTTPException, Request
     from fastapi.security import OAuth2AuthorizationCodeBearer, SecurityScopes
+    from starlette.responses import Response
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
         "starlette_broker_oauth.fastapi needs FastAPI: "
         "pip install 'starlette-broker-oauth[fastapi]'"
     ) from exc
 
+from ._render import bearer_error
 from .errors import StorageUnavailable, TokenError, TokenErrorKind
 from .settings import OAuthSettings
-from .verifier import TokenVerifier, VerifiedToken
+from .verifier import TokenVerifier, VerifiedToken, bearer_credential
 
-__all__ = ["BrokerTokenBearer"]
+__all__ = ["BearerError", "BrokerTokenBearer", "bearer_error_handler", "exception_handlers"]
+
+
+class BearerError(HTTPException):
+    """A refused bearer token, carrying the RFC 6750 §3 answer the Starlette guards give.
+
+    With :data:`exception_handlers` installed the answer is sent as it is; without them,
+    FastAPI's own handler sends the same status and headers with ``{"detail": …}``.
+    """
+
+    def __init__(self, error: TokenError | StorageUnavailable) -> None:
+        self.response = bearer_error(error)
+        detail = error.description if isinstance(error, TokenError) else "try again shortly"
+        headers = {k: v for k, v in self.response.headers.items() if k != "content-length"}
+        headers.pop("content-type", None)
+        super().__init__(status_code=self.response.status_code, detail=detail, headers=headers)
+
+
+async def bearer_error_handler(request: Request, exc: Exception) -> Response:
+    """Answer a :class:`BearerError` with its RFC 6750 response."""
+    assert isinstance(exc, BearerError)
+    return exc.response
+
+
+exception_handlers: dict[
+    int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]
+] = {BearerError: bearer_error_handler}
+"""Pass to ``FastAPI(exception_handlers=…)`` (or merge into yours) so that refused tokens
+are answered exactly as on the Starlette guards."""
 
 
 class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
@@ -30,7 +61,9 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
     Use it as ``Security(bearer, scopes=["trading"])``; the scopes of every enclosing
     ``Security`` are required (``SecurityScopes``). Refusals follow RFC 6750 §3: 401
     with ``WWW-Authenticate: Bearer error="invalid_token"``, 403 with
-    ``error="insufficient_scope"``. In OpenAPI it is an OAuth2 authorization-code scheme
+    ``error="insufficient_scope"``, raised as :class:`BearerError`; install
+    :data:`exception_handlers` in the app so that the body is the same RFC 6750 JSON the
+    Starlette guards send. In OpenAPI it is an OAuth2 authorization-code scheme
     pointing at this server's endpoints, so Swagger UI's *Authorize* lists the scopes.
 
     Parameters:
@@ -64,19 +97,14 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
     async def __call__(  # type: ignore[override]
         self, request: Request, security_scopes: SecurityScopes
     ) -> VerifiedToken | None:
+        token = bearer_credential(request.headers.get("authorization"))
         try:
-            return await self.verifier.verify_header(
-                request.headers.get("authorization"), scopes=security_scopes.scopes
-            )
-        except StorageUnavailable:
-            raise HTTPException(
-                status_code=503, detail="try again shortly", headers={"Retry-After": "1"}
-            ) from None
+            if token is None:
+                raise TokenError(TokenErrorKind.MISSING)
+            return await self.verifier.verify(token, scopes=security_scopes.scopes)
         except TokenError as exc:
             if exc.kind is TokenErrorKind.MISSING and not self.auto_error:
                 return None
-            raise HTTPException(
-                status_code=exc.status_code,
-                detail=exc.description,
-                headers={"WWW-Authenticate": exc.www_authenticate()},
-            ) from None
+            raise BearerError(exc) from None
+        except StorageUnavailable as exc:
+            raise BearerError(exc) from None

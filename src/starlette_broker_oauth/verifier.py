@@ -7,17 +7,17 @@ takes depends on the hash, which tells a guesser nothing about any real token.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import TokenError, TokenErrorKind
 from .security import hash_secret
 from .storage.base import ClientRepository, GrantStore
 
-__all__ = ["TokenVerifier", "VerifiedToken", "bearer_token"]
+__all__ = ["TokenVerifier", "VerifiedToken", "bearer_credential", "bearer_token"]
 
 # RFC 6750 §2.1 b64token, bounded in length
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -43,18 +43,35 @@ class VerifiedToken:
     expires_at: datetime | None
 
 
+def bearer_credential(authorization: bytes | str | None) -> str | None:
+    """The credential of an ``Authorization: Bearer …`` header value (RFC 6750 §2.1), as
+    sent; ``None`` when there is no header or it is of another scheme (HTTP Basic).
+
+    The one parser of bearer headers: the Starlette backend and guard, the FastAPI
+    dependency and :meth:`TokenVerifier.verify_header` all use it. Raw header bytes are
+    read as Latin-1 (RFC 9110 §5.5); :meth:`TokenVerifier.verify` refuses whatever is not
+    a b64token.
+    """
+    if not authorization:
+        return None
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode("latin-1")
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credential.strip(" ")
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer`` header value (RFC 6750 §2.1).
 
     Raises :class:`~.errors.TokenError` (``MISSING``) when there is no bearer credential;
     :meth:`TokenVerifier.verify` refuses a credential that is not a b64token.
     """
-    if not authorization:
+    token = bearer_credential(authorization)
+    if token is None:
         raise TokenError(TokenErrorKind.MISSING)
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer":
-        raise TokenError(TokenErrorKind.MISSING)
-    return token.strip(" ")
+    return token
 
 
 class TokenVerifier:
@@ -70,6 +87,7 @@ class TokenVerifier:
             drop entries at once; anything else is noticed within ``cache_ttl``. Expiry is
             checked on every use.
         cache_size: Most entries kept; the oldest go first.
+        clock: Where time is read, for expiry and cache ages; the system clock by default.
     """
 
     def __init__(
@@ -79,8 +97,14 @@ class TokenVerifier:
         clients: ClientRepository,
         cache_ttl: timedelta = timedelta(0),
         cache_size: int = 10_000,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._grants = grants
+        self._time = clock.time
+        self._monotonic = clock.monotonic
+        # Bumped by every revocation announcement: a check whose storage read began
+        # before one does not cache what it read, which may predate the revocation.
+        self._generation = 0
         self._clients = clients
         self._ttl = cache_ttl.total_seconds()
         self._size = cache_size
@@ -105,10 +129,10 @@ class TokenVerifier:
         Synchronous, for the hot path: a miss (``None``) is settled by :meth:`verify`.
         """
         entry = self._cache.get(token)
-        if entry is None or entry[1] <= time.monotonic():
+        if entry is None or entry[1] <= self._monotonic():
             return None
         expires = entry[2]
-        if expires is not None and time.time() >= expires:
+        if expires is not None and self._time() >= expires:
             return None
         return entry[0]
 
@@ -120,8 +144,9 @@ class TokenVerifier:
                 raise TokenError(TokenErrorKind.MALFORMED)
             self._drop(token)
             token_hash = hash_secret(token)
+            generation = self._generation
             verified = await self._load(token_hash)
-            if self._ttl:
+            if self._ttl and generation == self._generation:
                 self._remember(token, token_hash, verified)
         if scopes and not verified.scopes.issuperset(scopes):
             raise TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=tuple(scopes))
@@ -145,6 +170,7 @@ class TokenVerifier:
         self._by_hash.clear()
 
     def _revocation(self, message: str) -> None:
+        self._generation += 1
         kind, _, value = message.partition(":")
         if kind == "t":
             self.forget(value)
@@ -166,7 +192,7 @@ class TokenVerifier:
         record, client = found
         if record.revoked_at is not None:
             raise TokenError(TokenErrorKind.REVOKED)
-        if record.expires_at is not None and time.time() >= record.expires_at.timestamp():
+        if record.expires_at is not None and self._time() >= record.expires_at.timestamp():
             raise TokenError(TokenErrorKind.EXPIRED)
         if client is None or not client.active:
             raise TokenError(TokenErrorKind.CLIENT_DISABLED)
@@ -180,7 +206,7 @@ class TokenVerifier:
 
     def _remember(self, token: str, token_hash: str, verified: VerifiedToken) -> None:
         cache = self._cache
-        now = time.monotonic()
+        now = self._monotonic()
         # Stale entries go whenever one is added, so no token outlives its bound by long.
         oldest = next(iter(cache.values()), None)
         if len(cache) >= self._size or (oldest is not None and oldest[1] <= now):

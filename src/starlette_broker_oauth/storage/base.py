@@ -80,9 +80,11 @@ class GrantStore(ABC):
 
     Revocations are announced to listeners (token caches) as messages: ``t:<token hash>``
     (a token was revoked), ``c:<client id>`` (a client was disabled) and ``*`` (forget
-    everything: notifications may have been missed). A backend shared by several
-    processes delivers every process's revocations to every process (PostgreSQL:
-    ``LISTEN``/``NOTIFY``); the others announce what happens in their own process.
+    everything: notifications may have been missed). This is the one channel by which a
+    revocation reaches a cache. A backend announces a revocation only once it is durable
+    (after its transaction commits; never for one rolled back), and to this process at
+    once. A backend shared by several processes also delivers every process's revocations
+    to every process (PostgreSQL: ``LISTEN``/``NOTIFY``).
     """
 
     def add_revocation_listener(self, listener: RevocationListener) -> None:
@@ -146,6 +148,13 @@ class GrantStore(ABC):
     @abstractmethod
     async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
         """Revoke every access and refresh token of a grant; the access-token hashes."""
+
+    @abstractmethod
+    async def revoke_tokens(
+        self, *, account_id: UUID, client_id: str | None = None, now: datetime
+    ) -> list[str]:
+        """Revoke every access and refresh token of an account, or only those issued to
+        ``client_id`` for it; the hashes of the access tokens this revoked."""
 
     @abstractmethod
     async def save_token(self, token: AccessToken) -> None:
@@ -240,8 +249,8 @@ class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantSt
         """Give the partner a new secret; the old one stops working at once."""
 
     @abstractmethod
-    async def allow_partner_client(self, key_id: str, client_id: str) -> None:
-        """Let the partner see and use the client."""
+    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
+        """Let the partner see and use the client; ``False`` if either does not exist."""
 
     @abstractmethod
     async def purge_expired(

@@ -128,6 +128,20 @@ class MemoryStorage(Storage):
             self.announce_revocation(f"t:{token.token_hash}")
         return [token.token_hash for token in hits]
 
+    async def revoke_tokens(
+        self, *, account_id: UUID, client_id: str | None = None, now: datetime
+    ) -> list[str]:
+        def mine(token: AccessToken | RefreshToken) -> bool:
+            return token.account_id == account_id and client_id in (None, token.client_id)
+
+        for refresh in [r for r in self._refresh.values() if mine(r) and not r.revoked_at]:
+            self._refresh[refresh.token_hash] = dataclasses.replace(refresh, revoked_at=now)
+        hits = [t for t in self._tokens.values() if mine(t) and not t.revoked_at]
+        for token in hits:
+            self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
+            self.announce_revocation(f"t:{token.token_hash}")
+        return [token.token_hash for token in hits]
+
     async def save_token(self, token: AccessToken) -> None:
         self._tokens[token.token_hash] = token
 
@@ -204,8 +218,11 @@ class MemoryStorage(Storage):
         self._partners[key_id] = (self._partners[key_id][0], hash_secret(secret))
         return PartnerCredentials(key_id=key_id, secret=secret)
 
-    async def allow_partner_client(self, key_id: str, client_id: str) -> None:
+    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
+        if key_id not in self._partners or client_id not in self._clients:
+            return False
         self._partner_clients[key_id].add(client_id)
+        return True
 
     async def purge_expired(
         self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000

@@ -1,0 +1,190 @@
+"""The async face of the Authlib adapter: what the HTTP faces call.
+
+Authlib's grants are synchronous; they run under :func:`.._bridge.run_sync` and reach the
+async domain core through :func:`.._bridge.await_`, so nothing blocks the event loop.
+Every refusal leaves as a :class:`~..errors.Refusal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+
+from .._bridge import run_sync
+from ..core import AUTHORIZATION_PARAMS, AuthorizationCore, IssuedCode
+from ..errors import AccessDenied, Refusal
+from ..models import Client
+from .requests import OAuthRequest
+from .server import BrokerAuthorizationServer, refusal
+
+__all__ = ["Authorized", "ConsentRequest", "OAuthProtocol", "ProtocolResponse"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolResponse:
+    """What a standard endpoint answers: status, JSON body and headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """A validated authorization request (RFC 6749 §4.1.1), waiting for the user."""
+
+    client: Client
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    state: str | None
+    params: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """An approved authorization request: the code to send to the redirect URI."""
+
+    redirect_uri: str
+    code: str
+    state: str | None
+
+
+class OAuthProtocol:
+    """Authlib's request validation over the domain core, as coroutines.
+
+    Parameters:
+        core: The domain core.
+    """
+
+    def __init__(self, core: AuthorizationCore) -> None:
+        self.core = core
+        self.settings = core.settings
+        self.server = BrokerAuthorizationServer(core)
+
+    # the partner endpoints
+
+    async def partner_issue(
+        self, *, response_type: str, params: Mapping[str, Sequence[str]], account_id: UUID
+    ) -> dict[str, Any]:
+        """Issue a code (``code``) or token (``token``) for the partner endpoints."""
+        values = {key: list(v) for key, v in params.items()}
+        values["response_type"] = [response_type]
+        request = OAuthRequest(
+            method="POST",
+            uri=self.settings.url("/v1/oauth/authorize"),
+            headers={},
+            params=values,
+            partner_flow=True,
+        )
+        result: Any = await run_sync(self._partner_issue, request, account_id)
+        if isinstance(result, IssuedCode):
+            return {
+                "code": result.code,
+                "client_id": result.record.client_id,
+                "redirect_uri": result.record.redirect_uri,
+                "scope": result.record.scope,
+            }
+        body: dict[str, Any] = result
+        return body
+
+    def _partner_issue(self, request: OAuthRequest, account_id: UUID) -> Any:
+        try:
+            grant = self.server.get_authorization_grant(request)
+            redirect_uri = grant.validate_authorization_request()
+            _, body, _ = grant.create_authorization_response(redirect_uri, account_id)
+        except OAuth2Error as exc:
+            raise refusal(exc) from None
+        return body
+
+    # the standard endpoints
+
+    async def token(
+        self, *, headers: Mapping[str, str], params: Mapping[str, Sequence[str]]
+    ) -> ProtocolResponse:
+        """``POST /oauth/token`` (RFC 6749 §4.1.3, §6)."""
+        request = OAuthRequest(
+            method="POST", uri=self.settings.url("/oauth/token"), headers=headers, params=params
+        )
+        status, body, response_headers = await run_sync(self.server.create_token_response, request)
+        return ProtocolResponse(status, dict(body), response_headers)
+
+    async def endpoint(
+        self,
+        name: str,
+        path: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, Sequence[str]],
+    ) -> ProtocolResponse:
+        """``POST /oauth/revoke`` (RFC 7009, ``revocation``) or ``POST /oauth/introspect``
+        (RFC 7662, ``introspection``)."""
+        request = OAuthRequest(
+            method="POST", uri=self.settings.url(path), headers=headers, params=params
+        )
+        status, body, response_headers = await run_sync(
+            self.server.create_endpoint_response, name, request
+        )
+        return ProtocolResponse(status, dict(body) if body else {}, response_headers)
+
+    # hosted consent
+
+    async def consent_request(self, params: Mapping[str, Sequence[str]]) -> ConsentRequest:
+        """Validate an authorization request (RFC 6749 §4.1.1)."""
+        request = self._hosted_request(params)
+        result: ConsentRequest = await run_sync(self._consent_request, request)
+        return result
+
+    def _hosted_request(self, params: Mapping[str, Sequence[str]]) -> OAuthRequest:
+        values = {key: list(params[key]) for key in AUTHORIZATION_PARAMS if key in params}
+        return OAuthRequest(
+            method="GET", uri=self.settings.url("/oauth/authorize"), headers={}, params=values
+        )
+
+    def _validated(self, request: OAuthRequest) -> tuple[Any, str]:
+        try:
+            grant = self.server.get_authorization_grant(request)
+            grant.validate_no_multiple_request_parameter(request)
+            redirect_uri: str = grant.validate_authorization_request()
+        except OAuth2Error as exc:
+            exc.state = request.payload.state
+            raise refusal(exc) from None
+        except Refusal as exc:
+            exc.state = request.payload.state
+            raise
+        return grant, redirect_uri
+
+    def _consent_request(self, request: OAuthRequest) -> ConsentRequest:
+        _, redirect_uri = self._validated(request)
+        data = request.payload.data
+        return ConsentRequest(
+            client=request.client.model,
+            redirect_uri=redirect_uri,
+            scopes=tuple((request.scope or "").split()),
+            state=request.payload.state,
+            params=tuple((key, data[key]) for key in AUTHORIZATION_PARAMS if data.get(key)),
+        )
+
+    async def consent_decision(
+        self, params: Mapping[str, Sequence[str]], account_id: UUID, *, approve: bool
+    ) -> Authorized:
+        """The user's answer: a code for the redirect URI, or a refusal to send there
+        (``access_denied``, or a rule that refuses this account)."""
+        request = self._hosted_request(params)
+        result: Authorized = await run_sync(self._consent_decision, request, account_id, approve)
+        return result
+
+    def _consent_decision(self, request: OAuthRequest, account_id: UUID, approve: bool) -> Any:
+        grant, redirect_uri = self._validated(request)
+        state = request.payload.state
+        try:
+            if not approve:
+                raise AccessDenied("The user denied the request.")
+            _, issued, _ = grant.create_authorization_response(redirect_uri, account_id)
+        except Refusal as exc:
+            exc.redirect_uri, exc.state = redirect_uri, state
+            raise
+        return Authorized(redirect_uri=redirect_uri, code=issued.code, state=state)

@@ -1,0 +1,87 @@
+"""Authlib's authorization server over the domain core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Error
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+
+from .._bridge import await_
+from ..core import AuthorizationCore
+from ..errors import Refusal, refusal_for
+from .endpoints import Introspection, Revocation
+from .grants import CodeGrant, DirectTokenGrant, RefreshGrant, S256Only
+from .models import ClientView
+from .requests import OAuthRequest
+
+__all__ = ["BrokerAuthorizationServer", "ServerResponse", "refusal"]
+
+ServerResponse = tuple[int, Any, tuple[tuple[str, str], ...]]
+
+
+def refusal(error: OAuth2Error) -> Refusal:
+    """The domain's refusal for an error Authlib raised."""
+    return refusal_for(
+        error.error,
+        error.description or "",
+        redirect_uri=error.redirect_uri,
+        state=error.state,
+    )
+
+
+class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    """Authlib's authorization server whose grants and endpoints ask ``core``.
+
+    Its errors leave as :class:`~.errors.Refusal`: the faces render them.
+    """
+
+    def __init__(self, core: AuthorizationCore) -> None:
+        super().__init__(scopes_supported=sorted(core.settings.scopes_supported))
+        self.core = core
+        self.register_client_auth_method("client_secret_basic", self._authenticate_basic)
+        self.register_client_auth_method("client_secret_post", self._authenticate_post)
+        self.register_client_auth_method("none", lambda query_client, request: None)
+        self.register_grant(CodeGrant, [S256Only(required=False)])
+        self.register_grant(DirectTokenGrant)
+        if core.refresh_enabled:
+            self.register_grant(RefreshGrant)
+        self.register_endpoint(Revocation)
+        self.register_endpoint(Introspection)
+
+    # client authentication: one rule, in the core
+
+    def _authenticate_basic(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
+        client_id, secret = extract_basic_authorization(request.headers)
+        return self._authenticate(client_id, secret, request)
+
+    def _authenticate_post(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
+        form = request.form
+        return self._authenticate(form.get("client_id"), form.get("client_secret"), request)
+
+    def _authenticate(
+        self, client_id: str | None, secret: str | None, request: OAuthRequest
+    ) -> ClientView | None:
+        client = await_(self.core.authenticate_client(client_id, secret, endpoint=request.endpoint))
+        return None if client is None else ClientView(client, self.core)
+
+    def query_client(self, client_id: str) -> ClientView | None:
+        client = await_(self.core.clients.get_client(client_id))
+        return None if client is None else ClientView(client, self.core)
+
+    # Authlib's hooks for requests and responses
+
+    def create_oauth2_request(self, request: OAuthRequest) -> OAuthRequest:
+        return request
+
+    def handle_response(
+        self, status: int, body: Any, headers: Sequence[tuple[str, str]]
+    ) -> ServerResponse:
+        return status, body, tuple(headers)
+
+    def handle_error_response(self, request: OAuthRequest, error: OAuth2Error) -> NoReturn:
+        raise refusal(error)
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        return None

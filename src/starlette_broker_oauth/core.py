@@ -1,0 +1,547 @@
+"""The domain core: every rule of who gets a code or token, and every issuance and revocation.
+
+:class:`AuthorizationCore` owns the broker's rules and their sequences - partner and
+client authentication, what a client may ask for (response types, redirect URIs, scopes),
+who may get a code or token for which account (disabled clients, live-trading approval),
+minting codes and tokens, redemption, rotation, and revocation of a token, a grant, a
+client's or an account's tokens, each with its audit event. It knows nothing of HTTP or
+Authlib and refuses with :class:`~.errors.Refusal` subclasses; the Authlib adapter and
+the partner endpoints both call it, and neither repeats a rule.
+
+Revocations reach token caches through one channel: the grant store announces each one
+after its transaction commits (``GrantStore.add_revocation_listener``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import (
+    ClientDisabled,
+    CodeReplayed,
+    InvalidClient,
+    InvalidGrant,
+    InvalidRedirectURI,
+    InvalidScope,
+    LiveTradingNotApproved,
+    PartnerUnauthenticated,
+    RefreshTokenReused,
+    Refusal,
+    UnknownAccount,
+    UnsupportedResponseType,
+)
+from .events import (
+    ClientAuthenticationFailed,
+    CodeIssued,
+    CodeReplayDetected,
+    EventListener,
+    OAuthEvent,
+    RefreshTokenReuseDetected,
+    TokenIssued,
+    TokenRevoked,
+)
+from .models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
+from .security import hash_secret, new_secret, secrets_equal
+from .settings import OAuthSettings
+from .storage.base import AccountRepository, ClientRepository, GrantStore, PartnerAuthenticator
+
+__all__ = ["AUTHORIZATION_PARAMS", "AuthorizationCore", "IssuedCode", "IssuedToken"]
+
+log = logging.getLogger("starlette_broker_oauth")
+
+_NO_SECRET = hash_secret("")
+
+#: The parameters of an authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3).
+AUTHORIZATION_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedCode:
+    """A new authorization code: its value (given out once) and its stored record."""
+
+    code: str
+    record: AuthorizationCode
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedToken:
+    """A new access token, and refresh token if any: values given out once, and records."""
+
+    access_token: str
+    record: AccessToken
+    refresh_token: str | None = None
+    refresh_record: RefreshToken | None = None
+    expires_in: int | None = None
+
+    def response(self) -> dict[str, Any]:
+        """The RFC 6749 §5.1 token response body."""
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "scope": self.record.scope,
+        }
+        if self.expires_in is not None:
+            body["expires_in"] = self.expires_in
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+
+class AuthorizationCore:
+    """The broker's rules over the repositories.
+
+    Parameters:
+        settings: Server settings (scopes, lifetimes, live-trading policy).
+        clients, accounts, partners, grants: The repositories.
+        clock: Where time is read; the system clock by default.
+        on_event: The audit listener, a function or coroutine function; a listener that
+            raises is logged and changes nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: OAuthSettings,
+        clients: ClientRepository,
+        accounts: AccountRepository,
+        partners: PartnerAuthenticator,
+        grants: GrantStore,
+        clock: Clock = SYSTEM_CLOCK,
+        on_event: EventListener | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.accounts = accounts
+        self.partners = partners
+        self.grants = grants
+        self.clock = clock
+        self.on_event = on_event
+        self.refresh_enabled = settings.refresh_token_lifetime is not None
+
+    # events
+
+    async def emit(self, event: OAuthEvent) -> None:
+        """Hand ``event`` to the listener; its failure is logged, never raised."""
+        if self.on_event is None:
+            return
+        try:
+            result = self.on_event(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("event listener failed on %s", type(event).__name__)
+
+    # who is calling
+
+    async def authenticate_partner(self, key_id: str | None, secret: str | None) -> Partner:
+        """The partner with these HTTP Basic credentials; refuses missing or wrong ones."""
+        partner = None
+        if key_id is not None and secret is not None:
+            partner = await self.partners.authenticate_partner(key_id, secret)
+        if partner is None:
+            raise PartnerUnauthenticated("partner authentication failed")
+        return partner
+
+    async def partner_client(self, partner: Partner, client_id: str) -> Client:
+        """The client, if the partner may use it; an unknown client gets the same refusal."""
+        client = None
+        if await self.partners.partner_can_use_client(partner, client_id):
+            client = await self.clients.get_client(client_id)
+        if client is None:
+            raise InvalidClient(InvalidClient.ONE_ANSWER)
+        return client
+
+    async def authenticate_client(
+        self, client_id: str | None, secret: str | None, *, endpoint: str
+    ) -> Client | None:
+        """The client these credentials authenticate, or ``None``.
+
+        An unknown client costs the same hash and comparison as a wrong secret, and both
+        end in ``None``: client ids cannot be probed. A failure is an audit event.
+        """
+        if not client_id or not secret:
+            return None
+        client = await self.clients.get_client(client_id)
+        stored = client.secret_hash if client is not None else _NO_SECRET
+        if secrets_equal(hash_secret(secret), stored) and client is not None:
+            return client
+        await self.emit(
+            ClientAuthenticationFailed(
+                client_id=client_id[:128], endpoint=endpoint, at=self.clock.now()
+            )
+        )
+        return None
+
+    # what a client may ask for
+
+    def scopes_for(self, client: Client) -> frozenset[str]:
+        """The scopes ``client`` may ask for."""
+        return self.settings.scopes_supported if client.scopes is None else client.scopes
+
+    def allowed_scope(self, client: Client, scope: str | None) -> str:
+        """``scope`` normalised (space-separated, no repeats), if the client may have it."""
+        requested = (scope or "").split()
+        if not set(requested) <= self.settings.scopes_supported & self.scopes_for(client):
+            raise InvalidScope("scope is invalid")
+        return " ".join(dict.fromkeys(requested))
+
+    def response_type_allowed(self, client: Client, response_type: str) -> bool:
+        """Whether the client, and the server, allow ``response_type``."""
+        return (
+            response_type in client.response_types and response_type in self.settings.response_types
+        )
+
+    def redirect_uri_registered(self, client: Client, redirect_uri: str) -> bool:
+        """RFC 9700 §4.1.3: an exact string match with a registered URI, no normalisation."""
+        return any(secrets_equal(redirect_uri, uri) for uri in client.redirect_uris)
+
+    def grant_type_allowed(self, grant_type: str) -> bool:
+        """The token endpoint's grant types: the code, and refresh when it is on."""
+        if grant_type == "refresh_token":
+            return self.refresh_enabled
+        return grant_type == "authorization_code"
+
+    def check_request(
+        self,
+        client: Client,
+        *,
+        response_type: str | None = None,
+        redirect_uri: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        """Check the authorization parameters given (RFC 6749 §4.1.1) against a client."""
+        if response_type is not None and not self.response_type_allowed(client, response_type):
+            raise UnsupportedResponseType(f"response_type {response_type!r} is not allowed")
+        if redirect_uri is not None and not self.redirect_uri_registered(client, redirect_uri):
+            raise InvalidRedirectURI("redirect_uri is not registered for this client")
+        if scope is not None:
+            self.allowed_scope(client, scope)
+
+    def check_active(self, client: Client, *, redirect_uri: str | None = None) -> None:
+        """Refuse a disabled client before anything is asked of the user."""
+        if not client.active:
+            raise ClientDisabled(redirect_uri=redirect_uri)
+
+    async def check_grant(self, client: Client, account_id: UUID) -> Account:
+        """The account, if ``client`` may get a code or token for it.
+
+        Refuses a disabled client, an unknown account, and a live account when the client
+        is not approved for live trading (unless the platform allows it).
+        """
+        self.check_active(client)
+        account = await self.accounts.get_account(account_id)
+        if account is None:
+            raise UnknownAccount()
+        approved = client.live_trading_approved or self.settings.allow_live_without_approval
+        if account.live and not approved:
+            raise LiveTradingNotApproved()
+        return account
+
+    async def _redeemable(self, client: Client, account_id: UUID) -> Account:
+        # At the token endpoint, a grant whose client or account no longer qualifies is an
+        # invalid grant (RFC 6749 §5.2), whatever the rule that refuses it.
+        try:
+            return await self.check_grant(client, account_id)
+        except Refusal as exc:
+            raise InvalidGrant(exc.description) from None
+
+    # issuance
+
+    async def issue_code(
+        self,
+        client: Client,
+        *,
+        account_id: UUID,
+        redirect_uri: str,
+        scope: str,
+        code_challenge: str | None = None,
+        code_challenge_method: str | None = None,
+        via: str,
+    ) -> IssuedCode:
+        """Mint and store a code for a validated request (RFC 6749 §4.1.2)."""
+        account = await self.check_grant(client, account_id)
+        code = new_secret()
+        now = self.clock.now()
+        record = AuthorizationCode(
+            code_hash=hash_secret(code),
+            client_id=client.client_id,
+            account_id=account.account_id,
+            redirect_uri=redirect_uri,
+            scope=scope,
+            issued_at=now,
+            expires_at=now + self.settings.code_lifetime,
+            code_challenge=code_challenge or None,
+            code_challenge_method=code_challenge_method or None,
+        )
+        await self.grants.save_code(record)
+        await self.emit(
+            CodeIssued(
+                client_id=record.client_id,
+                account_id=record.account_id,
+                scope=record.scope,
+                via=via,
+                at=now,
+            )
+        )
+        return IssuedCode(code=code, record=record)
+
+    async def issue_token(self, client: Client, *, account_id: UUID, scope: str) -> IssuedToken:
+        """Mint and store a token handed to a partner directly (the seed's ``token``)."""
+        account = await self.check_grant(client, account_id)
+        issued = self._mint(client, account, scope, family_id=None, refresh=False)
+        await self.grants.save_token(issued.record)
+        await self._issued(issued, "partner")
+        return issued
+
+    async def code_for(self, code: str, client: Client) -> AuthorizationCode | None:
+        """The client's code with this value, if it can still be redeemed.
+
+        ``None`` for an unknown code or another client's; a used code is a replay, which
+        revokes its grant (RFC 9700 §4.5); an expired code is an invalid grant.
+        """
+        record = await self.grants.get_code(hash_secret(code))
+        if record is None or not secrets_equal(record.client_id, client.client_id):
+            return None
+        if record.used_at is not None:
+            await self._code_replayed(record)
+        if self.clock.now() >= record.expires_at:
+            raise InvalidGrant("The code has expired.")
+        return record
+
+    async def redeem_code(self, code: AuthorizationCode, client: Client) -> IssuedToken:
+        """Exchange a validated code for tokens: the code is consumed and the tokens stored
+        in one atomic step; the loser of a race is treated as a replay."""
+        account = await self._redeemable(client, code.account_id)
+        issued = self._mint(client, account, code.scope, family_id=code.code_hash)
+        redeemed = await self.grants.redeem_code(
+            code.code_hash,
+            client_id=client.client_id,
+            token=issued.record,
+            refresh_token=issued.refresh_record,
+            now=issued.record.issued_at,
+        )
+        if not redeemed:
+            await self._code_replayed(code)
+        await self._issued(issued, "authorization_code")
+        return issued
+
+    async def refresh_token_for(self, value: str, client: Client) -> RefreshToken | None:
+        """The client's live refresh token with this value.
+
+        ``None`` for an unknown, revoked, expired or foreign one; a rotated-out one is
+        reuse, which revokes its grant (RFC 9700 §4.14.2).
+        """
+        record = await self.grants.get_refresh_token(hash_secret(value))
+        if record is None or record.revoked_at is not None:
+            return None
+        if not secrets_equal(record.client_id, client.client_id):
+            return None
+        if record.used_at is not None:
+            await self._refresh_reused(record)
+        if record.is_expired(self.clock.now()):
+            return None
+        return record
+
+    async def rotate_refresh_token(
+        self, old: RefreshToken, client: Client, scope: str | None
+    ) -> IssuedToken:
+        """A new access and refresh token for ``old``, which is used up atomically.
+
+        ``scope`` may only narrow the grant (RFC 6749 §6).
+        """
+        account = await self._redeemable(client, old.account_id)
+        granted = old.scope
+        if scope:
+            if not set(scope.split()) <= set(old.scope.split()):
+                raise InvalidScope("scope is invalid")
+            granted = " ".join(dict.fromkeys(scope.split()))
+        issued = self._mint(client, account, granted, family_id=old.family_id)
+        assert issued.refresh_record is not None
+        rotated = await self.grants.rotate_refresh_token(
+            old.token_hash,
+            client_id=client.client_id,
+            token=issued.record,
+            refresh_token=issued.refresh_record,
+            now=issued.record.issued_at,
+        )
+        if not rotated:
+            await self._refresh_reused(old)
+        await self._issued(issued, "refresh_token")
+        return issued
+
+    def _mint(
+        self,
+        client: Client,
+        account: Account,
+        scope: str,
+        *,
+        family_id: str | None,
+        refresh: bool = True,
+    ) -> IssuedToken:
+        now = self.clock.now()
+        access_lifetime = self.settings.access_token_lifetime
+        access = new_secret()
+        record = AccessToken(
+            token_hash=hash_secret(access),
+            client_id=client.client_id,
+            account_id=account.account_id,
+            scope=scope,
+            account_live=account.live,
+            issued_at=now,
+            expires_at=None if access_lifetime is None else now + access_lifetime,
+            family_id=family_id,
+        )
+        refresh_lifetime = self.settings.refresh_token_lifetime
+        refresh_value = refresh_record = None
+        if refresh and refresh_lifetime is not None and family_id is not None:
+            refresh_value = new_secret()
+            refresh_record = RefreshToken(
+                token_hash=hash_secret(refresh_value),
+                family_id=family_id,
+                client_id=client.client_id,
+                account_id=account.account_id,
+                scope=scope,
+                account_live=account.live,
+                issued_at=now,
+                expires_at=now + refresh_lifetime,
+            )
+        return IssuedToken(
+            access_token=access,
+            record=record,
+            refresh_token=refresh_value,
+            refresh_record=refresh_record,
+            expires_in=None if access_lifetime is None else int(access_lifetime.total_seconds()),
+        )
+
+    async def _issued(self, issued: IssuedToken, grant_type: str) -> None:
+        record = issued.record
+        await self.emit(
+            TokenIssued(
+                client_id=record.client_id,
+                account_id=record.account_id,
+                scope=record.scope,
+                grant_type=grant_type,
+                token_id=record.token_hash,
+                at=record.issued_at,
+            )
+        )
+
+    async def _code_replayed(self, record: AuthorizationCode) -> None:
+        await self.emit(
+            CodeReplayDetected(
+                client_id=record.client_id, account_id=record.account_id, at=self.clock.now()
+            )
+        )
+        await self.revoke_family(record.code_hash, client_id=record.client_id, reason="code_replay")
+        log.warning("authorization code replayed; its grant is revoked")
+        raise CodeReplayed()
+
+    async def _refresh_reused(self, record: RefreshToken) -> None:
+        await self.emit(
+            RefreshTokenReuseDetected(
+                client_id=record.client_id, account_id=record.account_id, at=self.clock.now()
+            )
+        )
+        await self.revoke_family(
+            record.family_id, client_id=record.client_id, reason="refresh_reuse"
+        )
+        log.warning("refresh token reused; its grant is revoked")
+        raise RefreshTokenReused()
+
+    # tokens presented back
+
+    async def find_token(
+        self, value: str, *, hint: str | None = None
+    ) -> AccessToken | RefreshToken | None:
+        """The access or refresh token with this value (``hint`` says which to try first)."""
+        token_hash = hash_secret(value)
+        if hint == "refresh_token":
+            return await self.grants.get_refresh_token(token_hash) or await self.grants.get_token(
+                token_hash
+            )
+        return await self.grants.get_token(token_hash) or await self.grants.get_refresh_token(
+            token_hash
+        )
+
+    def owned_by(self, token: AccessToken | RefreshToken, client: Client) -> bool:
+        """Whether ``token`` was issued to ``client`` (compared in constant time)."""
+        return secrets_equal(token.client_id, client.client_id)
+
+    def is_expired(self, token: AccessToken | RefreshToken) -> bool:
+        """Whether the token's lifetime has passed."""
+        return token.is_expired(self.clock.now())
+
+    async def is_revoked(self, token: AccessToken | RefreshToken) -> bool:
+        """Whether the token no longer works: revoked, rotated out, or its client disabled."""
+        if token.revoked_at is not None:
+            return True
+        if isinstance(token, RefreshToken) and token.used_at is not None:
+            return True
+        client = await self.clients.get_client(token.client_id)
+        return client is None or not client.active
+
+    # revocation
+
+    async def revoke(self, token: AccessToken | RefreshToken, *, reason: str) -> None:
+        """Revoke a token a client or partner presented: a refresh token ends its whole
+        grant (RFC 7009 §2.1), an access token only itself."""
+        if isinstance(token, RefreshToken):
+            await self.revoke_family(token.family_id, client_id=token.client_id, reason=reason)
+        else:
+            await self.revoke_token(token.token_hash, client_id=token.client_id, reason=reason)
+
+    async def revoke_token(self, token_hash: str, *, client_id: str | None, reason: str) -> None:
+        """Revoke one access token; the event goes out only if it was live until now."""
+        was = await self.grants.revoke_token(token_hash, now=self.clock.now())
+        if was is not None and was.revoked_at is None:
+            await self._revoked([token_hash], client_id, reason)
+
+    async def revoke_family(self, family_id: str, *, client_id: str | None, reason: str) -> None:
+        """Revoke every access and refresh token of one grant (one authorization code)."""
+        revoked = await self.grants.revoke_family(family_id, now=self.clock.now())
+        await self._revoked(revoked, client_id, reason)
+
+    async def revoke_account(
+        self, account_id: UUID, *, client_id: str | None = None, reason: str
+    ) -> list[str]:
+        """Revoke every token of an account, or only those of one client for it."""
+        revoked = await self.grants.revoke_tokens(
+            account_id=account_id, client_id=client_id, now=self.clock.now()
+        )
+        await self._revoked(revoked, client_id, reason)
+        return revoked
+
+    async def partner_revoke(self, partner: Partner, value: str) -> None:
+        """A partner revokes an access token. A token of a client the partner may not use
+        is left alone and answered like an unknown one, so values cannot be probed."""
+        token = await self.grants.get_token(hash_secret(value))
+        if token is not None and await self.partners.partner_can_use_client(
+            partner, token.client_id
+        ):
+            await self.revoke_token(
+                token.token_hash, client_id=token.client_id, reason="partner_delete"
+            )
+
+    async def _revoked(self, token_hashes: list[str], client_id: str | None, reason: str) -> None:
+        if token_hashes:
+            await self.emit(
+                TokenRevoked(
+                    client_id=client_id,
+                    token_ids=tuple(token_hashes),
+                    reason=reason,
+                    at=self.clock.now(),
+                )
+            )

@@ -1,0 +1,46 @@
+"""Alembic migrations shipped in the package (``starlette_broker_oauth:migrations``)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ...security import hash_secret
+
+__all__ = ["current_revision", "upgrade"]
+
+
+async def upgrade(conn: AsyncConnection, prefix: str, revision: str = "head") -> None:
+    """Run the migrations up to ``revision`` in ``conn``'s transaction (idempotent).
+
+    Concurrent upgrades are serialised (PostgreSQL: a transaction-scoped advisory lock;
+    SQLite: the database write lock, taken first), so many workers may start at once.
+    """
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        key = int(hash_secret("migrate:" + prefix)[:15], 16)
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    await conn.run_sync(_alembic, "upgrade", prefix, revision)
+
+
+async def current_revision(conn: AsyncConnection, prefix: str) -> str | None:
+    """The revision the tables are at, or ``None`` before the first."""
+    version_table = f"{prefix}alembic_version"
+    exists = await conn.run_sync(lambda c: sa.inspect(c).has_table(version_table))
+    if not exists:
+        return None
+    query = sa.text(f"SELECT version_num FROM {version_table}")  # noqa: S608 - checked prefix
+    row = (await conn.execute(query)).first()
+    return None if row is None else str(row[0])
+
+
+def _alembic(connection: sa.Connection, command_name: str, prefix: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "starlette_broker_oauth:migrations")
+    config.attributes["connection"] = connection
+    config.attributes["table_prefix"] = prefix
+    getattr(command, command_name)(config, revision)

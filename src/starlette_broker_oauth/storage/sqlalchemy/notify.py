@@ -1,0 +1,89 @@
+"""Revocation announcements across processes: PostgreSQL ``NOTIFY`` and ``LISTEN``.
+
+A revoking transaction calls :func:`notify` before it commits, so PostgreSQL delivers
+the messages to every listening process only if, and when, it commits. Each process with
+a token cache holds one ``LISTEN`` connection (:class:`RevocationListener`) that passes
+what arrives to the store's listeners, and reconnects with backoff when it drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+
+import anyio
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = ["RevocationListener", "notify"]
+
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :message)")
+
+
+async def notify(conn: AsyncConnection, channel: str, messages: Sequence[str]) -> None:
+    """Queue ``messages`` on ``channel`` in the connection's transaction."""
+    for message in messages:
+        await conn.execute(_NOTIFY, {"channel": channel, "message": message})
+
+
+class RevocationListener:
+    """Holds a ``LISTEN`` connection and hands every message to ``announce``.
+
+    Whatever happened while nobody listened is unknown, so on every (re)connection and
+    every loss it announces ``*``: caches start from scratch. asyncpg runs on asyncio
+    only, so this is an asyncio task.
+
+    Parameters:
+        dsn: A ``postgresql://`` URL for asyncpg.
+        channel: The ``NOTIFY`` channel.
+        announce: Called with each message.
+    """
+
+    def __init__(self, dsn: str, channel: str, announce: Callable[[str], None]) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._announce = announce
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start listening (once)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def stop(self) -> None:
+        """Stop listening; waits at most 5 s for the connection to go."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException), anyio.move_on_after(5):
+                await self._task
+            self._task = None
+
+    async def _listen(self) -> None:
+        import asyncpg
+
+        delay = 0.1
+        while True:
+            try:
+                connection = await asyncpg.connect(self._dsn, timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            try:
+                lost = anyio.Event()
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                await connection.add_listener(self._channel, lambda *args: self._announce(args[3]))
+                self._announce("*")
+                while not lost.is_set() and not connection.is_closed():
+                    with anyio.move_on_after(5):
+                        await lost.wait()
+                    if not lost.is_set():
+                        try:  # notice a silently dead connection
+                            await connection.execute("SELECT 1", timeout=5)
+                        except (OSError, asyncpg.PostgresError, TimeoutError):
+                            break
+            finally:
+                self._announce("*")
+                connection.terminate()

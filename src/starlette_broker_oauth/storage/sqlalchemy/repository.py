@@ -1,0 +1,548 @@
+"""All repositories on one async SQLAlchemy engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import anyio
+import anyio.lowlevel
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ...errors import StorageError
+from ...models import (
+    AccessToken,
+    Account,
+    AuthorizationCode,
+    Client,
+    ClientCredentials,
+    ClientStatus,
+    Partner,
+    PartnerCredentials,
+    RefreshToken,
+)
+from ...security import hash_secret, new_client_id, new_secret, secrets_equal
+from ..base import ClientRepository, PurgeResult, Storage
+from . import migrations
+from .engines import (
+    async_url,
+    enable_wal,
+    engine_options,
+    require_asyncpg,
+    sqlite_on_connect,
+    translated,
+)
+from .notify import RevocationListener, notify
+from .schema import Tables, client_from, fields
+from .tokencheck import TokenCheck
+
+__all__ = ["SQLAlchemyStorage"]
+
+_NO_SECRET = hash_secret("")
+
+
+class SQLAlchemyStorage(Storage):
+    """All repositories on one async SQLAlchemy engine.
+
+    Parameters:
+        database_url: ``sqlite+aiosqlite:///path.db`` (embedded default) or
+            ``postgresql+asyncpg://…``. A plain ``sqlite:///`` or ``postgresql://`` URL
+            gets the async driver.
+        table_prefix: Prefix of the library's table names.
+        migrate: Bring the tables up to date (Alembic ``upgrade head``) when the storage is
+            opened. Idempotent, and serialised between processes on PostgreSQL. Turn it off
+            where migrations are a deployment step (``broker-oauth db upgrade``).
+        engine_options: Extra keyword arguments for ``create_async_engine``: pool size,
+            ``pool_timeout``, ``connect_args`` (asyncpg's ``timeout`` and
+            ``command_timeout`` are set to 10 s unless given), …
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        table_prefix: str = "oauth_",
+        migrate: bool = True,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.url = async_url(database_url)
+        self.tables = Tables(table_prefix)
+        self.metadata = self.tables.metadata
+        self._prefix = table_prefix
+        self._migrate = migrate
+        self._engine_options = dict(engine_options or {})
+        self._engine: AsyncEngine | None = None
+        self._postgres = self.url.get_backend_name() == "postgresql"
+        self._token_check = TokenCheck(self.tables)
+        self._listener: RevocationListener | None = None
+        t = self.tables
+        self._clients = t.clients
+        self._accounts = t.accounts
+        self._partners = t.partners
+        self._partner_clients = t.partner_clients
+        self._codes = t.codes
+        self._tokens = t.tokens
+        self._refresh = t.refresh_tokens
+
+    @property
+    def table_prefix(self) -> str:
+        """The prefix of the library's table names."""
+        return self._prefix
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine; available between :meth:`open` and :meth:`close`."""
+        if self._engine is None:
+            raise StorageError("storage is not open: enter it with 'async with storage:'")
+        return self._engine
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        sqlite = self.url.get_backend_name() == "sqlite"
+        database = self.url.database or ""
+        in_memory = sqlite and database in ("", ":memory:")
+        options = engine_options(self.url, self._engine_options, in_memory=in_memory)
+        if not sqlite:
+            require_asyncpg()
+        elif not in_memory:
+            await enable_wal(database)
+        engine = create_async_engine(self.url, **options)
+        if sqlite:
+            sa.event.listen(engine.sync_engine, "connect", sqlite_on_connect)
+        self._engine = engine
+        try:
+            if self._migrate:
+                await self.upgrade()
+            await self._token_check.open(engine, options, in_memory=in_memory)
+        except BaseException:
+            await self.close()  # no connection (or its thread) outlives a failed open
+            raise
+        self._start_listening()
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Run the Alembic migrations up to ``revision`` (idempotent).
+
+        Concurrent upgrades are serialised (PostgreSQL: a transaction-scoped advisory lock;
+        SQLite: the database write lock, taken first), so many workers may start at once.
+        """
+        async with self._write() as conn:
+            await migrations.upgrade(conn, self._prefix, revision)
+
+    async def current_revision(self) -> str | None:
+        """The Alembic revision the tables are at, or ``None`` before the first."""
+        async with self._read() as conn:
+            return await migrations.current_revision(conn, self._prefix)
+
+    @property
+    def revocation_channel(self) -> str:
+        """The PostgreSQL ``NOTIFY`` channel of revocations."""
+        return f"{self._prefix}revocations"
+
+    def add_revocation_listener(self, listener: Callable[[str], None]) -> None:
+        super().add_revocation_listener(listener)
+        if self._engine is not None:
+            self._start_listening()
+
+    def _start_listening(self) -> None:
+        """On PostgreSQL, once something listens (a token cache), hold a ``LISTEN``
+        connection for the revocations of other processes."""
+        if self._postgres and self._listener is None and self.__dict__.get("_revocation_listeners"):
+            dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._listener = RevocationListener(
+                dsn, self.revocation_channel, self.announce_revocation
+            )
+            self._listener.start()
+
+    async def close(self) -> None:
+        await self._token_check.close()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.stop()
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with translated():
+            async with self.engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        with translated():
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _revoking(self) -> AsyncIterator[tuple[AsyncConnection, list[str]]]:
+        """A write transaction whose revocation messages (appended to the list) are
+        announced only once it commits: to this process's listeners at once, and on
+        PostgreSQL to every process through ``NOTIFY``. A rolled-back transaction
+        announces nothing; transactions never share messages."""
+        messages: list[str] = []
+        async with self._write() as conn:
+            yield conn, messages
+            if messages and self._postgres:
+                await notify(conn, self.revocation_channel, messages)
+        for message in messages:
+            self.announce_revocation(message)
+
+    # ClientRepository, AccountRepository
+
+    async def get_client(self, client_id: str) -> Client | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._clients).where(self._clients.c.client_id == client_id)
+                )
+            ).first()
+        return None if row is None else client_from(row._asdict())
+
+    async def get_account(self, account_id: UUID) -> Account | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._accounts).where(self._accounts.c.account_id == account_id)
+                )
+            ).first()
+        return None if row is None else Account(account_id=row.account_id, live=row.live)
+
+    # PartnerAuthenticator
+
+    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._partners).where(self._partners.c.partner_id == key_id)
+                )
+            ).first()
+        stored = _NO_SECRET if row is None else row.secret_hash
+        if secrets_equal(hash_secret(secret), stored) and row is not None:
+            return Partner(partner_id=row.partner_id, name=row.name)
+        return None
+
+    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
+        pc = self._partner_clients
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(sa.literal(1)).where(
+                        pc.c.partner_id == partner.partner_id, pc.c.client_id == client_id
+                    )
+                )
+            ).first()
+        return row is not None
+
+    # GrantStore
+
+    async def save_code(self, code: AuthorizationCode) -> None:
+        async with self._write() as conn:
+            await conn.execute(sa.insert(self._codes).values(**fields(code)))
+
+    async def get_code(self, code_hash: str) -> AuthorizationCode | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._codes).where(self._codes.c.code_hash == code_hash)
+                )
+            ).first()
+        return None if row is None else AuthorizationCode(**row._asdict())
+
+    async def redeem_code(
+        self,
+        code_hash: str,
+        *,
+        client_id: str,
+        token: AccessToken,
+        refresh_token: RefreshToken | None = None,
+        now: datetime,
+    ) -> bool:
+        c = self._codes
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(c)
+                .where(
+                    c.c.code_hash == code_hash,
+                    c.c.client_id == client_id,
+                    c.c.used_at.is_(None),
+                    c.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(sa.insert(self._tokens).values(**fields(token)))
+            if refresh_token is not None:
+                await conn.execute(sa.insert(self._refresh).values(**fields(refresh_token)))
+        return True
+
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
+        r = self._refresh
+        async with self._read() as conn:
+            row = (await conn.execute(sa.select(r).where(r.c.token_hash == token_hash))).first()
+        return None if row is None else RefreshToken(**row._asdict())
+
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        *,
+        client_id: str,
+        token: AccessToken,
+        refresh_token: RefreshToken,
+        now: datetime,
+    ) -> bool:
+        r = self._refresh
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(r)
+                .where(
+                    r.c.token_hash == token_hash,
+                    r.c.client_id == client_id,
+                    r.c.used_at.is_(None),
+                    r.c.revoked_at.is_(None),
+                    r.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(sa.insert(self._tokens).values(**fields(token)))
+            await conn.execute(sa.insert(r).values(**fields(refresh_token)))
+        return True
+
+    async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
+        t, r = self._tokens, self._refresh
+        return await self._revoke_where(t.c.family_id == family_id, r.c.family_id == family_id, now)
+
+    async def revoke_tokens(
+        self, *, account_id: UUID, client_id: str | None = None, now: datetime
+    ) -> list[str]:
+        t, r = self._tokens, self._refresh
+        tokens: sa.ColumnElement[bool] = t.c.account_id == account_id
+        refresh: sa.ColumnElement[bool] = r.c.account_id == account_id
+        if client_id is not None:
+            tokens = sa.and_(tokens, t.c.client_id == client_id)
+            refresh = sa.and_(refresh, r.c.client_id == client_id)
+        return await self._revoke_where(tokens, refresh, now)
+
+    async def _revoke_where(
+        self,
+        tokens: sa.ColumnElement[bool],
+        refresh: sa.ColumnElement[bool],
+        now: datetime,
+    ) -> list[str]:
+        t, r = self._tokens, self._refresh
+        async with self._revoking() as (conn, announce):
+            await conn.execute(
+                sa.update(r).where(refresh, r.c.revoked_at.is_(None)).values(revoked_at=now)
+            )
+            result = await conn.execute(
+                sa.update(t)
+                .where(tokens, t.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(t.c.token_hash)
+            )
+            hashes = list(result.scalars())
+            announce.extend(f"t:{h}" for h in hashes)
+        return hashes
+
+    async def save_token(self, token: AccessToken) -> None:
+        async with self._write() as conn:
+            await conn.execute(sa.insert(self._tokens).values(**fields(token)))
+
+    async def get_token(self, token_hash: str) -> AccessToken | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self._tokens).where(self._tokens.c.token_hash == token_hash)
+                )
+            ).first()
+        return None if row is None else AccessToken(**row._asdict())
+
+    async def get_token_with_client(
+        self, token_hash: str, clients: ClientRepository
+    ) -> tuple[AccessToken, Client | None] | None:
+        if clients is not self:
+            return await super().get_token_with_client(token_hash, clients)
+        return await self._token_check(token_hash)
+
+    async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
+        t = self._tokens
+        async with self._revoking() as (conn, announce):
+            row = (
+                await conn.execute(
+                    sa.update(t)
+                    .where(t.c.token_hash == token_hash, t.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                    .returning(*t.columns)
+                )
+            ).first()
+            if row is not None:  # as it was: unrevoked
+                announce.append(f"t:{token_hash}")
+                revoked: AccessToken | None = dataclasses.replace(
+                    AccessToken(**row._asdict()), revoked_at=None
+                )
+            else:
+                row = (await conn.execute(sa.select(t).where(t.c.token_hash == token_hash))).first()
+                revoked = None if row is None else AccessToken(**row._asdict())
+        return revoked
+
+    # admin
+
+    async def create_client(
+        self,
+        *,
+        name: str,
+        redirect_uris: Iterable[str],
+        description: str = "",
+        url: str = "",
+        terms_of_use: str = "",
+        privacy_policy: str = "",
+        live_trading_approved: bool = False,
+        scopes: Iterable[str] | None = None,
+        response_types: Iterable[str] = ("code", "token"),
+        client_id: str | None = None,
+    ) -> ClientCredentials:
+        client_id = client_id or new_client_id()
+        secret = new_secret()
+        async with self._write() as conn:
+            await conn.execute(
+                sa.insert(self._clients).values(
+                    client_id=client_id,
+                    secret_hash=hash_secret(secret),
+                    name=name,
+                    description=description,
+                    url=url,
+                    terms_of_use=terms_of_use,
+                    privacy_policy=privacy_policy,
+                    status=ClientStatus.ACTIVE.value,
+                    live_trading_approved=live_trading_approved,
+                    redirect_uris=json.dumps(list(redirect_uris)),
+                    scopes=None if scopes is None else json.dumps(sorted(scopes)),
+                    response_types=json.dumps(sorted(response_types)),
+                )
+            )
+        return ClientCredentials(client_id=client_id, client_secret=secret)
+
+    async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
+        c = self._clients
+        async with self._revoking() as (conn, announce):
+            result = await conn.execute(
+                sa.update(c).where(c.c.client_id == client_id).values(status=status.value)
+            )
+            if result.rowcount and status is ClientStatus.DISABLED:
+                announce.append(f"c:{client_id}")
+        return bool(result.rowcount)
+
+    async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
+        c = self._clients
+        secret = new_secret()
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(c)
+                .where(c.c.client_id == client_id)
+                .values(secret_hash=hash_secret(secret))
+            )
+        if not result.rowcount:
+            return None
+        return ClientCredentials(client_id=client_id, client_secret=secret)
+
+    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
+        key_id = key_id or new_client_id()
+        secret = new_secret()
+        async with self._write() as conn:
+            await conn.execute(
+                sa.insert(self._partners).values(
+                    partner_id=key_id, name=name, secret_hash=hash_secret(secret)
+                )
+            )
+        return PartnerCredentials(key_id=key_id, secret=secret)
+
+    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
+        p = self._partners
+        secret = new_secret()
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(p).where(p.c.partner_id == key_id).values(secret_hash=hash_secret(secret))
+            )
+        if not result.rowcount:
+            return None
+        return PartnerCredentials(key_id=key_id, secret=secret)
+
+    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
+        p, c, pc = self._partners, self._clients, self._partner_clients
+        both = sa.select(
+            sa.select(p.c.partner_id).where(p.c.partner_id == key_id).exists(),
+            sa.select(c.c.client_id).where(c.c.client_id == client_id).exists(),
+            sa.select(pc.c.partner_id)
+            .where(pc.c.partner_id == key_id, pc.c.client_id == client_id)
+            .exists(),
+        )
+        async with self._write() as conn:
+            partner, client, allowed = (await conn.execute(both)).one()
+            if not (partner and client):
+                return False
+            if not allowed:
+                await conn.execute(sa.insert(pc).values(partner_id=key_id, client_id=client_id))
+        return True
+
+    async def purge_expired(
+        self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
+    ) -> PurgeResult:
+        cutoff = now - retention
+        c, t, r = self._codes, self._tokens, self._refresh
+        counts = [
+            await self._purge(c, c.c.code_hash, c.c.expires_at < cutoff, batch_size),
+            await self._purge(
+                t,
+                t.c.token_hash,
+                sa.or_(t.c.expires_at < cutoff, t.c.revoked_at < cutoff),
+                batch_size,
+            ),
+            await self._purge(
+                r,
+                r.c.token_hash,
+                sa.or_(r.c.expires_at < cutoff, r.c.revoked_at < cutoff),
+                batch_size,
+            ),
+        ]
+        return PurgeResult(*counts)
+
+    async def _purge(
+        self,
+        table: sa.Table,
+        key: sa.Column[Any],
+        condition: sa.ColumnElement[bool],
+        batch_size: int,
+    ) -> int:
+        total = 0
+        batch = sa.select(key).where(condition).limit(batch_size).scalar_subquery()
+        statement = sa.delete(table).where(key.in_(batch))
+        while True:
+            async with self._write() as conn:  # one short transaction per batch
+                deleted = int((await conn.execute(statement)).rowcount)
+            total += deleted
+            if deleted < batch_size:
+                return total
+            await anyio.lowlevel.checkpoint()  # let requests in between batches
+
+    async def create_account(
+        self, *, account_id: UUID | None = None, live: bool = False
+    ) -> Account:
+        account_id = account_id or uuid.uuid4()
+        a = self._accounts
+        async with self._write() as conn:
+            row = (await conn.execute(sa.select(a).where(a.c.account_id == account_id))).first()
+            if row is not None:
+                return Account(account_id=row.account_id, live=row.live)
+            await conn.execute(sa.insert(a).values(account_id=account_id, live=live))
+        return Account(account_id=account_id, live=live)
