@@ -44,6 +44,7 @@ from starlette_broker_oauth.authentication import (
     TokenUser,
     bearer_error_response,
 )
+from starlette_broker_oauth.clock import ManualClock
 from starlette_broker_oauth.consent import HostedConsent
 
 POSTGRES_URL = os.environ.get("BROKER_OAUTH_TEST_POSTGRES_URL")
@@ -52,8 +53,16 @@ ISSUER = "https://broker.test"
 REDIRECT_URI = "https://app.example.com/callback"
 
 
+TRIO = "memory+trio"  # the memory backend's run of a test, on trio instead of asyncio
+
+
 @pytest.fixture
-def anyio_backend() -> str:
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """asyncio, except in the memory backend's trio run of a ``backend``-parametrized test
+    (the SQL drivers, aiosqlite and asyncpg, run on asyncio only)."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == TRIO:
+        return "trio"
     return "asyncio"
 
 
@@ -102,6 +111,7 @@ class Platform:
     client_secret: str
     paper_account: uuid.UUID
     live_account: uuid.UUID
+    clock: ManualClock
     redirect_uri: str = REDIRECT_URI
 
     def grant_body(self, **overrides: Any) -> dict[str, Any]:
@@ -142,9 +152,12 @@ class Platform:
         return await self.http.get("/v2/account", headers={"Authorization": f"Bearer {token}"})
 
 
-def build_platform(storage: Storage, settings: OAuthSettings) -> Starlette:
-    """The platform app the way the README tells a user to build it."""
-    oauth = create_oauth_app(settings=settings, storage=storage)
+def build_platform(
+    storage: Storage, settings: OAuthSettings, clock: ManualClock | None = None
+) -> Starlette:
+    """The platform app the way the README tells a user to build it (with a clock that
+    tests move instead of sleeping)."""
+    oauth = create_oauth_app(settings=settings, storage=storage, clock=clock)
 
     async def account(request: Request) -> Response:
         if not isinstance(request.user, TokenUser):
@@ -193,7 +206,8 @@ async def seed_platform(
     await storage.allow_partner_client(partner.key_id, creds.client_id)
     paper = await storage.create_account(live=False)
     live = await storage.create_account(live=True)
-    app = build_platform(storage, settings)
+    clock = ManualClock()
+    app = build_platform(storage, settings, clock)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
     return Platform(
         kind=kind,
@@ -206,13 +220,14 @@ async def seed_platform(
         client_secret=creds.client_secret,
         paper_account=paper.account_id,
         live_account=live.account_id,
+        clock=clock,
     )
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[BACKENDS[0], TRIO, *BACKENDS[1:]])
 def backend(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
-    return kind
+    return "memory" if kind == TRIO else kind
 
 
 @pytest.fixture
@@ -308,6 +323,7 @@ async def seed_full_platform(
         storage=storage,
         consent=consent,
         on_event=None if events is None else events.append,
+        clock=world.clock,
     )
 
     async def account(request: Request) -> Response:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -322,7 +321,7 @@ async def test_cache_bound_for_changes_made_behind_its_back(
             assert (await world.account(token)).status_code == 200
             await storage.set_client_status(world.client_id, ClientStatus.DISABLED)
             # Within the bound the cached answer may stand; past it, never.
-            await anyio.sleep(0.6)
+            world.clock.advance(timedelta(seconds=0.5))
             assert (await world.account(token)).status_code == 401
 
 
@@ -335,7 +334,7 @@ async def test_cache_never_serves_an_expired_token(
         async with world.http:
             token = await issue(world)
             assert (await world.account(token)).status_code == 200
-            await anyio.sleep(1.1)
+            world.clock.advance(timedelta(seconds=1))
             assert (await world.account(token)).status_code == 401
 
 

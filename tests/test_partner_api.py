@@ -290,8 +290,15 @@ async def test_issue_422_response_type_not_allowed_for_client(
     ],
 )
 async def test_malformed_bodies(
-    platform: Platform, path: str, content: bytes, content_type: str, status: int
+    platform: Platform,
+    path: str,
+    content: bytes,
+    content_type: str,
+    status: int,
+    anyio_backend: str,
 ) -> None:
+    if len(content) > 65536 and anyio_backend == "trio":
+        pytest.skip("httpx's ASGITransport leaves its body generator open when the app stops")
     response = await platform.http.post(
         path, content=content, headers={"Content-Type": content_type}, auth=platform.partner
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 import httpx
 import pytest
 
@@ -106,7 +105,7 @@ async def test_rfc6749_4_1_2_code_lifetime(backend: str, tmp_path: Path) -> None
         world = await seed_full_platform(backend, storage, settings)
         async with world.http:
             code = await world.code()
-            await anyio.sleep(1.2)
+            world.clock.advance(timedelta(seconds=1))
             response = await world.exchange(code)
             assert response.json()["error"] == "invalid_grant"
 

@@ -211,7 +211,7 @@ async def test_introspect_inactive_answers_are_identical(backend: str, tmp_path:
             await post(world, "/oauth/revoke", revoked["access_token"])
             other = await world.storage.create_client(name="O", redirect_uris=[world.redirect_uri])
             foreign = await pair(world)
-            await anyio.sleep(1.1)
+            world.clock.advance(timedelta(seconds=1))
             answers = [
                 await post(world, "/oauth/introspect", "unknown-token"),
                 await post(world, "/oauth/introspect", expired["access_token"]),

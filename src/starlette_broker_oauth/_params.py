@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -57,10 +58,11 @@ async def read_params(request: Request, *, json_allowed: bool = True) -> Params:
     """The body's parameters: JSON object or form-encoded (RFC 6749 §3.2 wants the latter)."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise BadRequest("request body is too large")
+    async with aclosing(request.stream()) as chunks:  # closed at once, on every backend
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise BadRequest("request body is too large")
     if not body:
         return {}
     if content_type == "application/json" and json_allowed:

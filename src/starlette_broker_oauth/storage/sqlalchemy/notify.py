@@ -1,7 +1,9 @@
 """Revocation announcements across processes: PostgreSQL ``NOTIFY`` and ``LISTEN``.
 
 A revoking transaction calls :func:`notify` before it commits, so PostgreSQL delivers
-the messages to every listening process only if, and when, it commits. Each process with
+the messages to every listening process only if, and when, it commits. Each payload
+names the storage instance that sent it: that instance announced its own revocations
+already, at its commit, and skips them when they come back. Each process with
 a token cache holds one ``LISTEN`` connection (:class:`RevocationListener`) that passes
 what arrives to the store's listeners, and reconnects with backoff when it drops.
 """
@@ -21,10 +23,12 @@ __all__ = ["RevocationListener", "notify"]
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :message)")
 
 
-async def notify(conn: AsyncConnection, channel: str, messages: Sequence[str]) -> None:
-    """Queue ``messages`` on ``channel`` in the connection's transaction."""
+async def notify(
+    conn: AsyncConnection, channel: str, messages: Sequence[str], *, origin: str
+) -> None:
+    """Queue ``messages`` on ``channel`` in the connection's transaction, from ``origin``."""
     for message in messages:
-        await conn.execute(_NOTIFY, {"channel": channel, "message": message})
+        await conn.execute(_NOTIFY, {"channel": channel, "message": f"{origin} {message}"})
 
 
 class RevocationListener:
@@ -38,12 +42,16 @@ class RevocationListener:
         dsn: A ``postgresql://`` URL for asyncpg.
         channel: The ``NOTIFY`` channel.
         announce: Called with each message.
+        origin: This storage instance's name in payloads; its own messages are skipped.
     """
 
-    def __init__(self, dsn: str, channel: str, announce: Callable[[str], None]) -> None:
+    def __init__(
+        self, dsn: str, channel: str, announce: Callable[[str], None], *, origin: str
+    ) -> None:
         self._dsn = dsn
         self._channel = channel
         self._announce = announce
+        self._origin = origin
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -58,6 +66,11 @@ class RevocationListener:
             with contextlib.suppress(BaseException), anyio.move_on_after(5):
                 await self._task
             self._task = None
+
+    def _received(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        origin, _, message = payload.partition(" ")
+        if origin != self._origin:
+            self._announce(message)
 
     async def _listen(self) -> None:
         import asyncpg
@@ -74,7 +87,7 @@ class RevocationListener:
             try:
                 lost = anyio.Event()
                 connection.add_termination_listener(lambda _, lost=lost: lost.set())
-                await connection.add_listener(self._channel, lambda *args: self._announce(args[3]))
+                await connection.add_listener(self._channel, self._received)
                 self._announce("*")
                 while not lost.is_set() and not connection.is_closed():
                     with anyio.move_on_after(5):

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import anyio
-import anyio.lowlevel
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -22,15 +18,13 @@ from ...models import (
     Account,
     AuthorizationCode,
     Client,
-    ClientCredentials,
-    ClientStatus,
     Partner,
-    PartnerCredentials,
     RefreshToken,
 )
-from ...security import hash_secret, new_client_id, new_secret, secrets_equal
-from ..base import ClientRepository, PurgeResult, Storage
+from ...security import hash_secret, new_client_id, secrets_equal
+from ..base import ClientRepository, Storage
 from . import migrations
+from .admin import AdminOperations
 from .engines import (
     async_url,
     enable_wal,
@@ -48,7 +42,7 @@ __all__ = ["SQLAlchemyStorage"]
 _NO_SECRET = hash_secret("")
 
 
-class SQLAlchemyStorage(Storage):
+class SQLAlchemyStorage(AdminOperations, Storage):
     """All repositories on one async SQLAlchemy engine.
 
     Parameters:
@@ -82,6 +76,7 @@ class SQLAlchemyStorage(Storage):
         self._postgres = self.url.get_backend_name() == "postgresql"
         self._token_check = TokenCheck(self.tables)
         self._listener: RevocationListener | None = None
+        self._origin = new_client_id()  # names this instance in NOTIFY payloads
         t = self.tables
         self._clients = t.clients
         self._accounts = t.accounts
@@ -157,7 +152,7 @@ class SQLAlchemyStorage(Storage):
         if self._postgres and self._listener is None and self.__dict__.get("_revocation_listeners"):
             dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._listener = RevocationListener(
-                dsn, self.revocation_channel, self.announce_revocation
+                dsn, self.revocation_channel, self.announce_revocation, origin=self._origin
             )
             self._listener.start()
 
@@ -192,7 +187,7 @@ class SQLAlchemyStorage(Storage):
         async with self._write() as conn:
             yield conn, messages
             if messages and self._postgres:
-                await notify(conn, self.revocation_channel, messages)
+                await notify(conn, self.revocation_channel, messages, origin=self._origin)
         for message in messages:
             self.announce_revocation(message)
 
@@ -395,154 +390,3 @@ class SQLAlchemyStorage(Storage):
                 row = (await conn.execute(sa.select(t).where(t.c.token_hash == token_hash))).first()
                 revoked = None if row is None else AccessToken(**row._asdict())
         return revoked
-
-    # admin
-
-    async def create_client(
-        self,
-        *,
-        name: str,
-        redirect_uris: Iterable[str],
-        description: str = "",
-        url: str = "",
-        terms_of_use: str = "",
-        privacy_policy: str = "",
-        live_trading_approved: bool = False,
-        scopes: Iterable[str] | None = None,
-        response_types: Iterable[str] = ("code", "token"),
-        client_id: str | None = None,
-    ) -> ClientCredentials:
-        client_id = client_id or new_client_id()
-        secret = new_secret()
-        async with self._write() as conn:
-            await conn.execute(
-                sa.insert(self._clients).values(
-                    client_id=client_id,
-                    secret_hash=hash_secret(secret),
-                    name=name,
-                    description=description,
-                    url=url,
-                    terms_of_use=terms_of_use,
-                    privacy_policy=privacy_policy,
-                    status=ClientStatus.ACTIVE.value,
-                    live_trading_approved=live_trading_approved,
-                    redirect_uris=json.dumps(list(redirect_uris)),
-                    scopes=None if scopes is None else json.dumps(sorted(scopes)),
-                    response_types=json.dumps(sorted(response_types)),
-                )
-            )
-        return ClientCredentials(client_id=client_id, client_secret=secret)
-
-    async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
-        c = self._clients
-        async with self._revoking() as (conn, announce):
-            result = await conn.execute(
-                sa.update(c).where(c.c.client_id == client_id).values(status=status.value)
-            )
-            if result.rowcount and status is ClientStatus.DISABLED:
-                announce.append(f"c:{client_id}")
-        return bool(result.rowcount)
-
-    async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
-        c = self._clients
-        secret = new_secret()
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.update(c)
-                .where(c.c.client_id == client_id)
-                .values(secret_hash=hash_secret(secret))
-            )
-        if not result.rowcount:
-            return None
-        return ClientCredentials(client_id=client_id, client_secret=secret)
-
-    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
-        key_id = key_id or new_client_id()
-        secret = new_secret()
-        async with self._write() as conn:
-            await conn.execute(
-                sa.insert(self._partners).values(
-                    partner_id=key_id, name=name, secret_hash=hash_secret(secret)
-                )
-            )
-        return PartnerCredentials(key_id=key_id, secret=secret)
-
-    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
-        p = self._partners
-        secret = new_secret()
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.update(p).where(p.c.partner_id == key_id).values(secret_hash=hash_secret(secret))
-            )
-        if not result.rowcount:
-            return None
-        return PartnerCredentials(key_id=key_id, secret=secret)
-
-    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
-        p, c, pc = self._partners, self._clients, self._partner_clients
-        both = sa.select(
-            sa.select(p.c.partner_id).where(p.c.partner_id == key_id).exists(),
-            sa.select(c.c.client_id).where(c.c.client_id == client_id).exists(),
-            sa.select(pc.c.partner_id)
-            .where(pc.c.partner_id == key_id, pc.c.client_id == client_id)
-            .exists(),
-        )
-        async with self._write() as conn:
-            partner, client, allowed = (await conn.execute(both)).one()
-            if not (partner and client):
-                return False
-            if not allowed:
-                await conn.execute(sa.insert(pc).values(partner_id=key_id, client_id=client_id))
-        return True
-
-    async def purge_expired(
-        self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
-    ) -> PurgeResult:
-        cutoff = now - retention
-        c, t, r = self._codes, self._tokens, self._refresh
-        counts = [
-            await self._purge(c, c.c.code_hash, c.c.expires_at < cutoff, batch_size),
-            await self._purge(
-                t,
-                t.c.token_hash,
-                sa.or_(t.c.expires_at < cutoff, t.c.revoked_at < cutoff),
-                batch_size,
-            ),
-            await self._purge(
-                r,
-                r.c.token_hash,
-                sa.or_(r.c.expires_at < cutoff, r.c.revoked_at < cutoff),
-                batch_size,
-            ),
-        ]
-        return PurgeResult(*counts)
-
-    async def _purge(
-        self,
-        table: sa.Table,
-        key: sa.Column[Any],
-        condition: sa.ColumnElement[bool],
-        batch_size: int,
-    ) -> int:
-        total = 0
-        batch = sa.select(key).where(condition).limit(batch_size).scalar_subquery()
-        statement = sa.delete(table).where(key.in_(batch))
-        while True:
-            async with self._write() as conn:  # one short transaction per batch
-                deleted = int((await conn.execute(statement)).rowcount)
-            total += deleted
-            if deleted < batch_size:
-                return total
-            await anyio.lowlevel.checkpoint()  # let requests in between batches
-
-    async def create_account(
-        self, *, account_id: UUID | None = None, live: bool = False
-    ) -> Account:
-        account_id = account_id or uuid.uuid4()
-        a = self._accounts
-        async with self._write() as conn:
-            row = (await conn.execute(sa.select(a).where(a.c.account_id == account_id))).first()
-            if row is not None:
-                return Account(account_id=row.account_id, live=row.live)
-            await conn.execute(sa.insert(a).values(account_id=account_id, live=live))
-        return Account(account_id=account_id, live=live)

@@ -16,26 +16,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
-from .clock import SYSTEM_CLOCK, Clock
-from .errors import (
-    ClientDisabled,
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import (
     CodeReplayed,
     InvalidClient,
     InvalidGrant,
-    InvalidRedirectURI,
     InvalidScope,
-    LiveTradingNotApproved,
     PartnerUnauthenticated,
     RefreshTokenReused,
     Refusal,
-    UnknownAccount,
-    UnsupportedResponseType,
 )
-from .events import (
+from ..events import (
     ClientAuthenticationFailed,
     CodeIssued,
     CodeReplayDetected,
@@ -45,63 +38,23 @@ from .events import (
     TokenIssued,
     TokenRevoked,
 )
-from .models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
-from .security import hash_secret, new_secret, secrets_equal
-from .settings import OAuthSettings
-from .storage.base import AccountRepository, ClientRepository, GrantStore, PartnerAuthenticator
+from ..models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
+from ..security import hash_secret, secrets_equal
+from ..settings import OAuthSettings
+from ..storage.base import AccountRepository, ClientRepository, GrantStore, PartnerAuthenticator
+from .policy import Policy
+from .records import IssuedCode, IssuedToken, Minter
 
-__all__ = ["AUTHORIZATION_PARAMS", "AuthorizationCore", "IssuedCode", "IssuedToken"]
+__all__ = ["AuthorizationCore"]
 
 log = logging.getLogger("starlette_broker_oauth")
 
 _NO_SECRET = hash_secret("")
 
-#: The parameters of an authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3).
-AUTHORIZATION_PARAMS = (
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "scope",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IssuedCode:
-    """A new authorization code: its value (given out once) and its stored record."""
-
-    code: str
-    record: AuthorizationCode
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IssuedToken:
-    """A new access token, and refresh token if any: values given out once, and records."""
-
-    access_token: str
-    record: AccessToken
-    refresh_token: str | None = None
-    refresh_record: RefreshToken | None = None
-    expires_in: int | None = None
-
-    def response(self) -> dict[str, Any]:
-        """The RFC 6749 §5.1 token response body."""
-        body: dict[str, Any] = {
-            "access_token": self.access_token,
-            "token_type": "Bearer",
-            "scope": self.record.scope,
-        }
-        if self.expires_in is not None:
-            body["expires_in"] = self.expires_in
-        if self.refresh_token is not None:
-            body["refresh_token"] = self.refresh_token
-        return body
-
-
-class AuthorizationCore:
-    """The broker's rules over the repositories.
+class AuthorizationCore(Policy):
+    """The broker's rules over the repositories: its :class:`Policy`, applied to what the
+    repositories hold, with minting, redemption, rotation and revocation.
 
     Parameters:
         settings: Server settings (scopes, lifetimes, live-trading policy).
@@ -122,14 +75,14 @@ class AuthorizationCore:
         clock: Clock = SYSTEM_CLOCK,
         on_event: EventListener | None = None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.clients = clients
         self.accounts = accounts
         self.partners = partners
         self.grants = grants
         self.clock = clock
         self.on_event = on_event
-        self.refresh_enabled = settings.refresh_token_lifetime is not None
+        self.mint = Minter(settings, clock)
 
     # events
 
@@ -185,56 +138,6 @@ class AuthorizationCore:
         )
         return None
 
-    # what a client may ask for
-
-    def scopes_for(self, client: Client) -> frozenset[str]:
-        """The scopes ``client`` may ask for."""
-        return self.settings.scopes_supported if client.scopes is None else client.scopes
-
-    def allowed_scope(self, client: Client, scope: str | None) -> str:
-        """``scope`` normalised (space-separated, no repeats), if the client may have it."""
-        requested = (scope or "").split()
-        if not set(requested) <= self.settings.scopes_supported & self.scopes_for(client):
-            raise InvalidScope("scope is invalid")
-        return " ".join(dict.fromkeys(requested))
-
-    def response_type_allowed(self, client: Client, response_type: str) -> bool:
-        """Whether the client, and the server, allow ``response_type``."""
-        return (
-            response_type in client.response_types and response_type in self.settings.response_types
-        )
-
-    def redirect_uri_registered(self, client: Client, redirect_uri: str) -> bool:
-        """RFC 9700 §4.1.3: an exact string match with a registered URI, no normalisation."""
-        return any(secrets_equal(redirect_uri, uri) for uri in client.redirect_uris)
-
-    def grant_type_allowed(self, grant_type: str) -> bool:
-        """The token endpoint's grant types: the code, and refresh when it is on."""
-        if grant_type == "refresh_token":
-            return self.refresh_enabled
-        return grant_type == "authorization_code"
-
-    def check_request(
-        self,
-        client: Client,
-        *,
-        response_type: str | None = None,
-        redirect_uri: str | None = None,
-        scope: str | None = None,
-    ) -> None:
-        """Check the authorization parameters given (RFC 6749 §4.1.1) against a client."""
-        if response_type is not None and not self.response_type_allowed(client, response_type):
-            raise UnsupportedResponseType(f"response_type {response_type!r} is not allowed")
-        if redirect_uri is not None and not self.redirect_uri_registered(client, redirect_uri):
-            raise InvalidRedirectURI("redirect_uri is not registered for this client")
-        if scope is not None:
-            self.allowed_scope(client, scope)
-
-    def check_active(self, client: Client, *, redirect_uri: str | None = None) -> None:
-        """Refuse a disabled client before anything is asked of the user."""
-        if not client.active:
-            raise ClientDisabled(redirect_uri=redirect_uri)
-
     async def check_grant(self, client: Client, account_id: UUID) -> Account:
         """The account, if ``client`` may get a code or token for it.
 
@@ -242,13 +145,7 @@ class AuthorizationCore:
         is not approved for live trading (unless the platform allows it).
         """
         self.check_active(client)
-        account = await self.accounts.get_account(account_id)
-        if account is None:
-            raise UnknownAccount()
-        approved = client.live_trading_approved or self.settings.allow_live_without_approval
-        if account.live and not approved:
-            raise LiveTradingNotApproved()
-        return account
+        return self.check_account(client, await self.accounts.get_account(account_id))
 
     async def _redeemable(self, client: Client, account_id: UUID) -> Account:
         # At the token endpoint, a grant whose client or account no longer qualifies is an
@@ -273,19 +170,15 @@ class AuthorizationCore:
     ) -> IssuedCode:
         """Mint and store a code for a validated request (RFC 6749 §4.1.2)."""
         account = await self.check_grant(client, account_id)
-        code = new_secret()
-        now = self.clock.now()
-        record = AuthorizationCode(
-            code_hash=hash_secret(code),
-            client_id=client.client_id,
-            account_id=account.account_id,
+        issued = self.mint.code(
+            client,
+            account.account_id,
             redirect_uri=redirect_uri,
             scope=scope,
-            issued_at=now,
-            expires_at=now + self.settings.code_lifetime,
-            code_challenge=code_challenge or None,
-            code_challenge_method=code_challenge_method or None,
+            code_challenge=code_challenge,
+            code_challenge_method=code_challenge_method,
         )
+        record = issued.record
         await self.grants.save_code(record)
         await self.emit(
             CodeIssued(
@@ -293,15 +186,15 @@ class AuthorizationCore:
                 account_id=record.account_id,
                 scope=record.scope,
                 via=via,
-                at=now,
+                at=record.issued_at,
             )
         )
-        return IssuedCode(code=code, record=record)
+        return issued
 
     async def issue_token(self, client: Client, *, account_id: UUID, scope: str) -> IssuedToken:
         """Mint and store a token handed to a partner directly (the seed's ``token``)."""
         account = await self.check_grant(client, account_id)
-        issued = self._mint(client, account, scope, family_id=None, refresh=False)
+        issued = self.mint.token(client, account, scope, family_id=None, refresh=False)
         await self.grants.save_token(issued.record)
         await self._issued(issued, "partner")
         return issued
@@ -325,7 +218,7 @@ class AuthorizationCore:
         """Exchange a validated code for tokens: the code is consumed and the tokens stored
         in one atomic step; the loser of a race is treated as a replay."""
         account = await self._redeemable(client, code.account_id)
-        issued = self._mint(client, account, code.scope, family_id=code.code_hash)
+        issued = self.mint.token(client, account, code.scope, family_id=code.code_hash)
         redeemed = await self.grants.redeem_code(
             code.code_hash,
             client_id=client.client_id,
@@ -368,7 +261,7 @@ class AuthorizationCore:
             if not set(scope.split()) <= set(old.scope.split()):
                 raise InvalidScope("scope is invalid")
             granted = " ".join(dict.fromkeys(scope.split()))
-        issued = self._mint(client, account, granted, family_id=old.family_id)
+        issued = self.mint.token(client, account, granted, family_id=old.family_id)
         assert issued.refresh_record is not None
         rotated = await self.grants.rotate_refresh_token(
             old.token_hash,
@@ -381,50 +274,6 @@ class AuthorizationCore:
             await self._refresh_reused(old)
         await self._issued(issued, "refresh_token")
         return issued
-
-    def _mint(
-        self,
-        client: Client,
-        account: Account,
-        scope: str,
-        *,
-        family_id: str | None,
-        refresh: bool = True,
-    ) -> IssuedToken:
-        now = self.clock.now()
-        access_lifetime = self.settings.access_token_lifetime
-        access = new_secret()
-        record = AccessToken(
-            token_hash=hash_secret(access),
-            client_id=client.client_id,
-            account_id=account.account_id,
-            scope=scope,
-            account_live=account.live,
-            issued_at=now,
-            expires_at=None if access_lifetime is None else now + access_lifetime,
-            family_id=family_id,
-        )
-        refresh_lifetime = self.settings.refresh_token_lifetime
-        refresh_value = refresh_record = None
-        if refresh and refresh_lifetime is not None and family_id is not None:
-            refresh_value = new_secret()
-            refresh_record = RefreshToken(
-                token_hash=hash_secret(refresh_value),
-                family_id=family_id,
-                client_id=client.client_id,
-                account_id=account.account_id,
-                scope=scope,
-                account_live=account.live,
-                issued_at=now,
-                expires_at=now + refresh_lifetime,
-            )
-        return IssuedToken(
-            access_token=access,
-            record=record,
-            refresh_token=refresh_value,
-            refresh_record=refresh_record,
-            expires_in=None if access_lifetime is None else int(access_lifetime.total_seconds()),
-        )
 
     async def _issued(self, issued: IssuedToken, grant_type: str) -> None:
         record = issued.record

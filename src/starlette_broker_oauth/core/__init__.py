@@ -1,0 +1,22 @@
+"""The domain core: every rule of who gets a code or token, and every issuance and
+revocation. It knows nothing of HTTP or Authlib and refuses with
+:class:`~starlette_broker_oauth.errors.Refusal` subclasses.
+
+* ``policy.py`` - what a client may ask for, and for which account: pure decisions;
+* ``records.py`` - minting codes and tokens;
+* ``authority.py`` - :class:`AuthorizationCore`: the policy applied to the repositories,
+  with issuance, redemption, rotation and revocation and their audit events.
+"""
+
+from .authority import AuthorizationCore
+from .policy import AUTHORIZATION_PARAMS, Policy
+from .records import IssuedCode, IssuedToken, Minter
+
+__all__ = [
+    "AUTHORIZATION_PARAMS",
+    "AuthorizationCore",
+    "IssuedCode",
+    "IssuedToken",
+    "Minter",
+    "Policy",
+]

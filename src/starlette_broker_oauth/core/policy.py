@@ -1,0 +1,98 @@
+"""The broker's rules on what a client may ask for: pure decisions, no I/O."""
+
+from __future__ import annotations
+
+from ..errors import (
+    ClientDisabled,
+    InvalidRedirectURI,
+    InvalidScope,
+    LiveTradingNotApproved,
+    UnknownAccount,
+    UnsupportedResponseType,
+)
+from ..models import Account, Client
+from ..security import secrets_equal
+from ..settings import OAuthSettings
+
+__all__ = ["AUTHORIZATION_PARAMS", "Policy"]
+
+#: The parameters of an authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3).
+AUTHORIZATION_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+class Policy:
+    """What a client may ask for, and for which account.
+
+    Parameters:
+        settings: Server settings (scopes, response types, live-trading policy).
+    """
+
+    def __init__(self, settings: OAuthSettings) -> None:
+        self.settings = settings
+        self.refresh_enabled = settings.refresh_token_lifetime is not None
+
+    def scopes_for(self, client: Client) -> frozenset[str]:
+        """The scopes ``client`` may ask for."""
+        return self.settings.scopes_supported if client.scopes is None else client.scopes
+
+    def allowed_scope(self, client: Client, scope: str | None) -> str:
+        """``scope`` normalised (space-separated, no repeats), if the client may have it."""
+        requested = (scope or "").split()
+        if not set(requested) <= self.settings.scopes_supported & self.scopes_for(client):
+            raise InvalidScope("scope is invalid")
+        return " ".join(dict.fromkeys(requested))
+
+    def response_type_allowed(self, client: Client, response_type: str) -> bool:
+        """Whether the client, and the server, allow ``response_type``."""
+        return (
+            response_type in client.response_types and response_type in self.settings.response_types
+        )
+
+    def redirect_uri_registered(self, client: Client, redirect_uri: str) -> bool:
+        """RFC 9700 §4.1.3: an exact string match with a registered URI, no normalisation."""
+        return any(secrets_equal(redirect_uri, uri) for uri in client.redirect_uris)
+
+    def grant_type_allowed(self, grant_type: str) -> bool:
+        """The token endpoint's grant types: the code, and refresh when it is on."""
+        if grant_type == "refresh_token":
+            return self.refresh_enabled
+        return grant_type == "authorization_code"
+
+    def check_request(
+        self,
+        client: Client,
+        *,
+        response_type: str | None = None,
+        redirect_uri: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        """Check the authorization parameters given (RFC 6749 §4.1.1) against a client."""
+        if response_type is not None and not self.response_type_allowed(client, response_type):
+            raise UnsupportedResponseType(f"response_type {response_type!r} is not allowed")
+        if redirect_uri is not None and not self.redirect_uri_registered(client, redirect_uri):
+            raise InvalidRedirectURI("redirect_uri is not registered for this client")
+        if scope is not None:
+            self.allowed_scope(client, scope)
+
+    def check_active(self, client: Client, *, redirect_uri: str | None = None) -> None:
+        """Refuse a disabled client before anything is asked of the user."""
+        if not client.active:
+            raise ClientDisabled(redirect_uri=redirect_uri)
+
+    def check_account(self, client: Client, account: Account | None) -> Account:
+        """The account, if ``client`` may act for it: it exists, and a live account needs
+        a client approved for live trading (unless the platform allows it)."""
+        if account is None:
+            raise UnknownAccount()
+        approved = client.live_trading_approved or self.settings.allow_live_without_approval
+        if account.live and not approved:
+            raise LiveTradingNotApproved()
+        return account

@@ -1,0 +1,305 @@
+"""The contract of a grant store: codes and tokens, atomic under concurrency, announced."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import anyio
+
+from ..models import AccessToken, AuthorizationCode, Client, RefreshToken
+from ..security import hash_secret, new_secret
+from ..storage.base import ClientRepository, GrantStore
+from ._base import CONCURRENCY, Contract, utc_now
+
+__all__ = ["GrantStoreContract"]
+
+
+class GrantStoreContract(Contract):
+    """What every :class:`~.storage.base.GrantStore` must do.
+
+    Fixtures to provide:
+        grants: The store under test, empty, ready to use.
+    """
+
+    # records
+
+    @staticmethod
+    def code(**overrides: Any) -> AuthorizationCode:
+        now = utc_now()
+        values: dict[str, Any] = {
+            "code_hash": hash_secret(new_secret()),
+            "client_id": "client-a",
+            "account_id": uuid.uuid4(),
+            "redirect_uri": "https://app.example/callback",
+            "scope": "general trading",
+            "issued_at": now,
+            "expires_at": now + timedelta(seconds=60),
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+        values.update(overrides)
+        return AuthorizationCode(**values)
+
+    @staticmethod
+    def token(code: AuthorizationCode | None = None, **overrides: Any) -> AccessToken:
+        now = utc_now()
+        values: dict[str, Any] = {
+            "token_hash": hash_secret(new_secret()),
+            "client_id": "client-a" if code is None else code.client_id,
+            "account_id": uuid.uuid4() if code is None else code.account_id,
+            "scope": "general trading",
+            "account_live": False,
+            "issued_at": now,
+            "expires_at": now + timedelta(minutes=15),
+            "family_id": None if code is None else code.code_hash,
+        }
+        values.update(overrides)
+        return AccessToken(**values)
+
+    @staticmethod
+    def refresh(token: AccessToken, **overrides: Any) -> RefreshToken:
+        assert token.family_id is not None
+        values: dict[str, Any] = {
+            "token_hash": hash_secret(new_secret()),
+            "family_id": token.family_id,
+            "client_id": token.client_id,
+            "account_id": token.account_id,
+            "scope": token.scope,
+            "account_live": token.account_live,
+            "issued_at": token.issued_at,
+            "expires_at": token.issued_at + timedelta(days=30),
+        }
+        values.update(overrides)
+        return RefreshToken(**values)
+
+    @staticmethod
+    def heard(grants: GrantStore) -> list[str]:
+        """Subscribe to the store's announcements; the list fills as they arrive. ``*``
+        (forget everything) may come at any time, from a store that lost track of
+        others' revocations, and is left out."""
+        messages: list[str] = []
+
+        def hear(message: str) -> None:
+            if message != "*":
+                messages.append(message)
+
+        grants.add_revocation_listener(hear)
+        return messages
+
+    async def issued(
+        self, grants: GrantStore, *, refresh: bool = False, **code_overrides: Any
+    ) -> tuple[AuthorizationCode, AccessToken, RefreshToken | None]:
+        """A code redeemed for a token (and a refresh token)."""
+        code = self.code(**code_overrides)
+        await grants.save_code(code)
+        token = self.token(code)
+        refresh_token = self.refresh(token) if refresh else None
+        assert await grants.redeem_code(
+            code.code_hash,
+            client_id=code.client_id,
+            token=token,
+            refresh_token=refresh_token,
+            now=utc_now(),
+        )
+        return code, token, refresh_token
+
+    # codes
+
+    async def test_code_round_trip(self, grants: GrantStore) -> None:
+        code = self.code()
+        await grants.save_code(code)
+        assert await grants.get_code(code.code_hash) == code
+        assert await grants.get_code(hash_secret("unknown")) is None
+
+    async def test_redeem_marks_used_and_stores_tokens(self, grants: GrantStore) -> None:
+        code, token, refresh = await self.issued(grants, refresh=True)
+        stored = await grants.get_code(code.code_hash)
+        assert stored is not None and stored.used_at is not None
+        assert await grants.get_token(token.token_hash) == token
+        assert refresh is not None
+        assert await grants.get_refresh_token(refresh.token_hash) == refresh
+
+    async def test_redeem_refuses_and_stores_nothing(self, grants: GrantStore) -> None:
+        now = utc_now()
+        expired = self.code(issued_at=now - timedelta(minutes=2), expires_at=now)
+        for code, client_id in (
+            (self.code(), "another-client"),  # bound to another client
+            (expired, expired.client_id),  # expired
+        ):
+            await grants.save_code(code)
+            token = self.token(code)
+            assert not await grants.redeem_code(
+                code.code_hash, client_id=client_id, token=token, now=now
+            )
+            assert await grants.get_token(token.token_hash) is None
+            stored = await grants.get_code(code.code_hash)
+            assert stored is not None and stored.used_at is None
+        unknown = self.token()
+        assert not await grants.redeem_code(
+            hash_secret("unknown"), client_id="client-a", token=unknown, now=now
+        )
+        assert await grants.get_token(unknown.token_hash) is None
+
+    async def test_concurrent_redemptions_one_wins(self, grants: GrantStore) -> None:
+        code = self.code()
+        await grants.save_code(code)
+        tokens = [self.token(code) for _ in range(CONCURRENCY)]
+        results: list[bool] = []
+
+        async def redeem(token: AccessToken) -> None:
+            results.append(
+                await grants.redeem_code(
+                    code.code_hash, client_id=code.client_id, token=token, now=utc_now()
+                )
+            )
+
+        async with anyio.create_task_group() as tg:
+            for token in tokens:
+                tg.start_soon(redeem, token)
+        assert results.count(True) == 1
+        stored = [t for t in tokens if await grants.get_token(t.token_hash) is not None]
+        assert len(stored) == 1
+
+    # tokens
+
+    async def test_token_round_trip(self, grants: GrantStore) -> None:
+        token = self.token(expires_at=None)
+        await grants.save_token(token)
+        assert await grants.get_token(token.token_hash) == token
+        assert await grants.get_token(hash_secret("unknown")) is None
+
+    async def test_revoke_token_once_and_announce_once(self, grants: GrantStore) -> None:
+        heard = self.heard(grants)
+        token = self.token()
+        await grants.save_token(token)
+        now = utc_now()
+        was = await grants.revoke_token(token.token_hash, now=now)
+        assert was == token  # as it was: not yet revoked
+        assert heard == [f"t:{token.token_hash}"]
+        again = await grants.revoke_token(token.token_hash, now=now + timedelta(seconds=1))
+        assert again is not None and again.revoked_at == now  # the first revocation stands
+        assert heard == [f"t:{token.token_hash}"]
+        assert await grants.revoke_token(hash_secret("unknown"), now=now) is None
+        assert heard == [f"t:{token.token_hash}"]
+
+    async def test_revoke_family_ends_the_whole_grant(self, grants: GrantStore) -> None:
+        code, first, refresh = await self.issued(grants, refresh=True)
+        assert refresh is not None
+        second = self.token(code)
+        next_refresh = self.refresh(second)
+        assert await grants.rotate_refresh_token(
+            refresh.token_hash,
+            client_id=code.client_id,
+            token=second,
+            refresh_token=next_refresh,
+            now=utc_now(),
+        )
+        _, other, _ = await self.issued(grants, refresh=True)
+        heard = self.heard(grants)
+        revoked = await grants.revoke_family(code.code_hash, now=utc_now())
+        assert sorted(revoked) == sorted([first.token_hash, second.token_hash])
+        assert sorted(heard) == sorted(f"t:{h}" for h in revoked)
+        for token in (first, second):
+            stored = await grants.get_token(token.token_hash)
+            assert stored is not None and stored.revoked_at is not None
+        stored_refresh = await grants.get_refresh_token(next_refresh.token_hash)
+        assert stored_refresh is not None and stored_refresh.revoked_at is not None
+        untouched = await grants.get_token(other.token_hash)
+        assert untouched is not None and untouched.revoked_at is None
+        assert await grants.revoke_family(code.code_hash, now=utc_now()) == []
+        assert len(heard) == 2
+
+    async def test_revoke_tokens_of_an_account(self, grants: GrantStore) -> None:
+        account = uuid.uuid4()
+        _, a1, r1 = await self.issued(grants, refresh=True, account_id=account)
+        _, b1, _ = await self.issued(grants, account_id=account, client_id="client-b")
+        _, elsewhere, _ = await self.issued(grants)
+        heard = self.heard(grants)
+        only_b = await grants.revoke_tokens(account_id=account, client_id="client-b", now=utc_now())
+        assert only_b == [b1.token_hash]
+        still = await grants.get_token(a1.token_hash)
+        assert still is not None and still.revoked_at is None
+        rest = await grants.revoke_tokens(account_id=account, now=utc_now())
+        assert rest == [a1.token_hash]
+        assert r1 is not None
+        refresh = await grants.get_refresh_token(r1.token_hash)
+        assert refresh is not None and refresh.revoked_at is not None
+        other = await grants.get_token(elsewhere.token_hash)
+        assert other is not None and other.revoked_at is None
+        assert heard == [f"t:{b1.token_hash}", f"t:{a1.token_hash}"]
+
+    async def test_token_with_client_default(self, grants: GrantStore) -> None:
+        class OneClient(ClientRepository):
+            async def get_client(self, client_id: str) -> Client | None:
+                return None
+
+        token = self.token()
+        await grants.save_token(token)
+        assert await grants.get_token_with_client(token.token_hash, OneClient()) == (token, None)
+        assert await grants.get_token_with_client(hash_secret("unknown"), OneClient()) is None
+
+    # refresh tokens
+
+    async def test_rotation_uses_the_old_token_once(self, grants: GrantStore) -> None:
+        code, _, refresh = await self.issued(grants, refresh=True)
+        assert refresh is not None
+        pairs = [self.token(code) for _ in range(CONCURRENCY)]
+        results: list[bool] = []
+
+        async def rotate(new: AccessToken) -> None:
+            results.append(
+                await grants.rotate_refresh_token(
+                    refresh.token_hash,
+                    client_id=code.client_id,
+                    token=new,
+                    refresh_token=self.refresh(new),
+                    now=utc_now(),
+                )
+            )
+
+        async with anyio.create_task_group() as tg:
+            for new in pairs:
+                tg.start_soon(rotate, new)
+        assert results.count(True) == 1
+        old = await grants.get_refresh_token(refresh.token_hash)
+        assert old is not None and old.used_at is not None
+        stored = [t for t in pairs if await grants.get_token(t.token_hash) is not None]
+        assert len(stored) == 1
+
+    async def test_rotation_refuses_and_stores_nothing(self, grants: GrantStore) -> None:
+        now = utc_now()
+        code, token, _ = await self.issued(grants)
+        live = self.refresh(token)
+        expired = self.refresh(token, expires_at=now - timedelta(seconds=1))
+        revoked = self.refresh(token, revoked_at=now)
+        cases = [(live, "another-client"), (expired, code.client_id), (revoked, code.client_id)]
+        for old, client_id in cases:
+            # Stored the way a redemption stores them: with a code of their own.
+            holder = self.code(client_id=code.client_id, account_id=code.account_id)
+            await grants.save_code(holder)
+            assert await grants.redeem_code(
+                holder.code_hash,
+                client_id=holder.client_id,
+                token=self.token(holder),
+                refresh_token=old,
+                now=now,
+            )
+            new = self.token(code)
+            assert not await grants.rotate_refresh_token(
+                old.token_hash,
+                client_id=client_id,
+                token=new,
+                refresh_token=self.refresh(new),
+                now=now,
+            )
+            assert await grants.get_token(new.token_hash) is None
+        missing = self.token(code)
+        assert not await grants.rotate_refresh_token(
+            hash_secret("unknown"),
+            client_id=code.client_id,
+            token=missing,
+            refresh_token=self.refresh(missing),
+            now=now,
+        )

@@ -1,0 +1,143 @@
+"""The layers of docs/design.md, drawn from the tree: which module may import which.
+
+Every module of the package is placed in one layer; a module imports only modules of its
+own layer or lower ones, and each third-party framework only where its layer says.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "starlette_broker_oauth"
+
+# Lowest first. A module's layer is the first entry whose name is a prefix of its name.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundations", ("settings", "models", "errors", "security", "clock", "events")),
+    ("repositories", ("storage.base", "testing")),
+    ("backends", ("storage", "migrations")),
+    ("domain", ("core", "verifier")),
+    ("protocol", ("_oauth", "_bridge")),
+    (
+        "faces",
+        (
+            "app",
+            "consent",
+            "authentication",
+            "fastapi",
+            "cli",
+            "_demo",
+            "_render",
+            "_params",
+            "_openapi",
+            "__init__",
+        ),
+    ),
+]
+RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
+
+# Third-party packages that only some layers may import.
+CONFINED = {
+    "authlib": {"protocol"},
+    "greenlet": {"protocol"},
+    "starlette": {"faces"},
+    "fastapi": {"faces"},
+    "itsdangerous": {"faces"},
+    "uvicorn": {"faces"},
+    "sqlalchemy": {"backends"},
+    "alembic": {"backends"},
+    "aiosqlite": {"backends"},
+    "asyncpg": {"backends"},
+    "pytest": {"repositories"},
+}
+
+# Longer files, each with its reason.
+LONG_FILES = {
+    "_openapi.py": "one literal document: the partner and standard endpoints' OpenAPI 3.1",
+}
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> str:
+    for name, prefixes in LAYERS:
+        for prefix in prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                return name
+    raise AssertionError(f"{module} is in no layer: place it in LAYERS and docs/design.md")
+
+
+def imports(path: Path, module: str) -> set[str]:
+    """Absolute names this module imports: ``pkg:<module>`` for the package's own."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                assert node.module is not None
+                if node.module.startswith("starlette_broker_oauth"):
+                    own = node.module.removeprefix("starlette_broker_oauth").lstrip(".")
+                    found.add("pkg:" + own)
+                else:
+                    found.add(node.module)
+                continue
+            base = package[: len(package) - (node.level - 1)]
+            target = ".".join([*base, node.module] if node.module else base)
+            if node.module is None:  # from . import name: each name may be a module
+                found.update("pkg:" + ".".join([*base, alias.name]) for alias in node.names)
+            else:
+                found.add("pkg:" + target)
+    return found
+
+
+MODULES = sorted(
+    (module_name(p), p) for p in PACKAGE.rglob("*.py") if "versions" not in p.parts
+)
+
+
+@pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
+def test_module_imports_respect_the_layers(module: str, path: Path) -> None:
+    layer = layer_of(module or "__init__")
+    for name in imports(path, module):
+        if name.startswith("pkg:"):
+            target = name.removeprefix("pkg:") or "__init__"
+            if target.split(".")[0] in {"", "starlette_broker_oauth"}:
+                continue
+            assert RANK[layer_of(target)] <= RANK[layer], f"{module} ({layer}) imports {target}"
+        else:
+            top = name.split(".")[0]
+            allowed = CONFINED.get(top)
+            assert allowed is None or layer in allowed, f"{module} ({layer}) imports {top}"
+
+
+def test_authlib_only_in_the_adapter() -> None:
+    users = {m for m, p in MODULES if any(n.startswith("authlib") for n in imports(p, m))}
+    assert users
+    assert all(m.startswith("_oauth") for m in users), users
+
+
+def test_domain_imports_neither_http_nor_authlib() -> None:
+    for module, path in MODULES:
+        if layer_of(module or "__init__") in {"foundations", "repositories", "domain"}:
+            third = {n.split(".")[0] for n in imports(path, module) if not n.startswith("pkg:")}
+            assert not third & {"authlib", "starlette", "fastapi", "greenlet"}, module
+
+
+@pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
+def test_files_stay_small(module: str, path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    relative = str(path.relative_to(PACKAGE))
+    if relative in LONG_FILES:
+        return
+    assert lines <= MAX_LINES, f"{relative} has {lines} lines"
