@@ -323,3 +323,22 @@ async def test_failing_listener_does_not_break_the_flow(backend: str, tmp_path: 
         async with httpx.AsyncClient(transport=transport, base_url="https://broker.test") as http:
             world.http = http
             assert (await world.exchange(await world.code())).status_code == 200
+
+
+async def test_revoke_refuses_an_unsupported_token_type_hint(full: Platform) -> None:
+    body = await pair(full)
+    response = await post(full, "/oauth/revoke", body["access_token"], token_type_hint="jwt")
+    assert response.status_code == 400  # RFC 7009 §2.2.1
+    assert response.json() == {"error": "unsupported_token_type"}
+    assert response.headers["cache-control"] == "no-store"
+    assert (await full.account(body["access_token"])).status_code == 200  # nothing revoked
+
+
+async def test_errors_without_a_description_carry_only_the_code(full: Platform) -> None:
+    response = await full.http.post(
+        "/oauth/token",
+        data={"grant_type": "password", "username": "u", "password": "p"},
+        auth=(full.client_id, full.client_secret),
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "unsupported_grant_type"}

@@ -58,7 +58,7 @@ def broker_error(exc: BaseException, *, what: str = "") -> Response:
     elif isinstance(exc, PartnerUnauthenticated):
         status, code, message = 401, 40110000, exc.description
     elif isinstance(exc, Refusal):
-        status, code, message = 422, 42210000, exc.description
+        status, code, message = 422, 42210000, exc.description or exc.error
     elif isinstance(exc, StorageUnavailable):
         status, code, message = 503, 50310000, "service temporarily unavailable"
     else:
@@ -86,9 +86,8 @@ def oauth_error(exc: BaseException, *, what: str = "") -> Response:
     else:
         log.error("unexpected error at %s", what or "a standard endpoint", exc_info=exc)
         status, error, description = 500, "server_error", "internal server error"
-    return JSONResponse(
-        {"error": error, "error_description": description}, status_code=status, headers=headers
-    )
+    body = {"error": error, "error_description": description} if description else {"error": error}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def bearer_error(exc: TokenError | StorageUnavailable) -> Response:
@@ -128,12 +127,14 @@ def consent_error(
     redirect (RFC 9700 §4.11), but ``page(status, text)``."""
     if isinstance(exc, Refusal):
         if exc.redirect_uri is not None:
-            params = [("error", exc.error), ("error_description", exc.description)]
+            params = [("error", exc.error)]
+            if exc.description:
+                params.append(("error_description", exc.description))
             location = redirect_location(exc.redirect_uri, params, state=exc.state, issuer=issuer)
             return RedirectResponse(
                 location, status_code=303, headers={"Cache-Control": "no-store"}
             )
-        return page(400, exc.description)
+        return page(400, exc.description or exc.error)
     if isinstance(exc, APIError):
         return page(exc.status_code, exc.message)
     if isinstance(exc, StorageUnavailable):

@@ -103,6 +103,7 @@ class Refusal(BrokerOAuthError):
 
     Parameters:
         description: What was wrong, for the client's developer; never carries a secret.
+            May be empty: the ``error`` code then says it all.
         redirect_uri: Set once the client and its redirect URI are validated, when the
             refusal may be sent back to the client (RFC 6749 §4.1.2.1); ``None`` means the
             user agent must be shown an error, never redirected (RFC 9700 §4.11).
@@ -115,7 +116,7 @@ class Refusal(BrokerOAuthError):
         self, description: str = "", *, redirect_uri: str | None = None, state: str | None = None
     ) -> None:
         super().__init__(description or self.error)
-        self.description = description or self.error
+        self.description = description
         self.redirect_uri = redirect_uri
         self.state = state
 
