@@ -101,9 +101,7 @@ def imports(path: Path, module: str) -> set[str]:
     return found
 
 
-MODULES = sorted(
-    (module_name(p), p) for p in PACKAGE.rglob("*.py") if "versions" not in p.parts
-)
+MODULES = sorted((module_name(p), p) for p in PACKAGE.rglob("*.py") if "versions" not in p.parts)
 
 
 @pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
