@@ -111,11 +111,10 @@ def redirect_location(
 ) -> str:
     """The redirect back to the client (RFC 6749 §4.1.2), with ``state`` and ``iss``
     (RFC 9207) added to the registered URI's own query."""
-    if state:
-        params.append(("state", state))
-    params.append(("iss", issuer))
+    added = [*params, ("state", state)] if state else list(params)
+    added.append(("iss", issuer))
     parts = urlsplit(redirect_uri)
-    query = parse_qsl(parts.query, keep_blank_values=True) + params
+    query = parse_qsl(parts.query, keep_blank_values=True) + added
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 

@@ -42,9 +42,6 @@ class ClientView(ClientMixin):  # type: ignore[misc]
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return self._core.redirect_uri_registered(self.model, redirect_uri)
 
-    def check_client_secret(self, client_secret: str) -> bool:  # pragma: no cover - unused
-        return False  # authentication goes through AuthorizationCore.authenticate_client
-
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method in {"client_secret_basic", "client_secret_post"}
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ...errors import StorageError, StorageUnavailable
 from ...models import AccessToken, Client
-from .engines import is_transient, open_checker, sqlite_on_connect, translated
+from .engines import is_transient, open_checker, translated
 from .schema import Tables, client_from
 
 __all__ = ["TokenCheck"]
@@ -67,8 +67,6 @@ class TokenCheck:
         reader_options["pool_pre_ping"] = False  # a failed check invalidates instead
         self._reader = create_async_engine(url, **reader_options)
         self._owns_reader = True
-        if url.get_backend_name() == "sqlite":  # pragma: no cover - files use the checker
-            sa.event.listen(self._reader.sync_engine, "connect", sqlite_on_connect)
 
     async def close(self) -> None:
         """Release the check's connections."""
