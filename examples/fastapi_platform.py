@@ -16,14 +16,17 @@ from fastapi import FastAPI, Security
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage, VerifiedToken, create_oauth_app
 from starlette_broker_oauth.fastapi import BrokerTokenBearer
 
-settings = OAuthSettings(issuer=os.environ.get("BROKER_OAUTH_ISSUER", "http://127.0.0.1:8000"))
+settings = OAuthSettings(
+    issuer=os.environ.get("BROKER_OAUTH_ISSUER", "http://127.0.0.1:8000"),
+    scope_descriptions={
+        "general": "See your balances, positions and orders",
+        "trading": "Place and cancel orders",
+        "data": "Market data",
+    },
+)
 storage = SQLAlchemyStorage(os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///platform.db"))
 oauth = create_oauth_app(settings=settings, storage=storage)
-bearer = BrokerTokenBearer(
-    verifier=oauth.state.token_verifier,
-    settings=settings,
-    scope_descriptions={"trading": "Place and cancel orders", "data": "Market data"},
-)
+bearer = BrokerTokenBearer(verifier=oauth.state.token_verifier, settings=settings)
 
 
 @asynccontextmanager

@@ -45,7 +45,7 @@ from starlette_broker_oauth.authentication import (
     bearer_error_response,
 )
 from starlette_broker_oauth.clock import ManualClock
-from starlette_broker_oauth.consent import HostedConsent
+from starlette_broker_oauth.hosted import HostedConsent, SessionAccount, SessionUser
 
 POSTGRES_URL = os.environ.get("BROKER_OAUTH_TEST_POSTGRES_URL")
 BACKENDS = ["memory", "sqlite"] + (["postgres"] if POSTGRES_URL else [])
@@ -113,6 +113,7 @@ class Platform:
     live_account: uuid.UUID
     clock: ManualClock
     redirect_uri: str = REDIRECT_URI
+    oauth: Starlette | None = None
 
     def grant_body(self, **overrides: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -279,17 +280,27 @@ def serve(app: Starlette) -> Iterator[str]:
 
 
 class CookieSession:
-    """A stand-in for the platform's login: the ``session`` cookie names the account."""
+    """A stand-in for the platform's login: the ``session`` cookie names the user's
+    accounts, comma-separated."""
 
-    async def account_id(self, request: Request) -> uuid.UUID | None:
+    async def current_user(self, request: Request) -> SessionUser | None:
         value = request.cookies.get("session")
         try:
-            return uuid.UUID(value) if value else None
+            ids = [uuid.UUID(part) for part in value.split(",")] if value else []
         except ValueError:
             return None
+        if not ids:
+            return None
+        return SessionUser(
+            name="Test Trader",
+            accounts=tuple(SessionAccount(account_id=i, label=f"Account {i.hex[:4]}") for i in ids),
+        )
 
     def login_url(self, request: Request) -> str:
         return "/login?next=" + quote(str(request.url), safe="")
+
+    def switch_user_url(self, request: Request) -> str:
+        return "/logout?next=" + quote(str(request.url), safe="")
 
 
 CONSENT_SECRET = "consent-signing-key-" + "k" * 32
@@ -342,6 +353,7 @@ async def seed_full_platform(
         ],
     )
     world.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=world.app), base_url=ISSUER)
+    world.oauth = oauth
     return world
 
 

@@ -16,7 +16,7 @@ import requests
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from requests_oauthlib import OAuth2Session
 
-from starlette_broker_oauth.consent import HostedConsent
+from starlette_broker_oauth.hosted import ConsentPage, HostedConsent, Templates
 
 from .conftest import (
     BACKENDS,
@@ -50,10 +50,12 @@ class Form(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "form":
             self.action = a["action"]
-        elif tag == "input" and a.get("type") == "hidden":
+        elif tag == "input" and (
+            a.get("type") == "hidden" or (a.get("type") == "radio" and "checked" in a)
+        ):
             self.fields[a["name"]] = a["value"]
         elif tag == "button":
-            self.buttons[a["id"]] = a["value"]
+            self.buttons[a.get("id", "submit")] = a.get("value", "")
 
     def submit(self, button: str) -> dict[str, str]:
         return self.fields | {"decision": self.buttons[button]}
@@ -173,12 +175,22 @@ async def test_errors_after_validation_go_back_to_the_client(
     assert redirect["state"] == "xyz-state"
 
 
-async def test_live_account_without_approval_is_refused_after_consent(full: Platform) -> None:
+async def test_live_account_without_approval_is_unavailable_before_any_click(
+    full: Platform,
+) -> None:
     live = login(full, full.live_account)
     page = await full.http.get(query(request_params(full)), headers=live)
+    assert page.status_code == 200
     form = Form(page.text)
-    answer = await full.http.post(form.action, data=form.submit("approve"), headers=live)
+    # The only account cannot be chosen, and says why; only Deny is offered.
+    assert set(form.buttons) == {"deny"}
+    assert "TradingApp is not approved for live trading." in page.text
+    assert 'disabled aria-describedby="account-0-reason"' in page.text
+    # A forged approval for it is still refused by the core, at the client.
+    forged = form.fields | {"account_id": str(full.live_account), "decision": "approve"}
+    answer = await full.http.post(form.action, data=forged, headers=live)
     assert location(answer)["error"] == "unauthorized_client"
+    assert "code" not in location(answer)
 
 
 async def test_csrf_token_is_required(full: Platform) -> None:
@@ -233,7 +245,10 @@ async def test_csrf_token_expires(backend: str, tmp_path: Path) -> None:
 
 async def test_logged_out_post_is_refused(full: Platform) -> None:
     form = Form((await consent_page(full)).text)
-    assert (await full.http.post(form.action, data=form.submit("approve"))).status_code == 400
+    answer = await full.http.post(form.action, data=form.submit("approve"))
+    assert answer.status_code == 401
+    assert "location" not in answer.headers
+    assert "You are signed out" in answer.text
 
 
 async def test_page_escapes_client_text(full: Platform) -> None:
@@ -250,14 +265,18 @@ async def test_page_escapes_client_text(full: Platform) -> None:
 
 
 async def test_custom_template(backend: str, tmp_path: Path) -> None:
-    def template(page: Any) -> str:
+    def template(page: ConsentPage) -> str:
         hidden = "".join(f'<input type="hidden" name="{n}" value="{v}">' for n, v in page.fields)
+        account = page.accounts[0].account_id
         return (
-            f'<form action="{page.action}">{hidden}<button id="approve" value="approve">'
-            f"{page.client_name}</button></form>"
+            f'<form action="{page.action}">{hidden}'
+            f'<input type="hidden" name="account_id" value="{account}">'
+            f'<button id="approve" value="approve">{page.app.name}</button></form>'
         )
 
-    consent = HostedConsent(session=CookieSession(), secret_key=CONSENT_SECRET, template=template)
+    consent = HostedConsent(
+        session=CookieSession(), secret_key=CONSENT_SECRET, templates=Templates(consent=template)
+    )
     async with open_storage(backend, tmp_path) as storage:
         world = await seed_full_platform(backend, storage, full_settings(), consent=consent)
         async with world.http:

@@ -20,6 +20,7 @@ from starlette_broker_oauth.authentication import (
     requires_token,
 )
 from starlette_broker_oauth.fastapi import BrokerTokenBearer, exception_handlers
+from starlette_broker_oauth.settings import DEFAULT_SCOPE_DESCRIPTIONS
 
 from .conftest import ISSUER, Platform
 
@@ -31,7 +32,6 @@ def build(platform: Platform) -> FastAPI:
     bearer = BrokerTokenBearer(
         verifier=oauth.state.token_verifier,
         settings=platform.settings,
-        scope_descriptions={"trading": "Place and cancel orders"},
     )
     optional = BrokerTokenBearer(
         verifier=oauth.state.token_verifier, settings=platform.settings, auto_error=False
@@ -146,12 +146,11 @@ async def test_openapi_carries_the_scheme(platform: Platform, api: httpx.AsyncCl
     flow = scheme["flows"]["authorizationCode"]
     assert flow["tokenUrl"] == f"{ISSUER}/oauth/token"
     assert flow["authorizationUrl"] == platform.settings.authorization_endpoint
+    # The descriptions are the settings' (the defaults here), the ones consent shows.
     assert flow["scopes"] == {
-        "account:write": "account:write",
-        "data": "data",
-        "general": "general",
-        "trading": "Place and cancel orders",
+        scope: DEFAULT_SCOPE_DESCRIPTIONS[scope] for scope in platform.settings.scopes_supported
     }
+    assert flow["scopes"]["trading"] == "Place, change and cancel orders for you"
     assert doc["paths"]["/v2/orders"]["post"]["security"] == [{"BrokerOAuth": ["trading"]}]
     quotes = doc["paths"]["/market/quotes"]["get"]["security"]
     assert {s for entry in quotes for s in entry["BrokerOAuth"]} == {"general", "data"}

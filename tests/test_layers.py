@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "faces",
         (
             "app",
-            "consent",
+            "hosted",
             "authentication",
             "fastapi",
             "cli",

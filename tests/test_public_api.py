@@ -24,6 +24,7 @@ def test_exports_are_sorted_and_complete() -> None:
         "ClientCredentials",
         "ClientRepository",
         "ClientStatus",
+        "Connection",
         "ConfigurationError",
         "GrantStore",
         "MemoryStorage",

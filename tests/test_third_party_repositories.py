@@ -30,6 +30,7 @@ from starlette_broker_oauth import (
     Client,
     ClientRepository,
     ClientStatus,
+    Connection,
     GrantStore,
     OAuthSettings,
     Partner,
@@ -38,6 +39,7 @@ from starlette_broker_oauth import (
     create_oauth_app,
 )
 from starlette_broker_oauth.security import hash_secret
+from starlette_broker_oauth.storage import gather_connections
 from starlette_broker_oauth.testing import (
     AccountRepositoryContract,
     ClientRepositoryContract,
@@ -367,6 +369,26 @@ class SqliteGrants(GrantStore):
             return True
 
         return await self.db.run(work)
+
+    async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
+        def work(c: sqlite3.Connection) -> list[sqlite3.Row]:
+            return c.execute(
+                "SELECT app_id, scope, issued_us FROM access_tokens WHERE account_uuid = ?"
+                " AND revoked_us IS NULL AND (expires_us IS NULL OR expires_us > ?)"
+                " UNION ALL SELECT app_id, scope, issued_us FROM refresh_tokens"
+                " WHERE account_uuid = ? AND revoked_us IS NULL AND used_us IS NULL"
+                " AND expires_us > ?",
+                (str(account_id), to_us(now), str(account_id), to_us(now)),
+            ).fetchall()
+
+        rows = await self.db.run(work)
+        return gather_connections(
+            account_id,
+            (
+                (r["app_id"], r["scope"], from_us(r["issued_us"]), from_us(r["issued_us"]))
+                for r in rows
+            ),
+        )
 
     async def save_token(self, token: AccessToken) -> None:
         await self.db.run(lambda c: insert_access_token(c, token))

@@ -405,7 +405,10 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                     },
                     "additionalProperties": {"type": "string"},
                 },
-                "Scope": {"enum": scopes},
+                "Scope": {
+                    "enum": scopes,
+                    "description": "\n".join(f"- `{s}`: {settings.describe(s)}" for s in scopes),
+                },
             },
         },
     }

@@ -21,7 +21,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .errors import (
     APIError,
-    BrokerOAuthError,
     InvalidClient,
     PartnerUnauthenticated,
     Refusal,
@@ -119,11 +118,11 @@ def redirect_location(
 
 
 def consent_error(
-    exc: BrokerOAuthError, *, issuer: str, page: Callable[[int, str], Response]
+    exc: BaseException, *, issuer: str, page: Callable[[int, str, str], Response]
 ) -> Response:
-    """The hosted consent page's answer to a failure: once the client and its redirect URI
-    are validated, a 303 back to the client with the error; before that, never a
-    redirect (RFC 9700 §4.11), but ``page(status, text)``."""
+    """The hosted pages' answer to a failure: once the client and its redirect URI are
+    validated, a 303 back to the client with the error; before that, never a redirect
+    (RFC 9700 §4.11), but ``page(status, error, detail)``."""
     if isinstance(exc, Refusal):
         if exc.redirect_uri is not None:
             params = [("error", exc.error)]
@@ -133,9 +132,10 @@ def consent_error(
             return RedirectResponse(
                 location, status_code=303, headers={"Cache-Control": "no-store"}
             )
-        return page(400, exc.description or exc.error)
+        return page(400, exc.error, exc.description)
     if isinstance(exc, APIError):
-        return page(exc.status_code, exc.message)
+        return page(exc.status_code, "invalid_request", exc.message)
     if isinstance(exc, StorageUnavailable):
-        return page(503, "The service is temporarily unavailable; try again shortly.")
-    raise exc
+        return page(503, "temporarily_unavailable", "storage is unavailable")
+    log.error("unexpected error on a hosted page", exc_info=exc)
+    return page(500, "server_error", "")

@@ -17,10 +17,12 @@ from ._openapi import openapi_document
 from ._params import basic_credentials, optional, query_params, read_params
 from ._render import NO_STORE, broker_error, oauth_error
 from .clock import SYSTEM_CLOCK, Clock
-from .consent import ConsentEndpoints, HostedConsent
-from .core import AuthorizationCore
+from .core import AuthorizationCore, ConnectedApps
 from .errors import ConfigurationError, NotFound, UnprocessableEntity
 from .events import EventListener
+from .hosted import HostedConsent
+from .hosted.connections import ConnectionsEndpoints
+from .hosted.consent import ConsentEndpoints
 from .models import Partner
 from .settings import OAuthSettings
 from .storage.base import (
@@ -98,7 +100,12 @@ def create_oauth_app(
         verifier: The token verifier of the platform's protected routes; one is created
             when omitted. Either way it is ``app.state.token_verifier``, and it learns of
             every revocation through the grant store's announcements.
-        consent: Turns on platform-hosted consent at ``/oauth/authorize``.
+
+    The returned app also carries ``app.state.connected_apps``
+    (:class:`~.core.ConnectedApps`): list an account's connected apps, disconnect one, or
+    cut every token of a closed account.
+        consent: Turns on the hosted pages: consent at ``/oauth/authorize`` and the
+            connected-apps page at ``/oauth/connections``.
         on_event: Receives audit events (:mod:`starlette_broker_oauth.events`).
         clock: Where time is read (codes, tokens, the cache); the system clock by default.
 
@@ -143,17 +150,27 @@ def create_oauth_app(
         Route("/.well-known/oauth-authorization-server", api.metadata, methods=["GET"]),
         Route("/oauth/openapi.json", api.openapi, methods=["GET"]),
     ]
+    connected = ConnectedApps(core)
     if consent is not None:
+        connections_url = settings.url("/oauth/connections") if consent.connections_page else None
         api.consent = ConsentEndpoints(
             protocol=api.protocol,
             config=consent,
             action=settings.url("/oauth/authorize"),
+            connections_url=connections_url,
             clock=clock,
         )
         routes.append(Route("/oauth/authorize", api.authorize_page, methods=["GET", "POST"]))
+        if connections_url is not None:
+            page = ConnectionsEndpoints(
+                core=core, connected=connected, config=consent, action=connections_url, clock=clock
+            )
+            routes.append(Route("/oauth/connections", page.get, methods=["GET"]))
+            routes.append(Route("/oauth/connections", page.post, methods=["POST"]))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.token_verifier = verifier
     app.state.oauth_settings = settings
+    app.state.connected_apps = connected
     return app
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "ClientAuthenticationFailed",
     "CodeIssued",
     "CodeReplayDetected",
+    "ConnectionRevoked",
     "EventListener",
     "OAuthEvent",
     "RefreshTokenReuseDetected",
@@ -65,6 +66,19 @@ class TokenIssued(OAuthEvent):
 class TokenRevoked(OAuthEvent):
     """Access tokens stopped working; ``reason`` says why."""
 
+    client_id: str | None
+    token_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionRevoked(OAuthEvent):
+    """An account's connection to one client (or, with ``client_id`` ``None``, to every
+    client) was cut: every access and refresh token revoked. ``token_ids`` are the access
+    tokens that were still working; ``reason`` is the platform's (``user_disconnected``,
+    ``account_closed``, …)."""
+
+    account_id: UUID
     client_id: str | None
     token_ids: tuple[str, ...]
     reason: str

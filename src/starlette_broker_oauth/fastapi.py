@@ -6,7 +6,7 @@ imports this module.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 try:
@@ -68,8 +68,8 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
 
     Parameters:
         verifier: The token verifier (``oauth_app.state.token_verifier``).
-        settings: The server settings; endpoint URLs and scopes come from them.
-        scope_descriptions: Text shown for each scope in the documentation.
+        settings: The server settings; endpoint URLs, scopes and their descriptions
+            (``OAuthSettings.scope_descriptions``) come from them.
         scheme_name: Name of the scheme in the OpenAPI document.
         auto_error: When false, a request with no token gets ``None`` instead of a 401
             (a refused token is still refused).
@@ -80,15 +80,13 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
         *,
         verifier: TokenVerifier,
         settings: OAuthSettings,
-        scope_descriptions: Mapping[str, str] | None = None,
         scheme_name: str = "BrokerOAuth",
         auto_error: bool = True,
     ) -> None:
-        descriptions = dict(scope_descriptions or {})
         super().__init__(
             authorizationUrl=settings.authorization_endpoint or settings.url("/oauth/authorize"),
             tokenUrl=settings.url("/oauth/token"),
-            scopes={s: descriptions.get(s, s) for s in sorted(settings.scopes_supported)},
+            scopes={s: settings.describe(s) for s in sorted(settings.scopes_supported)},
             scheme_name=scheme_name,
             auto_error=auto_error,
         )

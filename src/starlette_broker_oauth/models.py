@@ -14,6 +14,7 @@ __all__ = [
     "Client",
     "ClientCredentials",
     "ClientStatus",
+    "Connection",
     "Partner",
     "PartnerCredentials",
     "RefreshToken",
@@ -177,3 +178,22 @@ class PartnerCredentials:
 
     key_id: str
     secret: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connection:
+    """A client connected to an account: it holds a token that still works.
+
+    Parameters:
+        account_id: The account.
+        client_id: The connected client.
+        scopes: Every scope its working access and refresh tokens carry.
+        connected_at: When the oldest of those tokens was issued.
+        last_issued_at: When the newest was issued (a refresh counts as use).
+    """
+
+    account_id: UUID
+    client_id: str
+    scopes: frozenset[str]
+    connected_at: datetime
+    last_issued_at: datetime

@@ -12,9 +12,16 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["OAuthSettings"]
+__all__ = ["DEFAULT_SCOPE_DESCRIPTIONS", "OAuthSettings"]
 
 DEFAULT_SCOPES = frozenset({"general", "account:write", "trading", "data"})
+#: What the default scopes let an app do, in the words the consent page shows a trader.
+DEFAULT_SCOPE_DESCRIPTIONS: Mapping[str, str] = {
+    "general": "See your account: balances, positions, orders and activity",
+    "account:write": "Change your account's settings",
+    "trading": "Place, change and cancel orders for you",
+    "data": "Read market data through your account",
+}
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
 
 
@@ -55,6 +62,10 @@ class OAuthSettings:
             in the storage, or a revocation made by another process without notification,
             takes effect within this bound. Expiry is always checked exactly.
         token_cache_size: Most tokens the cache holds; the oldest entries go first.
+        scope_descriptions: What each scope lets an app do, in a trader's words; defined
+            once and shown on the consent page, the connected-apps page, the OpenAPI
+            document and the FastAPI security scheme. ``None`` (the default) describes the
+            default scopes; a scope without a description is shown by its name.
     """
 
     issuer: str
@@ -67,6 +78,7 @@ class OAuthSettings:
     authorization_endpoint: str | None = None
     token_cache_ttl: timedelta = timedelta(0)
     token_cache_size: int = 10_000
+    scope_descriptions: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer)
@@ -94,6 +106,14 @@ class OAuthSettings:
                 raise ConfigurationError("refresh_token_lifetime must be positive or None")
         if not self.response_types or not self.response_types <= {"code", "token"}:
             raise ConfigurationError("response_types must be a non-empty subset of code, token")
+        described = set(self.scope_descriptions or ())
+        if unknown := sorted(described - self.scopes_supported):
+            raise ConfigurationError(f"scope_descriptions names unknown scopes: {unknown}")
+
+    def describe(self, scope: str) -> str:
+        """The description of ``scope``, or its name when it has none."""
+        given = self.scope_descriptions
+        return (DEFAULT_SCOPE_DESCRIPTIONS if given is None else given).get(scope) or scope
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` (``/oauth/token``, …) under the issuer."""

@@ -47,7 +47,7 @@ async def database(
 async def test_head_matches_the_storage_tables(database: tuple[str, str]) -> None:
     url, prefix = database
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0002"
+        assert await storage.current_revision() == "0003"
         async with storage.engine.connect() as conn:
             diffs = await conn.run_sync(
                 lambda c: compare_metadata(
@@ -65,7 +65,7 @@ async def test_upgrade_is_idempotent(database: tuple[str, str]) -> None:
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
         await storage.upgrade()
         await storage.upgrade()
-        assert await storage.current_revision() == "0002"
+        assert await storage.current_revision() == "0003"
 
 
 async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
@@ -73,7 +73,7 @@ async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
 
     async def start() -> None:
         async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-            assert await storage.current_revision() == "0002"
+            assert await storage.current_revision() == "0003"
 
     async with anyio.create_task_group() as tg:
         for _ in range(4):
@@ -99,7 +99,7 @@ async def test_cli_upgrade(database: tuple[str, str]) -> None:
         )
         assert result.returncode == 0, result.stderr.decode()
     async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:
-        assert await storage.current_revision() == "0002"
+        assert await storage.current_revision() == "0003"
 
 
 async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str]) -> None:
@@ -156,7 +156,7 @@ async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str])
                     },
                 )
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0002"
+        assert await storage.current_revision() == "0003"
         migrated = await storage.get_token(hash_secret(token))
         assert migrated is not None
         assert migrated.family_id == hash_secret(code)

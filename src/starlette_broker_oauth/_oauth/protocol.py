@@ -169,7 +169,7 @@ class OAuthProtocol:
         )
 
     async def consent_decision(
-        self, params: Mapping[str, Sequence[str]], account_id: UUID, *, approve: bool
+        self, params: Mapping[str, Sequence[str]], account_id: UUID | None, *, approve: bool
     ) -> Authorized:
         """The user's answer: a code for the redirect URI, or a refusal to send there
         (``access_denied``, or a rule that refuses this account)."""
@@ -177,11 +177,13 @@ class OAuthProtocol:
         result: Authorized = await run_sync(self._consent_decision, request, account_id, approve)
         return result
 
-    def _consent_decision(self, request: OAuthRequest, account_id: UUID, approve: bool) -> Any:
+    def _consent_decision(
+        self, request: OAuthRequest, account_id: UUID | None, approve: bool
+    ) -> Any:
         grant, redirect_uri = self._validated(request)
         state = request.payload.state
         try:
-            if not approve:
+            if not approve or account_id is None:
                 raise AccessDenied("The user denied the request.")
             _, issued, _ = grant.create_authorization_response(redirect_uri, account_id)
         except Refusal as exc:

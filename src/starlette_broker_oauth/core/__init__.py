@@ -5,16 +5,20 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
 * ``policy.py`` - what a client may ask for, and for which account: pure decisions;
 * ``records.py`` - minting codes and tokens;
 * ``authority.py`` - :class:`AuthorizationCore`: the policy applied to the repositories,
-  with issuance, redemption, rotation and revocation and their audit events.
+  with issuance, redemption, rotation and revocation and their audit events;
+* ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut.
 """
 
 from .authority import AuthorizationCore
+from .connections import ConnectedApp, ConnectedApps
 from .policy import AUTHORIZATION_PARAMS, Policy
 from .records import IssuedCode, IssuedToken, Minter
 
 __all__ = [
     "AUTHORIZATION_PARAMS",
     "AuthorizationCore",
+    "ConnectedApp",
+    "ConnectedApps",
     "IssuedCode",
     "IssuedToken",
     "Minter",

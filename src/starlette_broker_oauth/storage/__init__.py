@@ -1,6 +1,13 @@
 """Repositories: the abstract interfaces and the built-in backends."""
 
-from .base import AccountRepository, ClientRepository, GrantStore, PartnerAuthenticator, Storage
+from .base import (
+    AccountRepository,
+    ClientRepository,
+    GrantStore,
+    PartnerAuthenticator,
+    Storage,
+    gather_connections,
+)
 from .memory import MemoryStorage
 from .sqlalchemy import SQLAlchemyStorage
 
@@ -12,4 +19,5 @@ __all__ = [
     "PartnerAuthenticator",
     "SQLAlchemyStorage",
     "Storage",
+    "gather_connections",
 ]

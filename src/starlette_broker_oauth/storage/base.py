@@ -25,6 +25,7 @@ from ..models import (
     Client,
     ClientCredentials,
     ClientStatus,
+    Connection,
     Partner,
     PartnerCredentials,
     RefreshToken,
@@ -37,6 +38,7 @@ __all__ = [
     "GrantStore",
     "PartnerAuthenticator",
     "Storage",
+    "gather_connections",
 ]
 
 
@@ -157,6 +159,12 @@ class GrantStore(ABC):
         ``client_id`` for it; the hashes of the access tokens this revoked."""
 
     @abstractmethod
+    async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
+        """The clients connected to an account, by ``client_id``: those holding an access
+        token that is unrevoked and unexpired at ``now``, or a refresh token that is also
+        unused (a grant whose access token expired is still connected through it)."""
+
+    @abstractmethod
     async def save_token(self, token: AccessToken) -> None:
         """Store a new access token."""
 
@@ -180,6 +188,32 @@ class GrantStore(ABC):
         if token is None:
             return None
         return token, await clients.get_client(token.client_id)
+
+
+def gather_connections(
+    account_id: UUID, grants: Iterable[tuple[str, str, datetime, datetime]]
+) -> list[Connection]:
+    """Fold ``(client_id, scope, first issued, last issued)`` rows of an account's working
+    tokens into one :class:`Connection` per client, ordered by ``client_id``."""
+    merged: dict[str, tuple[set[str], datetime, datetime]] = {}
+    for client_id, scope, first, last in grants:
+        if client_id in merged:
+            scopes, was_first, was_last = merged[client_id]
+            merged[client_id] = (scopes, min(first, was_first), max(last, was_last))
+        else:
+            scopes = set()
+            merged[client_id] = (scopes, first, last)
+        scopes.update(scope.split())
+    return [
+        Connection(
+            account_id=account_id,
+            client_id=client_id,
+            scopes=frozenset(scopes),
+            connected_at=first,
+            last_issued_at=last,
+        )
+        for client_id, (scopes, first, last) in sorted(merged.items())
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,13 @@ from ..models import (
     Client,
     ClientCredentials,
     ClientStatus,
+    Connection,
     Partner,
     PartnerCredentials,
     RefreshToken,
 )
 from ..security import hash_secret, new_client_id, new_secret, secrets_equal
-from .base import PurgeResult, Storage
+from .base import PurgeResult, Storage, gather_connections
 
 __all__ = ["MemoryStorage"]
 
@@ -141,6 +142,24 @@ class MemoryStorage(Storage):
             self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
             self.announce_revocation(f"t:{token.token_hash}")
         return [token.token_hash for token in hits]
+
+    async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
+        working: list[AccessToken | RefreshToken] = [
+            t
+            for t in self._tokens.values()
+            if t.account_id == account_id and not t.revoked_at and not t.is_expired(now)
+        ]
+        working += [
+            r
+            for r in self._refresh.values()
+            if r.account_id == account_id
+            and not r.revoked_at
+            and not r.used_at
+            and not r.is_expired(now)
+        ]
+        return gather_connections(
+            account_id, ((t.client_id, t.scope, t.issued_at, t.issued_at) for t in working)
+        )
 
     async def save_token(self, token: AccessToken) -> None:
         self._tokens[token.token_hash] = token

@@ -230,6 +230,34 @@ class GrantStoreContract(Contract):
         assert other is not None and other.revoked_at is None
         assert heard == [f"t:{b1.token_hash}", f"t:{a1.token_hash}"]
 
+    async def test_connections_of_an_account(self, grants: GrantStore) -> None:
+        account, now = uuid.uuid4(), utc_now()
+        earlier = now - timedelta(hours=2)
+        await grants.save_token(self.token(account_id=account, issued_at=earlier))
+        await grants.save_token(self.token(account_id=account, scope="data"))
+        await grants.save_token(self.token(account_id=account, client_id="expired", expires_at=now))
+        revoked = self.token(account_id=account, client_id="revoked")
+        await grants.save_token(revoked)
+        await grants.revoke_token(revoked.token_hash, now=now)
+        # An expired access token whose grant can still be refreshed keeps it connected.
+        _, stale, _ = await self.issued(grants, refresh=True, account_id=account, client_id="b")
+        await grants.revoke_token(stale.token_hash, now=now)
+        await grants.save_token(self.token(client_id="elsewhere"))
+        connections = await grants.list_connections(account, now=now + timedelta(seconds=1))
+        assert [(c.account_id, c.client_id) for c in connections] == [
+            (account, "b"),
+            (account, "client-a"),
+        ]
+        b, a = connections
+        assert a.scopes == {"general", "trading", "data"}
+        assert a.connected_at == earlier
+        assert a.last_issued_at > earlier
+        assert b.scopes == {"general", "trading"}
+        await grants.revoke_tokens(account_id=account, client_id="b", now=now)
+        left = await grants.list_connections(account, now=now + timedelta(seconds=1))
+        assert [c.client_id for c in left] == ["client-a"]
+        assert await grants.list_connections(uuid.uuid4(), now=now) == []
+
     async def test_token_with_client_default(self, grants: GrantStore) -> None:
         class OneClient(ClientRepository):
             async def get_client(self, client_id: str) -> Client | None:

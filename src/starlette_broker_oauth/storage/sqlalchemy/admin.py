@@ -1,5 +1,6 @@
 """The admin operations of :class:`~.repository.SQLAlchemyStorage`: registering and
-managing clients, partners and accounts, and purging what can no longer matter."""
+managing clients, partners and accounts, listing an account's connected apps, and
+purging what can no longer matter."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import anyio.lowlevel
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...models import Account, ClientCredentials, ClientStatus, PartnerCredentials
+from ...models import Account, ClientCredentials, ClientStatus, Connection, PartnerCredentials
 from ...security import hash_secret, new_client_id, new_secret
-from ..base import PurgeResult
+from ..base import PurgeResult, gather_connections
 
 __all__ = ["AdminOperations"]
 
@@ -37,6 +38,8 @@ class AdminOperations:
     if TYPE_CHECKING:
 
         def _write(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+        def _read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
         def _revoking(
             self,
@@ -190,3 +193,31 @@ class AdminOperations:
                 return Account(account_id=row.account_id, live=row.live)
             await conn.execute(sa.insert(a).values(account_id=account_id, live=live))
         return Account(account_id=account_id, live=live)
+
+    async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
+        t, r = self._tokens, self._refresh
+        first, last = sa.func.min(t.c.issued_at), sa.func.max(t.c.issued_at)
+        tokens = (
+            sa.select(t.c.client_id, t.c.scope, first, last)
+            .where(
+                t.c.account_id == account_id,
+                t.c.revoked_at.is_(None),
+                sa.or_(t.c.expires_at.is_(None), t.c.expires_at > now),
+            )
+            .group_by(t.c.client_id, t.c.scope)
+        )
+        refresh = (
+            sa.select(
+                r.c.client_id, r.c.scope, sa.func.min(r.c.issued_at), sa.func.max(r.c.issued_at)
+            )
+            .where(
+                r.c.account_id == account_id,
+                r.c.revoked_at.is_(None),
+                r.c.used_at.is_(None),
+                r.c.expires_at > now,
+            )
+            .group_by(r.c.client_id, r.c.scope)
+        )
+        async with self._read() as conn:
+            rows = [*(await conn.execute(tokens)), *(await conn.execute(refresh))]
+        return gather_connections(account_id, (tuple(row) for row in rows))

@@ -121,6 +121,7 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("expires_at", _UTCDateTime, nullable=True, index=True),
         sa.Column("revoked_at", _UTCDateTime, nullable=True),
         sa.Column("family_id", hash_col, nullable=True, index=True),
+        sa.Index(f"ix_{prefix}tokens_account_id_client_id", "account_id", "client_id"),
         # SQLite: the table is its primary-key B-tree, so a check is one descent.
         sqlite_with_rowid=False,
     )
@@ -137,6 +138,7 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
         sa.Column("used_at", _UTCDateTime, nullable=True),
         sa.Column("revoked_at", _UTCDateTime, nullable=True),
+        sa.Index(f"ix_{prefix}refresh_tokens_account_id_client_id", "account_id", "client_id"),
         sqlite_with_rowid=False,
     )
     return md

@@ -1,0 +1,95 @@
+"""What the hosted endpoints share: the frame, the error page, the user's accounts."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from .._render import consent_error
+from ..core import AuthorizationCore
+from ..models import Account
+from .config import HostedConsent, page_headers, plain_words
+from .pages import ErrorPage, Frame
+from .session import SessionAccount, SessionUser
+
+__all__ = ["HostedEndpoints"]
+
+
+class HostedEndpoints:
+    """Base of the hosted pages' handlers.
+
+    Parameters:
+        core: The domain core.
+        config: The hosted pages' settings.
+        connections_url: The connected-apps page's URL, when it is served.
+    """
+
+    def __init__(
+        self, *, core: AuthorizationCore, config: HostedConsent, connections_url: str | None
+    ) -> None:
+        self.core = core
+        self.config = config
+        self.connections_url = connections_url
+        self.templates = config.templates
+
+    def frame(self, request: Request, user: SessionUser | None) -> Frame:
+        return Frame(
+            platform_name=self.config.platform_name,
+            logo_url=self.config.logo_url,
+            user_name=None if user is None else user.name,
+            switch_user_url=None if user is None else self.config.session.switch_user_url(request),
+            connections_url=self.connections_url,
+        )
+
+    def html(self, body: str, *, status: int = 200, redirect_uri: str | None = None) -> Response:
+        headers = page_headers(redirect_uri=redirect_uri, logo_url=self.config.logo_url)
+        return HTMLResponse(body, status_code=status, headers=headers)
+
+    def error_page(
+        self,
+        request: Request,
+        status: int,
+        error: str,
+        detail: str = "",
+        *,
+        kind: str | None = None,
+        user: SessionUser | None = None,
+    ) -> Response:
+        """A styled error page: plain words for ``kind`` (the error code by default)."""
+        title, message = plain_words(kind or error, self.config.platform_name)
+        page = ErrorPage(
+            frame=self.frame(request, user),
+            status=status,
+            title=title,
+            message=message,
+            error=error,
+            detail=detail,
+        )
+        return self.html(self.templates.error(page), status=status)
+
+    def failure(self, request: Request, exc: BaseException) -> Response:
+        """The answer to a refusal or a failure (see :func:`.._render.consent_error`)."""
+
+        def page(status: int, error: str, detail: str) -> Response:
+            return self.error_page(request, status, error, detail)
+
+        return consent_error(exc, issuer=self.core.settings.issuer, page=page)
+
+    async def accounts(self, user: SessionUser) -> list[tuple[SessionAccount, Account | None]]:
+        """The user's accounts with the repository's record of each (``None`` if unknown)."""
+        return [(a, await self.core.accounts.get_account(a.account_id)) for a in user.accounts]
+
+    @staticmethod
+    def own_account(user: SessionUser, value: str | None) -> UUID | None:
+        """The user's account whose id is ``value``, or ``None``."""
+        for account in user.accounts:
+            if value is not None and str(account.account_id) == value:
+                return account.account_id
+        return None
+
+    @staticmethod
+    def label(account: SessionAccount, record: Account | None) -> str:
+        live = record is not None and record.live
+        return account.label or ("Live account" if live else "Paper account")

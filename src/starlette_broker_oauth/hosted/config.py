@@ -1,0 +1,189 @@
+"""The hosted pages' settings, their templates, and what every page shares: the response
+headers, the signed form tokens and the plain words for each error."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
+
+from ..clock import Clock
+from ..errors import ConfigurationError
+from .pages import ConnectionsPage, ConsentPage, ErrorPage
+from .render import render_connections_page, render_consent_page, render_error_page
+from .session import SessionHook, SessionUser
+
+__all__ = ["FormTokens", "HostedConsent", "Templates", "page_headers", "plain_words"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Templates:
+    """The functions that turn each page's value into HTML; replace any of them.
+
+    The defaults (:mod:`.render`) are plain, accessible HTML with no script.
+    """
+
+    consent: Callable[[ConsentPage], str] = render_consent_page
+    error: Callable[[ErrorPage], str] = render_error_page
+    connections: Callable[[ConnectionsPage], str] = render_connections_page
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostedConsent:
+    """Turns on the platform-hosted pages: consent at ``/oauth/authorize`` and the
+    connected-apps page at ``/oauth/connections``.
+
+    Parameters:
+        session: Says who is logged in, with which accounts, and where to log in.
+        secret_key: Signs the forms' CSRF tokens; keep it secret, at least 32 characters.
+        platform_name: The brokerage's name, shown on every page.
+        logo_url: The brokerage's logo: an ``https`` URL or a path on this site.
+        form_max_age: How long a rendered form can be submitted.
+        templates: The page templates (:class:`Templates`).
+        connections_page: Serve ``/oauth/connections`` (on by default).
+    """
+
+    session: SessionHook
+    secret_key: str
+    platform_name: str = "Your brokerage"
+    logo_url: str | None = None
+    form_max_age: timedelta = timedelta(minutes=10)
+    templates: Templates = field(default_factory=Templates)
+    connections_page: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.secret_key) < 32:
+            raise ConfigurationError("HostedConsent.secret_key needs at least 32 characters")
+        if self.logo_url is not None and _image_source(self.logo_url) is None:
+            raise ConfigurationError("logo_url must be an https URL or a path starting with /")
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+
+
+def _image_source(url: str) -> str | None:
+    if url.startswith("/") and not url.startswith("//"):
+        return "'self'"
+    parts = urlsplit(url)
+    if parts.scheme == "https" and _HOST.match(parts.netloc):
+        return f"https://{parts.netloc}"
+    return None
+
+
+def form_target(redirect_uri: str) -> str | None:
+    """The CSP source that lets a form's redirect reach ``redirect_uri``: its origin, or
+    for a native app's private-use scheme (RFC 8252 §7.1) the scheme; ``None`` when the URI
+    cannot be expressed as a source without widening the policy."""
+    parts = urlsplit(redirect_uri)
+    if not _SCHEME.match(parts.scheme):
+        return None
+    if parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}" if _HOST.match(parts.netloc) else None
+    return f"{parts.scheme}:"
+
+
+def page_headers(*, redirect_uri: str | None = None, logo_url: str | None = None) -> dict[str, str]:
+    """The headers of every hosted page.
+
+    ``form-action`` admits this site and, on the consent page, the origin of the
+    validated redirect URI: browsers apply the directive to the redirect that answers a
+    form, so ``'self'`` alone would stop the user on the consent page.
+    """
+    targets = ["'self'"]
+    if redirect_uri is not None and (target := form_target(redirect_uri)) is not None:
+        targets.append(target)
+    image = (_image_source(logo_url) if logo_url else None) or "'none'"
+    policy = (
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        f"img-src {image}; form-action {' '.join(targets)}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return {
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+        "Content-Security-Policy": policy,
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+
+
+def user_key(user: SessionUser) -> str:
+    """A digest naming the user and their accounts, to bind a form to them."""
+    accounts = sorted(str(a.account_id) for a in user.accounts)
+    return hashlib.sha256(json.dumps([user.name, accounts]).encode()).hexdigest()
+
+
+def fingerprint(params: Iterable[tuple[str, str]]) -> str:
+    """A digest of an authorization request's parameters."""
+    return hashlib.sha256(json.dumps(sorted(params)).encode()).hexdigest()
+
+
+class FormTokens:
+    """Signed, time-limited form tokens (itsdangerous), timed by the server's clock."""
+
+    def __init__(self, secret_key: str, *, salt: str, max_age: timedelta, clock: Clock) -> None:
+        class ClockSigner(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(clock.time())
+
+        self.serializer = URLSafeTimedSerializer(secret_key, salt=salt, signer=ClockSigner)
+        self.max_age = int(max_age.total_seconds())
+
+    def dumps(self, value: dict[str, str]) -> str:
+        return self.serializer.dumps(value)
+
+    def loads(self, token: str) -> dict[str, Any] | None:
+        """The signed value, or ``None`` when the token is forged, foreign or expired."""
+        try:
+            value = self.serializer.loads(token, max_age=self.max_age)
+        except BadSignature:
+            return None
+        return value if isinstance(value, dict) else None
+
+
+_WORDS = {
+    "invalid_request": (
+        "This connection request is not valid",
+        "The app that sent you here asked in a way {platform} cannot accept, so nothing "
+        "was shared. Go back to the app and try connecting again; if this keeps "
+        "happening, contact the app's support.",
+    ),
+    "unauthorized_client": (
+        "This app cannot be connected right now",
+        "{platform} is not accepting connections from this app at the moment. Nothing was shared.",
+    ),
+    "expired": (
+        "This page has expired",
+        "For your security, a connection page can be used only for a few minutes. Go "
+        "back to the app and start connecting again.",
+    ),
+    "signed_out": (
+        "You are signed out",
+        "Sign in to {platform} again, then start connecting from the app once more.",
+    ),
+    "temporarily_unavailable": (
+        "{platform} is temporarily unavailable",
+        "Nothing was changed. Please try again in a few minutes.",
+    ),
+    "server_error": (
+        "Something went wrong",
+        "Nothing was changed. Please try again; if this keeps happening, contact "
+        "{platform} support.",
+    ),
+}
+
+
+def plain_words(kind: str, platform: str) -> tuple[str, str]:
+    """The title and message a user reads for an error of this kind."""
+    title, message = _WORDS.get(kind, _WORDS["invalid_request"])
+    return title.format(platform=platform), message.format(platform=platform)

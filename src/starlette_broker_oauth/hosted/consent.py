@@ -1,0 +1,181 @@
+"""Platform-hosted consent: ``GET``/``POST /oauth/authorize`` (RFC 6749 §4.1.1).
+
+The library validates the request, shows who is asking, for what, and which of the
+user's accounts it may have (before any click, with the reason for each that it may
+not), protects the form with a signed, time-limited token bound to the user and the
+request, and answers with a 303 to the client's redirect URI: ``code``, ``state`` and
+``iss`` (RFC 9207) on approval, ``error=access_denied`` on denial. Until the client and
+its redirect URI are validated, errors are shown, never redirected (RFC 9700 §4.11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from .._oauth import ConsentRequest, OAuthProtocol
+from .._params import query_params, read_params
+from .._render import redirect_location
+from ..clock import Clock
+from ..core import AUTHORIZATION_PARAMS
+from ..errors import LiveTradingNotApproved, Refusal
+from ..models import Client
+from .base import HostedEndpoints
+from .config import FormTokens, HostedConsent, fingerprint, user_key
+from .pages import AccountChoice, AppView, ConsentPage, ScopeView
+from .session import SessionUser
+
+__all__ = ["ConsentEndpoints", "app_view"]
+
+_SALT = "starlette-broker-oauth/consent"
+
+
+def app_view(client: Client) -> AppView:
+    """A client as a page shows it; only ``http(s)`` links survive."""
+
+    def link(url: str) -> str:
+        return url if url.startswith(("https://", "http://")) else ""
+
+    return AppView(
+        client_id=client.client_id,
+        name=client.name or client.client_id,
+        description=client.description,
+        url=link(client.url),
+        terms_of_use=link(client.terms_of_use),
+        privacy_policy=link(client.privacy_policy),
+    )
+
+
+class ConsentEndpoints(HostedEndpoints):
+    """The two handlers of ``/oauth/authorize``."""
+
+    def __init__(
+        self,
+        *,
+        protocol: OAuthProtocol,
+        config: HostedConsent,
+        action: str,
+        connections_url: str | None,
+        clock: Clock,
+    ) -> None:
+        super().__init__(core=protocol.core, config=config, connections_url=connections_url)
+        self.protocol = protocol
+        self.action = action
+        self.issuer = protocol.settings.issuer
+        self.tokens = FormTokens(
+            config.secret_key, salt=_SALT, max_age=config.form_max_age, clock=clock
+        )
+
+    async def get(self, request: Request) -> Response:
+        try:
+            consent = await self.protocol.consent_request(query_params(request))
+            user = await self.config.session.current_user(request)
+            if user is None:
+                login = self.config.session.login_url(request)
+                return RedirectResponse(
+                    login, status_code=303, headers={"Cache-Control": "no-store"}
+                )
+            page = await self._page(request, consent, user)
+        except Exception as exc:
+            return self.failure(request, exc)
+        body = self.templates.consent(page)
+        return self.html(body, redirect_uri=consent.redirect_uri)
+
+    async def post(self, request: Request) -> Response:
+        try:
+            return await self._decide(request)
+        except Exception as exc:
+            return self.failure(request, exc)
+
+    async def _decide(self, request: Request) -> Response:
+        params = await read_params(request, json_allowed=False)
+        fields = {k: v[0] for k, v in params.items() if len(v) == 1}
+        user = await self.config.session.current_user(request)
+        if user is None:
+            return self.error_page(
+                request, 401, "access_denied", "not signed in", kind="signed_out"
+            )
+        signed = self.tokens.loads(fields.get("csrf_token", ""))
+        if signed is None:
+            return self.error_page(
+                request, 400, "invalid_request", "the form has expired", kind="expired", user=user
+            )
+        canonical = [(k, fields[k]) for k in AUTHORIZATION_PARAMS if fields.get(k)]
+        if signed.get("u") != user_key(user) or signed.get("p") != fingerprint(canonical):
+            return self.error_page(
+                request,
+                400,
+                "invalid_request",
+                "the form was issued for another request",
+                kind="expired",
+                user=user,
+            )
+        decision = fields.get("decision")
+        if decision not in {"approve", "deny"}:
+            return self.error_page(
+                request, 400, "invalid_request", "decision must be approve or deny", user=user
+            )
+        account_id: UUID | None = None
+        if decision == "approve":
+            account_id = self.own_account(user, fields.get("account_id"))
+            if account_id is None:
+                return self.error_page(
+                    request,
+                    400,
+                    "invalid_request",
+                    "account_id is not one of the user's",
+                    user=user,
+                )
+        authorized = await self.protocol.consent_decision(
+            {k: [v] for k, v in canonical}, account_id, approve=decision == "approve"
+        )
+        location = redirect_location(
+            authorized.redirect_uri,
+            [("code", authorized.code)],
+            state=authorized.state,
+            issuer=self.issuer,
+        )
+        return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+
+    async def _page(
+        self, request: Request, consent: ConsentRequest, user: SessionUser
+    ) -> ConsentPage:
+        client = consent.client
+        choices = []
+        for account, record in await self.accounts(user):
+            reason = ""
+            try:
+                self.core.check_account(client, record)
+            except LiveTradingNotApproved:
+                reason = f"{client.name or client.client_id} is not approved for live trading."
+            except Refusal:
+                reason = "This account cannot be connected to apps."
+            choices.append(
+                AccountChoice(
+                    account_id=str(account.account_id),
+                    label=self.label(account, record),
+                    live=record is not None and record.live,
+                    available=not reason,
+                    reason=reason,
+                )
+            )
+        usable = [c for c in choices if c.available]
+        if len(usable) == 1:
+            choices = [replace(c, selected=c is usable[0]) for c in choices]
+        token = self.tokens.dumps({"u": user_key(user), "p": fingerprint(consent.params)})
+        settings = self.core.settings
+        return ConsentPage(
+            frame=self.frame(request, user),
+            app=app_view(client),
+            scopes=tuple(
+                ScopeView(name=s, description=settings.describe(s)) for s in consent.scopes
+            ),
+            accounts=tuple(choices),
+            redirect_host=urlsplit(consent.redirect_uri).netloc or consent.redirect_uri,
+            action=self.action,
+            fields=(*consent.params, ("csrf_token", token)),
+        )
