@@ -195,3 +195,39 @@ async def test_disabling_a_client_reaches_every_worker(seeded: tuple[str, dict[s
                 while (await http.get(url + "/v2/account", headers=headers)).status_code == 200:
                     assert time.monotonic() - start < NOTIFY_BOUND
                     await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("scope", ["one_app", "whole_account"])
+async def test_disconnecting_reaches_every_workers_cache(
+    seeded: tuple[str, dict[str, str]], scope: str
+) -> None:
+    """The platform cuts an app (or closes the account) through ``ConnectedApps`` on one
+    worker; every worker's token check refuses the app's tokens, both cached."""
+    prefix, c = seeded
+    partner = (c["partner_key"], c["partner_secret"])
+    with workers(2, prefix) as (a, b):
+        async with httpx.AsyncClient(timeout=10) as http:
+            tokens = [
+                (await http.post(url + "/v1/oauth/token", json=grant(c), auth=partner)).json()[
+                    "access_token"
+                ]
+                for url in (a, b)
+            ]
+            for token in tokens:
+                for url in (a, b):  # every worker's cache holds every token
+                    answer = await http.get(
+                        url + "/v2/account", headers={"Authorization": f"Bearer {token}"}
+                    )
+                    assert answer.status_code == 200
+            body = {"account_id": c["account_id"]}
+            if scope == "one_app":
+                body["client_id"] = c["client_id"]
+            cut = await http.post(a + "/admin/disconnect", json=body)
+            assert cut.json() == {"revoked": 2}
+            start = time.monotonic()
+            for token in tokens:
+                headers = {"Authorization": f"Bearer {token}"}
+                assert (await http.get(a + "/v2/account", headers=headers)).status_code == 401
+                while (await http.get(b + "/v2/account", headers=headers)).status_code == 200:
+                    assert time.monotonic() - start < NOTIFY_BOUND, "worker b kept the token"
+                    await anyio.sleep(0.01)

@@ -6,6 +6,7 @@ Configured by ``WORKER_DATABASE_URL``, ``WORKER_TABLE_PREFIX`` and ``WORKER_CACH
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -36,10 +37,29 @@ async def account(request: Request) -> Response:
     return JSONResponse({"account_id": str(request.user.token.account_id), "pid": os.getpid()})
 
 
+async def disconnect(request: Request) -> Response:
+    """What a platform's own admin route does: cut one app, or a closed account's every app."""
+    body = await request.json()
+    account_id = uuid.UUID(body["account_id"])
+    apps = oauth.state.connected_apps
+    if body.get("client_id"):
+        count = await apps.disconnect(account_id, body["client_id"])
+    else:
+        count = await apps.disconnect_all(account_id)
+    return JSONResponse({"revoked": count})
+
+
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     async with storage:
         yield
 
 
-app = Starlette(lifespan=lifespan, routes=[Route("/v2/account", account), Mount("/", oauth)])
+app = Starlette(
+    lifespan=lifespan,
+    routes=[
+        Route("/v2/account", account),
+        Route("/admin/disconnect", disconnect, methods=["POST"]),
+        Mount("/", oauth),
+    ],
+)
