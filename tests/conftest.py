@@ -261,9 +261,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Starlette) -> Iterator[str]:
+def serve(app: Starlette, port: int | None = None) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a loopback port in a thread; yield its base URL."""
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

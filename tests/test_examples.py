@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import html
+import re
 import runpy
-import subprocess
-import sys
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
+import anyio
 import httpx
 import pytest
 
@@ -25,23 +27,163 @@ def test_every_example_is_covered() -> None:
     }
 
 
+class Forms(HTMLParser):
+    """Each form of a page: its action and its hidden fields."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.forms: list[tuple[str, dict[str, str]]] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self.forms.append((values.get("action", ""), {}))
+        elif tag == "input" and values.get("type") == "hidden" and self.forms:
+            self.forms[-1][1][values["name"]] = values.get("value", "")
+
+
+def element(page: str, element_id: str) -> str:
+    """The text of the element with this id."""
+    found = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', page)
+    assert found is not None, f"no #{element_id} in {page}"
+    return html.unescape(found.group(1))
+
+
+async def journey(credentials: dict[str, str]) -> None:
+    """A user connects the third-party app to the demo brokerage, declines, approves,
+    disconnects at the brokerage, reconnects and disconnects in the app."""
+    create_app = runpy.run_path(str(EXAMPLES / "third_party_app.py"))["create_app"]
+    app = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(credentials)),
+        base_url="http://127.0.0.1:8001",
+    )
+    brokerage = httpx.AsyncClient(base_url=credentials["base_url"])
+    paper, live = credentials["paper_account_id"], credentials["live_account_id"]
+
+    async def consent(decision: str) -> str:
+        """Connect in the app, answer the brokerage's consent page; the app's next page."""
+        start = await app.post("/connect")
+        assert start.status_code == 302
+        authorize = start.headers["location"]
+        assert authorize.startswith(credentials["base_url"] + "/oauth/authorize?")
+        page = await brokerage.get(authorize)
+        assert page.status_code == 200, page.text
+        assert f'value="{live}" disabled' in page.text  # the demo app is not live-approved
+        [(action, fields)] = Forms(page.text).forms
+        answer = await brokerage.post(
+            action, data=fields | {"account_id": paper, "decision": decision}
+        )
+        assert answer.status_code == 303
+        callback = answer.headers["location"]
+        assert callback.startswith(credentials["redirect_uri"] + "?")
+        back = await app.get(callback)
+        assert (back.status_code, back.headers["location"]) == (303, "/")
+        return (await app.get("/")).text
+
+    async with app, brokerage:
+        home = (await app.get("/")).text
+        assert 'id="connect"' in home
+        assert 'id="account-id"' not in home
+
+        # Not logged in at the brokerage: its login page, and back to the consent page.
+        start = await app.post("/connect")
+        authorize = urlsplit(start.headers["location"])
+        here = f"{authorize.path}?{authorize.query}"
+        to_login = await brokerage.get(start.headers["location"])
+        assert to_login.is_redirect
+        assert to_login.headers["location"] == "/login?next=" + quote(here, safe="")
+        login = await brokerage.get(to_login.headers["location"])
+        assert 'name="password"' in login.text
+        logged_in = await brokerage.post(
+            "/login",
+            data={
+                "username": credentials["username"],
+                "password": credentials["password"],
+                "next": here,
+            },
+        )
+        assert (logged_in.status_code, logged_in.headers["location"]) == (303, here)
+
+        home = await consent("deny")
+        assert element(home, "message").startswith("You declined")
+        assert 'id="connect"' in home
+
+        home = await consent("approve")
+        assert element(home, "account-id") == paper
+        assert element(home, "account-label") == "Paper trading"
+        assert element(home, "account-type") == "paper"
+        assert element(home, "cash").startswith("100,000.00")
+        assert 'id="disconnect"' in home
+
+        # The user disconnects the app at the brokerage: the app notices.
+        listing = (await brokerage.get("/oauth/connections")).text
+        [(action, fields)] = [
+            form for form in Forms(listing).forms if credentials["client_id"] in form[1].values()
+        ]
+        assert (await brokerage.post(action, data=fields)).status_code == 303
+        home = (await app.get("/")).text
+        assert element(home, "message").startswith("Your brokerage connection has ended")
+        assert 'id="connect"' in home
+
+        # Reconnect, then disconnect in the app: it revokes its token at the brokerage.
+        home = await consent("approve")
+        assert element(home, "account-id") == paper
+        assert (
+            f'data-client-id="{credentials["client_id"]}"'
+            in (await brokerage.get("/oauth/connections")).text
+        )
+        gone = await app.post("/disconnect")
+        assert (gone.status_code, gone.headers["location"]) == (303, "/")
+        home = (await app.get("/")).text
+        assert element(home, "message") == "Disconnected from your brokerage."
+        assert 'id="connect"' in home
+        assert (
+            f'data-client-id="{credentials["client_id"]}"'
+            not in (await brokerage.get("/oauth/connections")).text
+        )
+
+
 def test_third_party_app_against_the_demo(tmp_path: Path) -> None:
     with demo(tmp_path, free_port()) as credentials:
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(EXAMPLES / "third_party_app.py"),
-                str(tmp_path / "credentials.json"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout)
-    assert output["scope"] == "general trading"
-    assert output["account"]["account_id"] == credentials["paper_account_id"]
+        anyio.run(journey, credentials)
+    printed = (tmp_path / "demo.log").read_text()
+    assert '"GET /oauth/authorize?… HTTP/1.1" 200' in printed
+    assert "code_challenge" not in printed
+
+
+def test_third_party_app_errors() -> None:
+    """Refusals, stale callbacks and an unreachable brokerage are messages, not 500s."""
+    create_app = runpy.run_path(str(EXAMPLES / "third_party_app.py"))["create_app"]
+    credentials = {
+        "base_url": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "client_id": "app",
+        "client_secret": "secret",
+        "redirect_uri": "http://127.0.0.1:8001/callback",
+    }
+
+    async def use() -> None:
+        transport = httpx.ASGITransport(app=create_app(credentials))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8001") as app:
+
+            async def after(answer: httpx.Response) -> str:
+                assert (answer.status_code, answer.headers["location"]) == (303, "/")
+                return element((await app.get("/")).text, "message")
+
+            assert "cannot be reached" in await after(await app.post("/connect"))
+            assert "(server_error)" in await after(
+                await app.get("/callback", params={"error": "server_error", "state": "s"})
+            )
+            assert "expired" in await after(
+                await app.get("/callback", params={"code": "c", "state": "s"})
+            )
+            assert await after(await app.post("/disconnect")) == (
+                "Disconnected from your brokerage."
+            )
+            other_host = await app.get("http://localhost:8001/")
+            assert other_host.headers["location"] == "http://127.0.0.1:8001/"
+
+    anyio.run(use)
 
 
 @pytest.mark.anyio

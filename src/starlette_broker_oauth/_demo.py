@@ -1,35 +1,77 @@
-"""The demo platform behind ``broker-oauth demo``."""
+"""The demo platform behind ``broker-oauth demo``.
+
+A small brokerage: a login for one demo user with a paper and a live account, the hosted
+consent and connected-apps pages, and one protected API route, ``GET /v2/account``.
+"""
 
 from __future__ import annotations
 
+import html
+import logging
+import re
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from urllib.parse import parse_qsl, quote
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from .app import create_oauth_app
 from .authentication import BearerTokenBackend, TokenUser, bearer_error_response
+from .hosted import HostedConsent, SessionAccount, SessionUser
 from .settings import OAuthSettings
 from .storage.sqlalchemy import SQLAlchemyStorage
 
 DEMO_PARTNER = "demo-partner"
 DEMO_CLIENT = "demo-trading-app"
+DEMO_USERNAME = "trader"
+DEMO_USER_NAME = "Demo Trader"
+PLATFORM_NAME = "Demo Brokerage"
+SESSION_COOKIE = "broker_demo_session"
 PAPER_ACCOUNT = uuid.uuid5(uuid.NAMESPACE_URL, "broker-oauth-demo/paper")
 LIVE_ACCOUNT = uuid.uuid5(uuid.NAMESPACE_URL, "broker-oauth-demo/live")
+
+DEMO_USER = SessionUser(
+    name=DEMO_USER_NAME,
+    accounts=(
+        SessionAccount(account_id=PAPER_ACCOUNT, label="Paper trading"),
+        SessionAccount(account_id=LIVE_ACCOUNT, label="Individual ····4821"),
+    ),
+)
+# Made-up balances for GET /v2/account: (cash, equity).
+BALANCES = {PAPER_ACCOUNT: (100_000.00, 100_000.00), LIVE_ACCOUNT: (2_481.37, 12_906.52)}
+LABELS = {account.account_id: account.label for account in DEMO_USER.accounts}
+
+_MAX_FORM = 8 * 1024
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+# A relative path on this site: one leading slash, no backslash, no whitespace or controls.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[^\x00-\x20\x7f\\]*")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemoCredentials:
-    """What a script needs to drive the demo platform."""
+    """What a person or a script needs to use the demo platform."""
 
     base_url: str
+    username: str
+    password: str
     partner_key: str
     partner_secret: str
     client_id: str
@@ -42,7 +84,7 @@ class DemoCredentials:
         return asdict(self)
 
 
-async def seed(storage: SQLAlchemyStorage, *, base_url: str) -> DemoCredentials:
+async def seed(storage: SQLAlchemyStorage, *, base_url: str, password: str) -> DemoCredentials:
     """Create (or, on a re-run, re-key) the demo partner, client and accounts."""
     redirect_uri = "http://127.0.0.1:8001/callback"
     client = await storage.reset_client_secret(DEMO_CLIENT)
@@ -62,6 +104,8 @@ async def seed(storage: SQLAlchemyStorage, *, base_url: str) -> DemoCredentials:
     await storage.create_account(account_id=LIVE_ACCOUNT, live=True)
     return DemoCredentials(
         base_url=base_url,
+        username=DEMO_USERNAME,
+        password=password,
         partner_key=partner.key_id,
         partner_secret=partner.secret,
         client_id=client.client_id,
@@ -72,41 +116,212 @@ async def seed(storage: SQLAlchemyStorage, *, base_url: str) -> DemoCredentials:
     )
 
 
-def build_platform(storage: SQLAlchemyStorage, settings: OAuthSettings) -> Starlette:
-    """A small brokerage app: the OAuth sub-app plus one protected route."""
-    oauth = create_oauth_app(settings=settings, storage=storage)
+def _here(request: Request) -> str:
+    """The request's path and query, to come back to after logging in."""
+    query = request.url.query
+    return request.url.path + ("?" + query if query else "")
 
-    async def account(request: Request) -> Response:
-        user = request.user
-        if not isinstance(user, TokenUser):
-            return JSONResponse(
-                {"error": "invalid_token", "error_description": "a bearer token is required"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        token = user.token
-        return JSONResponse(
-            {
-                "account_id": str(token.account_id),
-                "client_id": token.client_id,
-                "scope": " ".join(sorted(token.scopes)),
-                "live": token.account_live,
-            }
+
+def local_path(value: str | None) -> str:
+    """``value`` if it is a path on this site, else ``/``: never an open redirect."""
+    return value if value and _LOCAL_PATH.fullmatch(value) else "/"
+
+
+class DemoSession:
+    """The demo login, as the hosted consent and connected-apps pages see it."""
+
+    async def current_user(self, request: Request) -> SessionUser | None:
+        return DEMO_USER if request.session.get("user") == DEMO_USERNAME else None
+
+    def login_url(self, request: Request) -> str:
+        return "/login?next=" + quote(_here(request), safe="")
+
+    def switch_user_url(self, request: Request) -> str:
+        return "/logout?next=" + quote(_here(request), safe="")
+
+
+class HideTokens(logging.Filter):
+    """Keeps tokens out of uvicorn's access log: drops query strings (``access_token=``,
+    ``code=``) and the token in ``DELETE /v1/oauth/token/{token}``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            path, sep, _ = str(args[2]).partition("?")
+            if path.startswith("/v1/oauth/token/"):
+                path = "/v1/oauth/token/…"
+            record.args = (args[0], args[1], path + ("?…" if sep else ""), *args[3:])
+        return True
+
+
+_STYLE = """
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+color:#1b1f24;background:#f3f5f8}
+main{max-width:26rem;margin:2.5rem auto;padding:1.5rem;background:#fff;border-radius:12px;
+box-shadow:0 1px 4px rgba(0,0,0,.12)}
+@media (max-width:30rem){main{margin:0;min-height:100vh;border-radius:0;box-shadow:none}}
+h1{font-size:1.4rem;margin:0 0 1rem}
+h2{font-size:1.1rem;margin:1.25rem 0 .25rem}
+.brand{color:#0b5cad;font-weight:700;margin:0 0 .75rem}
+label{display:block;font-weight:600;margin:1rem 0 .25rem}
+input{width:100%;padding:.65rem .75rem;font:inherit;border:1px solid #8a94a3;border-radius:8px}
+button,.button{display:block;width:100%;margin-top:1.25rem;padding:.75rem;font:inherit;
+font-weight:600;text-align:center;text-decoration:none;color:#fff;background:#0b5cad;
+border:0;border-radius:8px;cursor:pointer}
+.secondary{color:#0b5cad;background:#fff;border:1px solid #0b5cad}
+:focus-visible{outline:3px solid #f0a500;outline-offset:2px}
+.error{color:#a3191e;background:#fdecec;padding:.5rem .75rem;border-radius:8px}
+ul{padding-left:1.2rem}.muted{color:#57606a;font-size:.9rem}
+"""
+
+
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    document = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)} · {PLATFORM_NAME}</title><style>{_STYLE}</style></head>"
+        f'<body><main><p class="brand">{PLATFORM_NAME}</p>{body}</main></body></html>'
+    )
+    return HTMLResponse(document, status_code=status_code, headers=_PAGE_HEADERS)
+
+
+def _login_page(next_path: str, *, error: str = "", status_code: int = 200) -> HTMLResponse:
+    e = html.escape
+    alert = f'<p class="error" id="error" role="alert">{e(error)}</p>' if error else ""
+    return _page(
+        "Log in",
+        f"<h1>Log in</h1>{alert}"
+        '<form method="post" action="/login">'
+        f'<input type="hidden" name="next" value="{e(next_path)}">'
+        '<label for="username">Username</label>'
+        '<input id="username" name="username" autocomplete="username" '
+        'autocapitalize="none" spellcheck="false" required autofocus>'
+        '<label for="password">Password</label>'
+        '<input id="password" name="password" type="password" '
+        'autocomplete="current-password" required>'
+        '<button type="submit" id="log-in">Log in</button></form>'
+        '<p class="muted">The demo prints the username and password when it starts.</p>',
+        status_code,
+    )
+
+
+async def login(request: Request) -> Response:
+    if request.method == "GET":
+        return _login_page(local_path(request.query_params.get("next")))
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM:
+            return Response("form too large", status_code=413)
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    next_path = local_path(form.get("next"))
+    password: str = request.app.state.demo_password
+    if not (
+        secrets.compare_digest(form.get("username", "").encode(), DEMO_USERNAME.encode())
+        and secrets.compare_digest(form.get("password", "").encode(), password.encode())
+    ):
+        return _login_page(next_path, error="Wrong username or password.", status_code=401)
+    request.session.clear()
+    request.session["user"] = DEMO_USERNAME
+    return RedirectResponse(next_path, status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    next_path = local_path(request.query_params.get("next"))
+    return RedirectResponse("/login?next=" + quote(next_path, safe=""), status_code=303)
+
+
+async def home(request: Request) -> Response:
+    user = await DemoSession().current_user(request)
+    if user is None:
+        return _page(
+            "Welcome",
+            "<h1>Welcome</h1><p>Log in to see your accounts and the apps connected to them.</p>"
+            '<a class="button" id="login" href="/login?next=%2F">Log in</a>',
         )
+    e = html.escape
+    kinds = {PAPER_ACCOUNT: "paper", LIVE_ACCOUNT: "live"}
+    accounts = "".join(
+        f"<li>{e(account.label)} ({kinds.get(account.account_id, '')})</li>"
+        for account in user.accounts
+    )
+    return _page(
+        "Your accounts",
+        f'<h1>Hello, {e(user.name)}</h1><p id="signed-in">Signed in as {e(user.name)}.</p>'
+        f"<h2>Your accounts</h2><ul>{accounts}</ul>"
+        '<a class="button" id="connected-apps" href="/oauth/connections">Connected apps</a>'
+        '<a class="button secondary" id="logout" href="/logout?next=%2F">Log out</a>',
+    )
+
+
+async def account(request: Request) -> Response:
+    user = request.user
+    if not isinstance(user, TokenUser):
+        return JSONResponse(
+            {"error": "invalid_token", "error_description": "a bearer token is required"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = user.token
+    cash, equity = BALANCES.get(token.account_id, (0.0, 0.0))
+    return JSONResponse(
+        {
+            "account_id": str(token.account_id),
+            "label": LABELS.get(token.account_id, ""),
+            "client_id": token.client_id,
+            "scope": " ".join(sorted(token.scopes)),
+            "live": token.account_live,
+            "currency": "USD",
+            "cash": cash,
+            "equity": equity,
+        }
+    )
+
+
+def build_platform(
+    storage: SQLAlchemyStorage, settings: OAuthSettings, *, password: str
+) -> Starlette:
+    """The demo brokerage: its login and pages, the OAuth sub-app and one API route.
+
+    ``password`` is the demo user's; the session and consent keys are new on every call.
+    """
+    consent = HostedConsent(
+        session=DemoSession(),
+        secret_key=secrets.token_urlsafe(36),
+        platform_name=PLATFORM_NAME,
+    )
+    oauth = create_oauth_app(settings=settings, storage=storage, consent=consent)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with storage:
             yield
 
-    return Starlette(
-        routes=[Route("/v2/account", account), Mount("/", oauth)],
+    app = Starlette(
+        routes=[
+            Route("/", home),
+            Route("/login", login, methods=["GET", "POST"]),
+            Route("/logout", logout),
+            Route("/v2/account", account),
+            Mount("/", oauth),
+        ],
         middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=secrets.token_urlsafe(32),
+                session_cookie=SESSION_COOKIE,
+                same_site="lax",
+                https_only=settings.issuer.startswith("https://"),
+            ),
             Middleware(
                 AuthenticationMiddleware,
                 backend=BearerTokenBackend(oauth.state.token_verifier),
                 on_error=bearer_error_response,
-            )
+            ),
         ],
         lifespan=lifespan,
     )
+    app.state.demo_password = password
+    return app

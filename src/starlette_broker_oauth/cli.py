@@ -85,6 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     create_account.add_argument("--account-id", type=uuid.UUID)
     create_account.add_argument("--live", action="store_true")
 
+    connections = commands.add_parser(
+        "connections", help="the apps connected to an account, and disconnecting them"
+    )
+    connections_commands = connections.add_subparsers(dest="connections_command", required=True)
+    list_connections = connections_commands.add_parser(
+        "list", help="the apps holding a working token for an account"
+    )
+    list_connections.add_argument("--account", type=uuid.UUID, required=True)
+    list_connections.add_argument("--json", action="store_true", help="print JSON")
+    revoke_connections = connections_commands.add_parser(
+        "revoke", help="revoke an account's tokens, of every app or of one"
+    )
+    revoke_connections.add_argument("--account", type=uuid.UUID, required=True)
+    revoke_connections.add_argument("--client", help="only this client's (default: every app)")
+
     for sub in (
         upgrade,
         current,
@@ -94,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         allow,
         rotate,
         create_account,
+        list_connections,
+        revoke_connections,
     ):
         sub.add_argument(
             "--database-url",
@@ -108,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--database-url (or BROKER_OAUTH_DATABASE_URL) is required")
     if args.command == "db":
         return anyio.run(_db, args)
+    if args.command == "connections":
+        return anyio.run(_connections, args)
     return anyio.run(_admin, args)
 
 
@@ -167,6 +186,48 @@ async def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _connections(args: argparse.Namespace) -> int:
+    """List an account's connected apps, or revoke their tokens."""
+    from .security import utcnow
+    from .storage.sqlalchemy import SQLAlchemyStorage
+
+    async with SQLAlchemyStorage(args.database_url, table_prefix=args.table_prefix) as storage:
+        if args.connections_command == "revoke":
+            revoked = await storage.revoke_tokens(
+                account_id=args.account, client_id=args.client, now=utcnow()
+            )
+            apps = f"app {args.client}" if args.client else "every app"
+            count = f"{len(revoked)} access token{'' if len(revoked) == 1 else 's'}"
+            print(f"revoked {count} of account {args.account} ({apps})")
+            return 0
+        found = await storage.list_connections(args.account, now=utcnow())
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "account_id": str(c.account_id),
+                        "client_id": c.client_id,
+                        "scope": " ".join(sorted(c.scopes)),
+                        "connected_at": c.connected_at.isoformat(),
+                        "last_issued_at": c.last_issued_at.isoformat(),
+                    }
+                    for c in found
+                ]
+            )
+        )
+    elif not found:
+        print(f"no apps connected to account {args.account}")
+    else:
+        for c in found:
+            print(
+                f"{c.client_id}  scope: {' '.join(sorted(c.scopes)) or '-'}  "
+                f"connected: {c.connected_at:%Y-%m-%d %H:%M} UTC  "
+                f"last issued: {c.last_issued_at:%Y-%m-%d %H:%M} UTC"
+            )
+    return 0
+
+
 async def _db(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
@@ -194,7 +255,12 @@ async def _db(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import copy
+    import secrets
+    import shlex
+
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from ._demo import build_platform, seed
     from .settings import OAuthSettings
@@ -203,24 +269,40 @@ def _demo(args: argparse.Namespace) -> int:
     base_url = f"http://{args.host}:{args.port}"
     settings = OAuthSettings(issuer=base_url)
     database_url = f"sqlite+aiosqlite:///{os.path.abspath(args.database)}"
+    password = secrets.token_urlsafe(9)
 
     async def prepare() -> dict[str, str]:
         async with SQLAlchemyStorage(database_url) as storage:
-            return (await seed(storage, base_url=base_url)).as_dict()
+            return (await seed(storage, base_url=base_url, password=password)).as_dict()
 
     credentials = anyio.run(prepare)
-    if args.credentials_json is not None:
-        path: Path = args.credentials_json
+    path: Path | None = args.credentials_json
+    if path is not None:
         path.write_text(json.dumps(credentials, indent=2) + "\n")
         path.chmod(0o600)
-    print("Demo brokerage platform with starlette-broker-oauth")
-    print(f"  database: {args.database}")
+    print("Demo Brokerage, an OAuth 2.0 authorization server made with starlette-broker-oauth")
+    print(f"  open:      {base_url}")
+    print(f"  log in as: {credentials['username']} / {credentials['password']}")
+    print(f"  database:  {args.database}")
+    print("Credentials:")
     for key, value in credentials.items():
         print(f"  {key}: {value}")
     print(f"  metadata: {base_url}/.well-known/oauth-authorization-server")
+    python = os.path.relpath(sys.executable)
+    if python.startswith(".."):
+        python = sys.executable
+    if path is None:
+        print("Next: restart with --credentials-json demo.json to run the example trading app.")
+    else:
+        print("Next, in a second terminal, run the third-party trading app:")
+        print(f"  {shlex.quote(python)} examples/third_party_app.py {shlex.quote(str(path))}")
+        print(f"then open {credentials['redirect_uri'].removesuffix('/callback')} and connect.")
     sys.stdout.flush()
-    app = build_platform(SQLAlchemyStorage(database_url), settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["filters"] = {"hide_tokens": {"()": "starlette_broker_oauth._demo.HideTokens"}}
+    log_config["loggers"]["uvicorn.access"]["filters"] = ["hide_tokens"]
+    app = build_platform(SQLAlchemyStorage(database_url), settings, password=password)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=log_config)
     return 0
 
 

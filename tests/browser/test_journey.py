@@ -1,0 +1,117 @@
+"""The end user's journey in Chromium: connect the app to an account of their choice, deny,
+meet an account the app may not use, a bad request, and disconnect the app from the
+brokerage's connected-apps page. The app and the brokerage are on different origins."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from playwright.sync_api import Page, expect
+
+from .conftest import Journey, log_in, screenshot
+
+
+def start_connecting(page: Page, journey: Journey) -> None:
+    """From the app's home page to the brokerage's consent page, logging in on the way."""
+    page.goto(journey.app)
+    page.click("#connect")
+    page.wait_for_url(f"{journey.platform}/login*")
+    log_in(page, journey)
+    page.wait_for_url(f"{journey.platform}/oauth/authorize*")
+
+
+def test_connect_with_account_choice(page: Page, journey: Journey) -> None:
+    start_connecting(page, journey)
+    expect(page.locator("#signed-in")).to_contain_text("Demo Trader")
+    expect(page.locator("#client-name")).to_have_text("Demo Trading App")
+    expect(page.locator("#scopes")).to_contain_text("Place, change and cancel orders for you")
+    paper = page.get_by_label("Paper trading")
+    expect(paper).to_be_checked()  # the one account this app may use
+    screenshot(page, "consent")
+    page.click("#approve")
+    # The form's redirect leaves for the app's origin: the consent page's CSP allows it.
+    page.wait_for_url(f"{journey.app}/")
+    expect(page.locator("#account-id")).to_have_text(journey.paper_account)
+    expect(page.locator("#account-type")).to_have_text("paper")
+
+
+def test_deny(page: Page, journey: Journey) -> None:
+    start_connecting(page, journey)
+    page.click("#deny")
+    page.wait_for_url(f"{journey.app}/")
+    expect(page.locator("#message")).to_have_text("You declined to connect your brokerage account.")
+    expect(page.locator("#connect")).to_be_visible()
+
+
+def test_live_account_of_an_unapproved_app_is_unavailable_before_any_click(
+    page: Page, journey: Journey
+) -> None:
+    start_connecting(page, journey)
+    live = page.locator(f'input[value="{journey.live_account}"]')
+    expect(live).to_be_disabled()
+    reason = page.locator("#" + str(live.get_attribute("aria-describedby")))
+    expect(reason).to_have_text("Demo Trading App is not approved for live trading.")
+    expect(page.locator(".account.unavailable")).to_contain_text("Live")
+
+
+def test_bad_redirect_uri_shows_an_error_page_and_goes_nowhere(
+    page: Page, journey: Journey
+) -> None:
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": journey.client_id,
+            "redirect_uri": "https://evil.example/callback",
+            "state": "s",
+        }
+    )
+    response = page.goto(f"{journey.platform}/oauth/authorize?{query}")
+    assert response is not None
+    assert response.status == 400
+    assert page.url.startswith(journey.platform)
+    expect(page.locator("h1")).to_have_text("This connection request is not valid")
+    page.click("summary")  # the technical details, second
+    expect(page.locator("#error-code")).to_have_text("invalid_request")
+    screenshot(page, "error")
+
+
+def test_disconnect_on_the_brokerage_ends_the_apps_access(page: Page, journey: Journey) -> None:
+    start_connecting(page, journey)
+    page.click("#approve")
+    page.wait_for_url(f"{journey.app}/")
+    expect(page.locator("#account-id")).to_have_text(journey.paper_account)
+    page.goto(f"{journey.platform}/oauth/connections")
+    app = page.locator(f'li.app[data-client-id="{journey.client_id}"]')
+    expect(app).to_contain_text("Demo Trading App")
+    screenshot(page, "connections")
+    app.get_by_role("button", name="Disconnect Demo Trading App").click()
+    expect(page.locator("#notice")).to_have_text("Demo Trading App was disconnected.")
+    expect(page.locator(f'li.app[data-client-id="{journey.client_id}"]')).to_have_count(0)
+    screenshot(page, "connections-empty")
+    page.goto(journey.app)
+    expect(page.locator("#message")).to_have_text(
+        "Your brokerage connection has ended. Connect again to keep trading."
+    )
+    expect(page.locator("#connect")).to_be_visible()
+
+
+def test_login_redirect_returns_to_the_request(page: Page, journey: Journey) -> None:
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": journey.client_id,
+            "redirect_uri": journey.redirect_uri,
+            "scope": "general",
+            "state": "abc",
+        }
+    )
+    page.goto(f"{journey.platform}/oauth/authorize?{query}")
+    page.wait_for_url(f"{journey.platform}/login*")
+    screenshot(page, "login")
+    log_in(page, journey)
+    page.wait_for_url(f"{journey.platform}/oauth/authorize?{query}")
+    expect(page.locator("#client-name")).to_have_text("Demo Trading App")
+    page.click("#switch-user")  # "Not you?" logs out and comes back after the next login
+    page.wait_for_url(f"{journey.platform}/login*")
+    log_in(page, journey)
+    page.wait_for_url(f"{journey.platform}/oauth/authorize?{query}")
