@@ -57,13 +57,14 @@ class Journey:
     live_account: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"Chromium not found at {CHROMIUM}: apt-get install chromium, or set "
             "BROKER_OAUTH_CHROMIUM (.ci/run installs it)"
         )
+    # Module-scoped: Playwright's loop must be gone before other modules' async tests run.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
