@@ -339,7 +339,9 @@ async def seed_full_platform(
 
     async def account(request: Request) -> Response:
         if not isinstance(request.user, TokenUser):
-            return JSONResponse({"error": "invalid_token"}, status_code=401)
+            return JSONResponse(
+                {"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return JSONResponse({"account_id": str(request.user.token.account_id)})
 
     world.app = Starlette(

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_demo",
             "_render",
             "_params",
+            "_edge",
             "_openapi",
             "__init__",
         ),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
@@ -11,29 +9,37 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-from .errors import BadRequest, UnprocessableEntity
+from .errors import BadRequest, InvalidRequest, UnprocessableEntity
+from .security import basic_credentials
 
-__all__ = ["MAX_BODY", "Params", "basic_credentials", "optional", "query_params", "read_params"]
+__all__ = [
+    "MAX_BODY",
+    "Params",
+    "basic_credentials",
+    "check_standard",
+    "optional",
+    "query_params",
+    "read_params",
+]
 
 MAX_BODY = 64 * 1024
+# The fields the endpoints read: each must be text (or, like the seed's scope, a number).
+# Other fields are ignored, whatever their JSON type.
+TEXT_FIELDS = frozenset(
+    {
+        "client_id",
+        "client_secret",
+        "redirect_uri",
+        "scope",
+        "account_id",
+        "response_type",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
 
 Params = dict[str, list[str]]
-
-
-def basic_credentials(header: str | None) -> tuple[str | None, str | None]:
-    """The user name and password of an HTTP Basic ``Authorization`` value (RFC 7617),
-    or ``(None, None)`` when it is absent or not valid Basic credentials."""
-    if not header:
-        return None, None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None, None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):  # ValueError: not ASCII, or not UTF-8
-        return None, None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else (None, None)
 
 
 def query_params(request: Request) -> Params:
@@ -54,6 +60,16 @@ def optional(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     return values[0]
 
 
+def check_standard(params: Mapping[str, Sequence[str]], authorization: str | None) -> None:
+    """The standard endpoints' request rules, before Authlib reads the request: no
+    parameter twice (RFC 6749 §3.2), and one client authentication method (§2.3)."""
+    for name, values in params.items():
+        if len(values) > 1:
+            raise InvalidRequest(f"{name} is given more than once")
+    if authorization is not None and "client_secret" in params:
+        raise InvalidRequest("use one client authentication method per request")
+
+
 async def read_params(request: Request, *, json_allowed: bool = True) -> Params:
     """The body's parameters: JSON object or form-encoded (RFC 6749 §3.2 wants the latter)."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -70,9 +86,15 @@ async def read_params(request: Request, *, json_allowed: bool = True) -> Params:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("request body is not valid JSON") from None
+        except RecursionError:
+            raise BadRequest("request body is nested too deeply") from None
         if not isinstance(data, dict):
             raise BadRequest("request body must be a JSON object")
-        return {key: [_json_text(key, value)] for key, value in data.items() if value is not None}
+        return {
+            _unicode("a field name", key): [_json_text(key, value)]
+            for key, value in data.items()
+            if value is not None and (key in TEXT_FIELDS or isinstance(value, str))
+        }
     if content_type == "application/x-www-form-urlencoded":
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
@@ -88,10 +110,19 @@ async def read_params(request: Request, *, json_allowed: bool = True) -> Params:
     raise BadRequest(f"unsupported content type; send {expected}")
 
 
+def _unicode(name: str, value: str) -> str:
+    # JSON may escape lone surrogates (``"\ud800"``), which are not text.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{name} is not valid Unicode text") from None
+    return value
+
+
 def _json_text(name: str, value: object) -> str:
     # The seed accepts scope as "string/numeric": a number counts as its decimal text.
     if isinstance(value, str):
-        return value
+        return _unicode(_unicode("a field name", name), value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise UnprocessableEntity(f"{name} must be a string")

@@ -8,13 +8,15 @@ from uuid import UUID
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._edge import EdgeGuard
 from ._oauth import OAuthProtocol
 from ._openapi import openapi_document
-from ._params import basic_credentials, optional, query_params, read_params
+from ._params import basic_credentials, check_standard, optional, query_params, read_params
 from ._render import NO_STORE, broker_error, oauth_error
 from .clock import SYSTEM_CLOCK, Clock
 from .core import AuthorizationCore, ConnectedApps
@@ -167,7 +169,21 @@ def create_oauth_app(
             )
             routes.append(Route("/oauth/connections", page.get, methods=["GET"]))
             routes.append(Route("/oauth/connections", page.post, methods=["POST"]))
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    hosted = api.consent
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[
+            Middleware(
+                EdgeGuard,
+                hosted_error=None
+                if hosted is None
+                else lambda request, status, message: hosted.error_page(
+                    request, status, "invalid_request", message
+                ),
+            )
+        ],
+    )
     app.state.token_verifier = verifier
     app.state.oauth_settings = settings
     app.state.connected_apps = connected
@@ -253,9 +269,10 @@ class _BrokerAPI:
         return await self._standard(request, "introspection")
 
     async def _standard(self, request: Request, endpoint: str | None) -> Response:
-        path = request.url.path
+        path = request.url.path  # readable: the edge refused what is not
         try:
             params = await read_params(request, json_allowed=False)
+            check_standard(params, request.headers.get("authorization"))
             if endpoint is None:
                 result = await self.protocol.token(headers=request.headers, params=params)
             else:

@@ -12,6 +12,7 @@ middleware.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec
 
@@ -37,6 +38,12 @@ __all__ = [
 ]
 
 P = ParamSpec("P")
+
+# The sub-app's endpoints, under any mount prefix.
+_OAUTH_ROUTE = re.compile(
+    r"/(v1/oauth/|oauth/(token|revoke|introspect|authorize|connections|openapi\.json)$"
+    r"|\.well-known/oauth-authorization-server$)"
+)
 
 
 class TokenUser(BaseUser):
@@ -110,6 +117,11 @@ class BearerTokenBackend(AuthenticationBackend):
         raw = _bearer(conn.scope["headers"])
         if raw is None:
             return None  # anonymous, or another scheme (a partner's HTTP Basic)
+        path: str = conn.scope["path"]
+        if "oauth" in path and _OAUTH_ROUTE.search(path):
+            # The OAuth sub-app's own endpoints take no bearer token: they answer a
+            # stray one themselves, in their own shape, wherever they are mounted.
+            return None
         token = self.verifier.cached(raw)
         if token is None:
             try:

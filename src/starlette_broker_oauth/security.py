@@ -7,12 +7,21 @@ hash would add nothing but latency on the token endpoint.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
 
-__all__ = ["hash_secret", "new_client_id", "new_secret", "secrets_equal", "utcnow"]
+__all__ = [
+    "basic_credentials",
+    "hash_secret",
+    "new_client_id",
+    "new_secret",
+    "secrets_equal",
+    "utcnow",
+]
 
 TOKEN_BYTES = 32
 
@@ -48,3 +57,19 @@ def secrets_equal(a: str, b: str) -> bool:
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def basic_credentials(header: str | None) -> tuple[str | None, str | None]:
+    """The user name and password of an HTTP Basic ``Authorization`` value (RFC 7617),
+    or ``(None, None)`` when it is absent or not valid Basic credentials."""
+    if not header:
+        return None, None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # ValueError: not ASCII, or not UTF-8
+        return None, None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else (None, None)

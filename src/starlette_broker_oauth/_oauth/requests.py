@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
+from ..errors import InvalidRedirectURI, Refusal, UnsupportedGrantType, UnsupportedResponseType
+
 __all__ = ["OAuthRequest"]
+
+# What RFC 6749 §5.2 allows in an error description; Authlib refuses to build one with
+# anything else, and it quotes these parameters in its descriptions.
+_DESCRIBABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+_QUOTED: dict[str, type[Refusal]] = {
+    "redirect_uri": InvalidRedirectURI,
+    "response_type": UnsupportedResponseType,
+    "grant_type": UnsupportedGrantType,
+}
+
+
+def _screen(params: Mapping[str, Sequence[str]]) -> None:
+    """Refuse, before Authlib sees them, values it would quote in an error description
+    it cannot build: no registered redirect URI, response type or grant type has them."""
+    for name, refusal in _QUOTED.items():
+        for value in params.get(name, ()):
+            if not _DESCRIBABLE.fullmatch(value):
+                raise refusal(f"{name} is not valid")
 
 
 class OAuthRequest(OAuth2Request):  # type: ignore[misc]
@@ -30,6 +51,7 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]
         params: Mapping[str, Sequence[str]],
         partner_flow: bool = False,
     ) -> None:
+        _screen(params)
         super().__init__(method=method, uri=uri, headers=headers)
         self._params = {key: values[0] for key, values in params.items() if values}
         self.payload = BasicOAuth2Payload(self._params)

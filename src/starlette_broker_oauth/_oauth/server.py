@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Error
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from .._bridge import await_
 from ..core import AuthorizationCore
 from ..errors import Refusal, refusal_for
+from ..security import basic_credentials
 from .endpoints import Introspection, Revocation
 from .grants import CodeGrant, DirectTokenGrant, RefreshGrant, S256Only
 from .models import ClientView
@@ -53,7 +53,7 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     # client authentication: one rule, in the core
 
     def _authenticate_basic(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
-        client_id, secret = extract_basic_authorization(request.headers)
+        client_id, secret = basic_credentials(request.headers.get("authorization"))
         return self._authenticate(client_id, secret, request)
 
     def _authenticate_post(self, query_client: Any, request: OAuthRequest) -> ClientView | None:

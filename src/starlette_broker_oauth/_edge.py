@@ -1,0 +1,72 @@
+"""The sub-app's edge: requests whose bytes no endpoint can read are refused here, in the
+shape of the endpoint they were sent to, before any handler, hook or Authlib sees them.
+
+What is refused: a query string that is not UTF-8, and control characters (C0, DEL) in
+the path or the query. Every handler can then read ``request.url`` and the parameters
+without meeting an exception type nobody expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ._render import broker_error, oauth_error
+from .errors import BadRequest, InvalidRequest, NotFound
+
+__all__ = ["EdgeGuard", "route_path"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_STANDARD = ("/oauth/token", "/oauth/revoke", "/oauth/introspect")
+
+HostedError = Callable[[Request, int, str], Response]
+
+
+def route_path(scope: Scope) -> str:
+    """The path below where the sub-app is mounted."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+class EdgeGuard:
+    """ASGI middleware of the sub-app (see the module's docstring).
+
+    Parameters:
+        app: The sub-app's router.
+        hosted_error: Renders the hosted pages' error page, when they are on.
+    """
+
+    def __init__(self, app: ASGIApp, hosted_error: HostedError | None = None) -> None:
+        self.app = app
+        self.hosted_error = hosted_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (problem := self.problem(scope)) is not None:
+            await self.refusal(scope, *problem)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def problem(scope: Scope) -> tuple[int, str] | None:
+        if _CONTROL.search(scope["path"]):
+            return 404, "not found"
+        try:
+            query = scope.get("query_string", b"").decode("utf-8")
+        except UnicodeDecodeError:
+            return 400, "the query string is not valid UTF-8"
+        if _CONTROL.search(query):
+            return 400, "the query string has control characters"
+        return None
+
+    def refusal(self, scope: Scope, status: int, message: str) -> Response:
+        path = route_path(scope)
+        if path.startswith(("/oauth/authorize", "/oauth/connections")) and self.hosted_error:
+            return self.hosted_error(Request(scope), status, message)
+        if path.startswith(_STANDARD):
+            return oauth_error(InvalidRequest(message))
+        return broker_error(NotFound(message) if status == 404 else BadRequest(message))
