@@ -233,6 +233,32 @@ def test_admin_commands_set_up_a_working_platform(tmp_path: Path) -> None:
     assert new_partner["secret"] != partner["secret"]
 
 
+def test_account_ownership_commands(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'owners.db'}"
+    first = json.loads(admin(url, "partner", "create", "--name", "First").stdout)
+    owned = json.loads(admin(url, "account", "create", "--partner", first["key_id"]).stdout)
+    assert owned["partner"] == first["key_id"]
+    loose = json.loads(admin(url, "account", "create").stdout)
+    given = admin(url, "account", "give", loose["account_id"], first["key_id"])
+    assert json.loads(given.stdout) == {
+        "account_id": loose["account_id"],
+        "partner": first["key_id"],
+    }
+    unknown_partner = admin(url, "account", "create", "--partner", "nobody")
+    assert (unknown_partner.returncode, unknown_partner.stderr.strip()) == (
+        1,
+        "unknown partner 'nobody'",
+    )
+    assert admin(url, "account", "give", loose["account_id"], "nobody").returncode == 1
+    missing = admin(url, "account", "give", "00000000-0000-0000-0000-000000000000", first["key_id"])
+    assert (missing.returncode, missing.stderr.strip()) == (1, "not found")
+    gone = admin(url, "connections", "list", "--account", "00000000-0000-0000-0000-000000000000")
+    assert (gone.returncode, gone.stderr.strip()) == (
+        1,
+        "unknown account 00000000-0000-0000-0000-000000000000",
+    )
+
+
 def test_demo_login(tmp_path: Path) -> None:
     import anyio
     import httpx

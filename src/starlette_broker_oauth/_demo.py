@@ -100,8 +100,8 @@ async def seed(storage: SQLAlchemyStorage, *, base_url: str, password: str) -> D
     if partner is None:
         partner = await storage.create_partner(key_id=DEMO_PARTNER, name="Demo Broker")
     await storage.allow_partner_client(DEMO_PARTNER, DEMO_CLIENT)
-    await storage.create_account(account_id=PAPER_ACCOUNT, live=False)
-    await storage.create_account(account_id=LIVE_ACCOUNT, live=True)
+    await storage.create_account(account_id=PAPER_ACCOUNT, live=False, partner=DEMO_PARTNER)
+    await storage.create_account(account_id=LIVE_ACCOUNT, live=True, partner=DEMO_PARTNER)
     return DemoCredentials(
         base_url=base_url,
         username=DEMO_USERNAME,

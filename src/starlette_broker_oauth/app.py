@@ -243,6 +243,7 @@ class _BrokerAPI:
         except ValueError:
             raise UnprocessableEntity("account_id must be a UUID") from None
         await self.core.partner_client(partner, params["client_id"][0])
+        await self.core.partner_account(partner, account_id)
         body = await self.protocol.partner_issue(
             response_type=response_type, params=params, account_id=account_id
         )

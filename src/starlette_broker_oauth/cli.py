@@ -17,7 +17,11 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``broker-oauth`` command line."""
-    parser = argparse.ArgumentParser(prog="broker-oauth", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="broker-oauth",
+        description="Run the demo brokerage, and administer the OAuth server's database: "
+        "clients, partners, accounts, connected apps, migrations.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the demo brokerage platform on SQLite")
     demo.add_argument("--host", default="127.0.0.1")
@@ -84,6 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     create_account = account_commands.add_parser("create", help="create an account")
     create_account.add_argument("--account-id", type=uuid.UUID)
     create_account.add_argument("--live", action="store_true")
+    create_account.add_argument(
+        "--partner", metavar="KEY_ID", help="the partner the account belongs to"
+    )
+    give = account_commands.add_parser(
+        "give", help="make a partner the owner of an account (the only one acting for it)"
+    )
+    give.add_argument("account_id", type=uuid.UUID)
+    give.add_argument("key_id")
 
     connections = commands.add_parser(
         "connections", help="the apps connected to an account, and disconnecting them"
@@ -109,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         allow,
         rotate,
         create_account,
+        give,
         list_connections,
         revoke_connections,
     ):
@@ -176,9 +189,20 @@ async def _admin(args: argparse.Namespace) -> int:
                 renewed = await storage.reset_partner_secret(args.key_id)
                 if renewed is not None:
                     result = {"key_id": renewed.key_id, "secret": renewed.secret}
+        elif args.account_command == "give":
+            if await storage.give_account(args.account_id, args.key_id):
+                result = {"account_id": str(args.account_id), "partner": args.key_id}
         else:
-            created = await storage.create_account(account_id=args.account_id, live=args.live)
+            try:
+                created = await storage.create_account(
+                    account_id=args.account_id, live=args.live, partner=args.partner
+                )
+            except ValueError as exc:
+                print(exc, file=sys.stderr)
+                return 1
             result = {"account_id": str(created.account_id), "live": created.live}
+            if args.partner:
+                result["partner"] = args.partner
     if result is None:
         print("not found", file=sys.stderr)
         return 1
@@ -192,6 +216,9 @@ async def _connections(args: argparse.Namespace) -> int:
     from .storage.sqlalchemy import SQLAlchemyStorage
 
     async with SQLAlchemyStorage(args.database_url, table_prefix=args.table_prefix) as storage:
+        if await storage.get_account(args.account) is None:
+            print(f"unknown account {args.account}", file=sys.stderr)
+            return 1
         if args.connections_command == "revoke":
             revoked = await storage.revoke_tokens(
                 account_id=args.account, client_id=args.client, now=utcnow()

@@ -183,3 +183,49 @@ async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str])
             assert revoked.status_code == 204
             gone = await c.get("/v2/account", headers={"Authorization": f"Bearer {token}"})
             assert gone.status_code == 401
+
+
+async def test_upgrade_from_the_previous_head_with_several_partners(
+    database: tuple[str, str],
+) -> None:
+    """0002 → 0003 with data in place: existing accounts have no owner. With two partners
+    neither may use them until the platform gives each account to one; tokens issued
+    before the upgrade keep working."""
+    url, prefix = database
+    async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as old:
+        await old.upgrade("0002")
+        client = await old.create_client(name="App", redirect_uris=["https://app.example/cb"])
+        first = await old.create_partner(name="First")
+        second = await old.create_partner(name="Second")
+        for partner in (first, second):
+            await old.allow_partner_client(partner.key_id, client.client_id)
+        a = uuid.uuid4()
+        async with old.engine.begin() as conn:
+            await conn.execute(
+                sa.text(f"INSERT INTO {prefix}accounts (account_id, live) VALUES (:a, :l)"),
+                {"a": a.hex if url.startswith("sqlite") else a, "l": False},
+            )
+    async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
+        assert await storage.current_revision() == "0003"
+        app = build_platform(storage, OAuthSettings(issuer=ISSUER))
+        body = {
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "redirect_uri": "https://app.example/cb",
+            "scope": "general",
+            "account_id": str(a),
+        }
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as c:
+            for partner in (first, second):
+                refused = await c.post(
+                    "/v1/oauth/token", json=body, auth=(partner.key_id, partner.secret)
+                )
+                assert refused.status_code == 422
+            assert await storage.give_account(a, second.key_id)
+            given = await c.post("/v1/oauth/token", json=body, auth=(second.key_id, second.secret))
+            assert given.status_code == 200
+            mine = await c.post("/v1/oauth/token", json=body, auth=(first.key_id, first.secret))
+            assert mine.status_code == 422
+            assert (await storage.list_connections(a, now=datetime.now(UTC)))[0].client_id == (
+                client.client_id
+            )

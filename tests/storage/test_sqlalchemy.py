@@ -67,6 +67,8 @@ async def test_table_prefix(tmp_path: Path) -> None:
         "broker_accounts",
         "broker_partners",
         "broker_partner_clients",
+        "broker_partner_accounts",
+        "broker_used_keys",
         "broker_codes",
         "broker_tokens",
         "broker_refresh_tokens",

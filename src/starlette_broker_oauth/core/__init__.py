@@ -6,6 +6,7 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
 * ``records.py`` - minting codes and tokens;
 * ``authority.py`` - :class:`AuthorizationCore`: the policy applied to the repositories,
   with issuance, redemption, rotation and revocation and their audit events;
+* ``revocation.py`` - revoking a token, a grant, an account's tokens; the partner's DELETE;
 * ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut.
 """
 

@@ -27,6 +27,7 @@ from ..errors import (
     PartnerUnauthenticated,
     RefreshTokenReused,
     Refusal,
+    UnknownAccount,
 )
 from ..events import (
     ClientAuthenticationFailed,
@@ -36,7 +37,6 @@ from ..events import (
     OAuthEvent,
     RefreshTokenReuseDetected,
     TokenIssued,
-    TokenRevoked,
 )
 from ..models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
 from ..security import hash_secret, secrets_equal
@@ -44,6 +44,7 @@ from ..settings import OAuthSettings
 from ..storage.base import AccountRepository, ClientRepository, GrantStore, PartnerAuthenticator
 from .policy import Policy
 from .records import IssuedCode, IssuedToken, Minter
+from .revocation import Revocations
 
 __all__ = ["AuthorizationCore"]
 
@@ -52,7 +53,7 @@ log = logging.getLogger("starlette_broker_oauth")
 _NO_SECRET = hash_secret("")
 
 
-class AuthorizationCore(Policy):
+class AuthorizationCore(Revocations, Policy):
     """The broker's rules over the repositories: its :class:`Policy`, applied to what the
     repositories hold, with minting, redemption, rotation and revocation.
 
@@ -107,6 +108,11 @@ class AuthorizationCore(Policy):
         if partner is None:
             raise PartnerUnauthenticated("partner authentication failed")
         return partner
+
+    async def partner_account(self, partner: Partner, account_id: UUID) -> None:
+        """Refuse an account the partner may not act for exactly like an unknown one."""
+        if not await self.partners.partner_can_use_account(partner, account_id):
+            raise UnknownAccount()
 
     async def partner_client(self, partner: Partner, client_id: str) -> Client:
         """The client, if the partner may use it; an unknown client gets the same refusal."""
@@ -341,56 +347,3 @@ class AuthorizationCore(Policy):
             return True
         client = await self.clients.get_client(token.client_id)
         return client is None or not client.active
-
-    # revocation
-
-    async def revoke(self, token: AccessToken | RefreshToken, *, reason: str) -> None:
-        """Revoke a token a client or partner presented: a refresh token ends its whole
-        grant (RFC 7009 §2.1), an access token only itself."""
-        if isinstance(token, RefreshToken):
-            await self.revoke_family(token.family_id, client_id=token.client_id, reason=reason)
-        else:
-            await self.revoke_token(token.token_hash, client_id=token.client_id, reason=reason)
-
-    async def revoke_token(self, token_hash: str, *, client_id: str | None, reason: str) -> None:
-        """Revoke one access token; the event goes out only if it was live until now."""
-        was = await self.grants.revoke_token(token_hash, now=self.clock.now())
-        if was is not None and was.revoked_at is None:
-            await self._revoked([token_hash], client_id, reason)
-
-    async def revoke_family(self, family_id: str, *, client_id: str | None, reason: str) -> None:
-        """Revoke every access and refresh token of one grant (one authorization code)."""
-        revoked = await self.grants.revoke_family(family_id, now=self.clock.now())
-        await self._revoked(revoked, client_id, reason)
-
-    async def revoke_account(
-        self, account_id: UUID, *, client_id: str | None = None, reason: str
-    ) -> list[str]:
-        """Revoke every token of an account, or only those of one client for it."""
-        revoked = await self.grants.revoke_tokens(
-            account_id=account_id, client_id=client_id, now=self.clock.now()
-        )
-        await self._revoked(revoked, client_id, reason)
-        return revoked
-
-    async def partner_revoke(self, partner: Partner, value: str) -> None:
-        """A partner revokes an access token. A token of a client the partner may not use
-        is left alone and answered like an unknown one, so values cannot be probed."""
-        token = await self.grants.get_token(hash_secret(value))
-        if token is not None and await self.partners.partner_can_use_client(
-            partner, token.client_id
-        ):
-            await self.revoke_token(
-                token.token_hash, client_id=token.client_id, reason="partner_delete"
-            )
-
-    async def _revoked(self, token_hashes: list[str], client_id: str | None, reason: str) -> None:
-        if token_hashes:
-            await self.emit(
-                TokenRevoked(
-                    client_id=client_id,
-                    token_ids=tuple(token_hashes),
-                    reason=reason,
-                    at=self.clock.now(),
-                )
-            )

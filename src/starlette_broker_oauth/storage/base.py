@@ -73,6 +73,16 @@ class PartnerAuthenticator(ABC):
     async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
         """Whether ``partner`` may see and use the client ``client_id``."""
 
+    async def partner_can_use_account(self, partner: Partner, account_id: UUID) -> bool:
+        """Whether ``partner`` may act for the account: get codes and tokens for it, and
+        revoke its tokens. On the Broker API a partner acts only for its own end users.
+
+        The default allows every partner every account, which is right for a platform
+        with one partner; a platform with several overrides it (the built-in storages
+        record which partner owns each account).
+        """
+        return True
+
 
 RevocationListener = Callable[[str], None]
 
@@ -157,6 +167,22 @@ class GrantStore(ABC):
     ) -> list[str]:
         """Revoke every access and refresh token of an account, or only those issued to
         ``client_id`` for it; the hashes of the access tokens this revoked."""
+
+    async def use_once(self, key: str, *, now: datetime, expires_at: datetime) -> bool:
+        """Record ``key`` (a hash) as used: ``True`` the first time, ``False`` while it is
+        recorded (until ``expires_at``). Hosted consent uses it so that one approval
+        yields one code.
+
+        The default keeps the keys in this process; a store shared by several processes
+        overrides it with one atomic write (the built-in SQL storage does).
+        """
+        used: dict[str, datetime] = self.__dict__.setdefault("_used_keys", {})
+        for old in [k for k, expiry in used.items() if expiry <= now]:
+            del used[old]
+        if key in used:
+            return False
+        used[key] = expires_at
+        return True
 
     @abstractmethod
     async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
@@ -300,6 +326,16 @@ class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantSt
 
     @abstractmethod
     async def create_account(
-        self, *, account_id: UUID | None = None, live: bool = False
+        self, *, account_id: UUID | None = None, live: bool = False, partner: str | None = None
     ) -> Account:
-        """Create an account (or return the existing one with this id)."""
+        """Create an account (or return the existing one with this id), owned by the
+        partner whose key id is ``partner`` when given.
+
+        Raises:
+            ValueError: ``partner`` is not a registered partner.
+        """
+
+    @abstractmethod
+    async def give_account(self, account_id: UUID, key_id: str) -> bool:
+        """Make the partner ``key_id`` the owner of the account (its only owner);
+        ``False`` if either does not exist."""

@@ -40,6 +40,7 @@ class MemoryStorage(Storage):
         self._accounts: dict[UUID, Account] = {}
         self._partners: dict[str, tuple[Partner, str]] = {}
         self._partner_clients: defaultdict[str, set[str]] = defaultdict(set)
+        self._owners: dict[UUID, str] = {}
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
@@ -61,6 +62,12 @@ class MemoryStorage(Storage):
 
     async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
         return client_id in self._partner_clients.get(partner.partner_id, ())
+
+    async def partner_can_use_account(self, partner: Partner, account_id: UUID) -> bool:
+        owner = self._owners.get(account_id)
+        if owner is None:  # no owner: the platform's only partner may use it
+            return list(self._partners) == [partner.partner_id]
+        return owner == partner.partner_id
 
     # GrantStore
 
@@ -265,7 +272,18 @@ class MemoryStorage(Storage):
         return PurgeResult(len(codes), len(tokens), len(refresh))
 
     async def create_account(
-        self, *, account_id: UUID | None = None, live: bool = False
+        self, *, account_id: UUID | None = None, live: bool = False, partner: str | None = None
     ) -> Account:
+        if partner is not None and partner not in self._partners:
+            raise ValueError(f"unknown partner {partner!r}")
         account_id = account_id or uuid.uuid4()
-        return self._accounts.setdefault(account_id, Account(account_id=account_id, live=live))
+        account = self._accounts.setdefault(account_id, Account(account_id=account_id, live=live))
+        if partner is not None:
+            self._owners[account_id] = partner
+        return account
+
+    async def give_account(self, account_id: UUID, key_id: str) -> bool:
+        if account_id not in self._accounts or key_id not in self._partners:
+            return False
+        self._owners[account_id] = key_id
+        return True

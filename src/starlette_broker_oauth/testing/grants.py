@@ -258,6 +258,24 @@ class GrantStoreContract(Contract):
         assert [c.client_id for c in left] == ["client-a"]
         assert await grants.list_connections(uuid.uuid4(), now=now) == []
 
+    async def test_a_key_is_used_once(self, grants: GrantStore) -> None:
+        now = utc_now()
+        key, other = hash_secret(new_secret()), hash_secret(new_secret())
+        until = now + timedelta(minutes=10)
+        results: list[bool] = []
+
+        async def use() -> None:
+            results.append(await grants.use_once(key, now=now, expires_at=until))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(CONCURRENCY):
+                tg.start_soon(use)
+        assert sorted(results) == [False] * (CONCURRENCY - 1) + [True]
+        assert await grants.use_once(other, now=now, expires_at=until) is True
+        # Once it has expired, the key is free again.
+        later = until + timedelta(seconds=1)
+        assert await grants.use_once(key, now=later, expires_at=later + timedelta(minutes=1))
+
     async def test_token_with_client_default(self, grants: GrantStore) -> None:
         class OneClient(ClientRepository):
             async def get_client(self, client_id: str) -> Client | None:

@@ -150,6 +150,33 @@ class StorageContract(
         again = await storage.create_account(account_id=account_id, live=False)
         assert first == again == Account(account_id=account_id, live=True)
 
+    async def test_accounts_belong_to_partners(self, storage: Storage) -> None:
+        first = await storage.create_partner(name="First")
+        account = await storage.create_account()
+        one = await storage.authenticate_partner(first.key_id, first.secret)
+        assert one is not None
+        # The only partner may use an account nobody owns; a second partner changes that.
+        assert await storage.partner_can_use_account(one, account.account_id) is True
+        second = await storage.create_partner(name="Second")
+        two = await storage.authenticate_partner(second.key_id, second.secret)
+        assert two is not None
+        assert await storage.partner_can_use_account(one, account.account_id) is False
+        assert await storage.partner_can_use_account(two, account.account_id) is False
+        assert await storage.give_account(account.account_id, second.key_id) is True
+        assert await storage.partner_can_use_account(two, account.account_id) is True
+        assert await storage.partner_can_use_account(one, account.account_id) is False
+        # Giving it again moves it; an account has one owner.
+        assert await storage.give_account(account.account_id, first.key_id) is True
+        assert await storage.partner_can_use_account(one, account.account_id) is True
+        assert await storage.partner_can_use_account(two, account.account_id) is False
+        owned = await storage.create_account(partner=second.key_id)
+        assert await storage.partner_can_use_account(two, owned.account_id) is True
+        assert await storage.partner_can_use_account(one, owned.account_id) is False
+        assert await storage.give_account(uuid.uuid4(), first.key_id) is False
+        assert await storage.give_account(account.account_id, "no-such-partner") is False
+        with pytest.raises(ValueError, match="unknown partner"):
+            await storage.create_account(partner="no-such-partner")
+
     async def test_purge_keeps_what_still_matters(self, storage: Storage) -> None:
         now = utc_now()
         old = now - timedelta(days=3)

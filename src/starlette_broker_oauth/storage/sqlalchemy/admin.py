@@ -5,7 +5,6 @@ purging what can no longer matter."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -16,7 +15,7 @@ import anyio.lowlevel
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...models import Account, ClientCredentials, ClientStatus, Connection, PartnerCredentials
+from ...models import ClientCredentials, ClientStatus, Connection, PartnerCredentials
 from ...security import hash_secret, new_client_id, new_secret
 from ..base import PurgeResult, gather_connections
 
@@ -34,6 +33,7 @@ class AdminOperations:
     _codes: sa.Table
     _tokens: sa.Table
     _refresh: sa.Table
+    _used_keys: sa.Table
 
     if TYPE_CHECKING:
 
@@ -162,6 +162,8 @@ class AdminOperations:
                 batch_size,
             ),
         ]
+        u = self._used_keys
+        await self._purge(u, u.c.key, u.c.expires_at < now, batch_size)
         return PurgeResult(*counts)
 
     async def _purge(
@@ -181,18 +183,6 @@ class AdminOperations:
             if deleted < batch_size:
                 return total
             await anyio.lowlevel.checkpoint()  # let requests in between batches
-
-    async def create_account(
-        self, *, account_id: UUID | None = None, live: bool = False
-    ) -> Account:
-        account_id = account_id or uuid.uuid4()
-        a = self._accounts
-        async with self._write() as conn:
-            row = (await conn.execute(sa.select(a).where(a.c.account_id == account_id))).first()
-            if row is not None:
-                return Account(account_id=row.account_id, live=row.live)
-            await conn.execute(sa.insert(a).values(account_id=account_id, live=live))
-        return Account(account_id=account_id, live=live)
 
     async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
         t, r = self._tokens, self._refresh

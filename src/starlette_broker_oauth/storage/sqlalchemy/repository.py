@@ -35,6 +35,7 @@ from .engines import (
 )
 from .notify import RevocationListener, notify
 from .schema import Tables, client_from, fields
+from .tenancy import Tenancy
 from .tokencheck import TokenCheck
 
 __all__ = ["SQLAlchemyStorage"]
@@ -42,7 +43,7 @@ __all__ = ["SQLAlchemyStorage"]
 _NO_SECRET = hash_secret("")
 
 
-class SQLAlchemyStorage(AdminOperations, Storage):
+class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
     """All repositories on one async SQLAlchemy engine.
 
     Parameters:
@@ -82,6 +83,8 @@ class SQLAlchemyStorage(AdminOperations, Storage):
         self._accounts = t.accounts
         self._partners = t.partners
         self._partner_clients = t.partner_clients
+        self._partner_accounts = t.partner_accounts
+        self._used_keys = t.used_keys
         self._codes = t.codes
         self._tokens = t.tokens
         self._refresh = t.refresh_tokens

@@ -95,6 +95,30 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         ),
     )
     sa.Table(
+        f"{prefix}partner_accounts",
+        md,
+        sa.Column(
+            "account_id",
+            sa.Uuid,
+            sa.ForeignKey(f"{prefix}accounts.account_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "partner_id",
+            sa.String(128),
+            sa.ForeignKey(f"{prefix}partners.partner_id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+    )
+    sa.Table(
+        f"{prefix}used_keys",
+        md,
+        sa.Column("key", hash_col, primary_key=True),
+        sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
+        sqlite_with_rowid=False,
+    )
+    sa.Table(
         f"{prefix}codes",
         md,
         sa.Column("code_hash", hash_col, primary_key=True),
@@ -159,6 +183,8 @@ class Tables:
         self.accounts = t[f"{prefix}accounts"]
         self.partners = t[f"{prefix}partners"]
         self.partner_clients = t[f"{prefix}partner_clients"]
+        self.partner_accounts = t[f"{prefix}partner_accounts"]
+        self.used_keys = t[f"{prefix}used_keys"]
         self.codes = t[f"{prefix}codes"]
         self.tokens = t[f"{prefix}tokens"]
         self.refresh_tokens = t[f"{prefix}refresh_tokens"]
