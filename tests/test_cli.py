@@ -116,7 +116,7 @@ def test_demo_runs_twice_on_one_file(tmp_path: Path) -> None:
             f"{c['base_url']}/v2/account", headers={"Authorization": f"Bearer {token}"}, timeout=5
         )
         assert me.json()["account_id"] == c["paper_account_id"]
-        assert me.json()["label"] == "Paper trading"
+        assert me.json()["label"] == "Practice ····7310"
         assert me.json()["cash"] > 0
         assert flow(c, c["live_account_id"]).status_code == 422
         anonymous = requests.get(f"{c['base_url']}/v2/account", timeout=5)

@@ -209,11 +209,60 @@ async def test_csrf_token_is_bound_to_the_account(full: Platform) -> None:
     assert answer.status_code == 400
 
 
-async def test_csrf_token_is_bound_to_the_request(full: Platform) -> None:
+async def test_the_signed_request_is_what_is_approved(full: Platform) -> None:
+    """The request travels signed inside the form's token: fields changed on the way
+    (a wider scope, another redirect URI) change nothing."""
     form = Form((await consent_page(full)).text)
-    data = form.submit("approve") | {"scope": "general trading data"}
-    answer = await full.http.post(form.action, data=data, headers=login(full))
-    assert answer.status_code == 400
+    data = form.submit("approve") | {
+        "scope": "general trading data",
+        "redirect_uri": "https://app.example.com/other",
+    }
+    redirect = location(await full.http.post(form.action, data=data, headers=login(full)))
+    assert redirect["base"] == full.redirect_uri
+    token = await full.exchange(redirect["code"])
+    assert token.json()["scope"] == "general trading"
+
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+async def test_one_form_one_decision(full: Platform, decision: str) -> None:
+    form = Form((await consent_page(full)).text)
+    first = await full.http.post(form.action, data=form.submit(decision), headers=login(full))
+    assert first.status_code == 303
+    again = await full.http.post(form.action, data=form.submit(decision), headers=login(full))
+    assert again.status_code == 400
+    assert "location" not in again.headers
+    assert '<h1 id="error-title">This page was already used</h1>' in again.text
+
+
+async def test_a_state_browsers_rewrite_still_comes_back_unchanged(full: Platform) -> None:
+    """A browser normalises hidden fields (newlines become CRLF); the state goes back
+    exactly as the app sent it, because it travels inside the signed token."""
+    state = "line one\nline two\x00end"
+    page = await full.http.get(query(request_params(full, state=state)), headers=login(full))
+    form = Form(page.text)
+    redirect = location(
+        await full.http.post(form.action, data=form.submit("approve"), headers=login(full))
+    )
+    assert redirect["state"] == state
+
+
+async def test_head_never_decides(full: Platform) -> None:
+    form = Form((await consent_page(full)).text)
+    answer = await full.http.request(
+        "HEAD", form.action, data=form.submit("approve"), headers=login(full)
+    )
+    assert "location" not in answer.headers
+    assert answer.status_code == 400  # a HEAD of the page: validation fails, no code
+    follow = await full.http.post(form.action, data=form.submit("approve"), headers=login(full))
+    assert follow.status_code == 303  # the form was not used up
+
+
+async def test_a_cross_site_post_is_refused(full: Platform) -> None:
+    form = Form((await consent_page(full)).text)
+    headers = login(full) | {"Sec-Fetch-Site": "cross-site"}
+    answer = await full.http.post(form.action, data=form.submit("approve"), headers=headers)
+    assert answer.status_code == 403
+    assert "location" not in answer.headers
 
 
 async def test_csrf_token_is_signed(full: Platform) -> None:

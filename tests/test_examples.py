@@ -111,7 +111,7 @@ async def journey(credentials: dict[str, str]) -> None:
 
         home = await consent("approve")
         assert element(home, "account-id") == paper
-        assert element(home, "account-label") == "Paper trading"
+        assert element(home, "account-label") == "Practice ····7310"
         assert element(home, "account-type") == "paper"
         assert element(home, "cash").startswith("100,000.00")
         assert 'id="disconnect"' in home

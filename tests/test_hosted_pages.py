@@ -22,6 +22,7 @@ from starlette_broker_oauth.hosted import (
     HostedConsent,
     Templates,
 )
+from starlette_broker_oauth.hosted.config import form_target
 
 from .conftest import (
     CONSENT_SECRET,
@@ -290,10 +291,16 @@ async def test_disconnect_on_the_page_cuts_the_app_at_once(
     )
     assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
     shown = await world.http.get(after, headers=cookie)
-    assert '<p class="notice" role="status" id="notice">TradingApp was disconnected.</p>' in (
-        shown.text
+    label = f"Account {world.paper_account.hex[:4]}"
+    assert (
+        f'<p class="notice" role="status" id="notice">TradingApp was disconnected from {label}.</p>'
+        in (shown.text)
     )
     assert AppsPage(shown.text).forms == []
+    # The notice is said only when true: not for an app that is still connected.
+    await connect(world, world.paper_account)
+    spoofed = await world.http.get(after, headers=cookie)
+    assert 'id="notice"' not in spoofed.text
     [cut] = [e for e in events if isinstance(e, ConnectionRevoked)]
     assert (cut.account_id, cut.client_id, cut.reason) == (
         world.paper_account,
@@ -388,3 +395,46 @@ async def test_page_answers_503_when_storage_is_down(full: Platform) -> None:
     answer = await full.http.get("/oauth/connections", headers=session_of(full.paper_account))
     assert answer.status_code == 503
     assert "temporarily unavailable" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("redirect_uri", "source"),
+    [
+        ("https://app.example.com/cb", "https://app.example.com"),
+        ("http://127.0.0.1:8001/callback", "http://127.0.0.1:8001"),
+        ("https://[::1]:8443/cb", "https://[::1]:8443"),
+        ("https://bücher.example/cb", "https://xn--bcher-kva.example"),
+        ("com.example.app:/oauth", "com.example.app:"),
+        # Never a bare special scheme, which would admit every site.
+        ("https:evil.example/cb", None),
+        ("http:x", None),
+        ("javascript:alert(1)//", None),
+        ("data:text/html,hi", None),
+        ("filesystem:https://a/b", None),
+        ("blob:https://a/b", None),
+        # Never anything that could smuggle a directive, or that does not parse.
+        ("https://app.example.com@evil.com/cb", None),
+        ("https://a.example;script-src *", None),
+        ("https://[::1;x]/cb", None),
+        ("https://[::1/cb", None),
+        ("*:/x", None),
+    ],
+)
+def test_form_action_source_of_a_redirect_uri(redirect_uri: str, source: str | None) -> None:
+    assert form_target(redirect_uri) == source
+
+
+async def test_disconnecting_an_app_that_is_not_connected_does_nothing(
+    cached: tuple[Platform, list[Any]],
+) -> None:
+    world, events = cached
+    await connect(world, world.paper_account)
+    cookie = session_of(world.paper_account)
+    form = AppsPage((await world.http.get("/oauth/connections", headers=cookie)).text).form_for(
+        world.paper_account, world.client_id
+    )
+    data = form.fields | {"client_id": "never-connected"}
+    answer = await world.http.post(form.action, data=data, headers=cookie)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"{ISSUER}/oauth/connections"
+    assert [e for e in events if isinstance(e, ConnectionRevoked)] == []

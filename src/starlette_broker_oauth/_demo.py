@@ -42,7 +42,7 @@ LIVE_ACCOUNT = uuid.uuid5(uuid.NAMESPACE_URL, "broker-oauth-demo/live")
 DEMO_USER = SessionUser(
     name=DEMO_USER_NAME,
     accounts=(
-        SessionAccount(account_id=PAPER_ACCOUNT, label="Paper trading"),
+        SessionAccount(account_id=PAPER_ACCOUNT, label="Practice ····7310"),
         SessionAccount(account_id=LIVE_ACCOUNT, label="Individual ····4821"),
     ),
 )

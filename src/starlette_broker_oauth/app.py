@@ -286,7 +286,7 @@ class _BrokerAPI:
 
     async def authorize_page(self, request: Request) -> Response:
         assert self.consent is not None
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             return await self.consent.get(request)
         return await self.consent.post(request)
 

@@ -311,6 +311,10 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  open:      {base_url}")
     print(f"  log in as: {credentials['username']} / {credentials['password']}")
     print(f"  database:  {args.database}")
+    print(
+        "  admin:     export BROKER_OAUTH_DATABASE_URL="
+        f"{shlex.quote('sqlite+aiosqlite:///' + str(Path(args.database).resolve()))}"
+    )
     print("Credentials:")
     for key, value in credentials.items():
         print(f"  {key}: {value}")
@@ -324,6 +328,7 @@ def _demo(args: argparse.Namespace) -> int:
         print("Next, in a second terminal, run the third-party trading app:")
         print(f"  {shlex.quote(python)} examples/third_party_app.py {shlex.quote(str(path))}")
         print(f"then open {credentials['redirect_uri'].removesuffix('/callback')} and connect.")
+        print("(Restarting the demo re-keys its client: restart the app too.)")
     sys.stdout.flush()
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["filters"] = {"hide_tokens": {"()": "starlette_broker_oauth._demo.HideTokens"}}

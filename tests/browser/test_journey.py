@@ -25,7 +25,7 @@ def test_connect_with_account_choice(page: Page, journey: Journey) -> None:
     expect(page.locator("#signed-in")).to_contain_text("Demo Trader")
     expect(page.locator("#client-name")).to_have_text("Demo Trading App")
     expect(page.locator("#scopes")).to_contain_text("Place, change and cancel orders for you")
-    paper = page.get_by_label("Paper trading")
+    paper = page.get_by_label("Practice ····7310")
     expect(paper).to_be_checked()  # the one account this app may use
     screenshot(page, "consent")
     page.click("#approve")
@@ -85,7 +85,7 @@ def test_disconnect_on_the_brokerage_ends_the_apps_access(page: Page, journey: J
     expect(app).to_contain_text("Demo Trading App")
     screenshot(page, "connections")
     app.get_by_role("button", name="Disconnect Demo Trading App").click()
-    expect(page.locator("#notice")).to_have_text("Demo Trading App was disconnected.")
+    expect(page.locator("#notice")).to_contain_text("Demo Trading App was disconnected from")
     expect(page.locator(f'li.app[data-client-id="{journey.client_id}"]')).to_have_count(0)
     screenshot(page, "connections-empty")
     page.goto(journey.app)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,7 +20,7 @@ from .pages import ConnectionsPage, ConsentPage, ErrorPage
 from .render import render_connections_page, render_consent_page, render_error_page
 from .session import SessionHook, SessionUser
 
-__all__ = ["FormTokens", "HostedConsent", "Templates", "page_headers", "plain_words"]
+__all__ = ["FormTokens", "HostedConsent", "Templates", "form_target", "page_headers", "plain_words"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,16 +78,35 @@ def _image_source(url: str) -> str | None:
     return None
 
 
+# Schemes a browser navigates to on its own: a bare scheme source would admit any site.
+_SPECIAL = frozenset({"http", "https", "ws", "wss", "ftp", "file", "data", "javascript", "blob"})
+
+
 def form_target(redirect_uri: str) -> str | None:
     """The CSP source that lets a form's redirect reach ``redirect_uri``: its origin, or
     for a native app's private-use scheme (RFC 8252 §7.1) the scheme; ``None`` when the URI
     cannot be expressed as a source without widening the policy."""
-    parts = urlsplit(redirect_uri)
-    if not _SCHEME.match(parts.scheme):
+    try:
+        parts = urlsplit(redirect_uri)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
         return None
-    if parts.netloc:
-        return f"{parts.scheme}://{parts.netloc}" if _HOST.match(parts.netloc) else None
-    return f"{parts.scheme}:"
+    scheme = parts.scheme.lower()
+    if not _SCHEME.match(scheme) or scheme in {"filesystem"}:
+        return None
+    if scheme not in _SPECIAL:
+        return None if parts.netloc else f"{scheme}:"
+    if scheme not in {"http", "https"} or not host or parts.username is not None:
+        return None
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    netloc = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
+    if port is not None:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}" if _HOST.match(netloc) else None
 
 
 def page_headers(*, redirect_uri: str | None = None, logo_url: str | None = None) -> dict[str, str]:
@@ -123,11 +142,6 @@ def user_key(user: SessionUser) -> str:
     return hashlib.sha256(json.dumps([user.name, accounts]).encode()).hexdigest()
 
 
-def fingerprint(params: Iterable[tuple[str, str]]) -> str:
-    """A digest of an authorization request's parameters."""
-    return hashlib.sha256(json.dumps(sorted(params)).encode()).hexdigest()
-
-
 class FormTokens:
     """Signed, time-limited form tokens (itsdangerous), timed by the server's clock."""
 
@@ -139,7 +153,7 @@ class FormTokens:
         self.serializer = URLSafeTimedSerializer(secret_key, salt=salt, signer=ClockSigner)
         self.max_age = int(max_age.total_seconds())
 
-    def dumps(self, value: dict[str, str]) -> str:
+    def dumps(self, value: dict[str, Any]) -> str:
         return self.serializer.dumps(value)
 
     def loads(self, token: str) -> dict[str, Any] | None:
@@ -166,6 +180,10 @@ _WORDS = {
         "This page has expired",
         "For your security, a connection page can be used only for a few minutes. Go "
         "back to the app and start connecting again.",
+    ),
+    "used": (
+        "This page was already used",
+        "Your answer was already sent to the app. To connect it again, start from the app.",
     ),
     "signed_out": (
         "You are signed out",

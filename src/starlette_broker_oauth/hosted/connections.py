@@ -65,6 +65,10 @@ class ConnectionsEndpoints(HostedEndpoints):
             return self.failure(request, exc)
 
     async def _disconnect(self, request: Request) -> Response:
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            return self.error_page(
+                request, 403, "access_denied", "the form was sent from another site", kind="expired"
+            )
         params = await read_params(request, json_allowed=False)
         fields = {k: v[0] for k, v in params.items() if len(v) == 1}
         user = await self.config.session.current_user(request)
@@ -87,9 +91,14 @@ class ConnectionsEndpoints(HostedEndpoints):
                 "account_id or client_id is missing or not the user's",
                 user=user,
             )
-        await self.connected.disconnect(account_id, client_id, reason="user_disconnected")
-        location = f"{self.action}?{urlencode({'disconnected': client_id})}"
-        return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+        listed = {c.connection.client_id for c in await self.connected.list(account_id)}
+        query = ""
+        if client_id in listed:  # only an app the page showed; nothing else is an event
+            await self.connected.disconnect(account_id, client_id, reason="user_disconnected")
+            query = "?" + urlencode({"disconnected": client_id, "account": str(account_id)})
+        return RedirectResponse(
+            self.action + query, status_code=303, headers={"Cache-Control": "no-store"}
+        )
 
     async def _page(self, request: Request, user: SessionUser) -> ConnectionsPage:
         settings = self.core.settings
@@ -129,10 +138,17 @@ class ConnectionsEndpoints(HostedEndpoints):
                 )
             )
         notice = ""
-        if (gone := query_params(request).get("disconnected")) and len(gone) == 1:
-            client = await self.core.clients.get_client(gone[0])
-            if client is not None:
-                notice = f"{client.name or client.client_id} was disconnected."
+        query = query_params(request)
+        gone, where = query.get("disconnected", []), query.get("account", [])
+        if len(gone) == 1 and len(where) == 1:
+            # Said only when it is true: that account of this user no longer has the app.
+            for section in sections:
+                if section.account_id == where[0] and all(
+                    view.app.client_id != gone[0] for view in section.apps
+                ):
+                    client = await self.core.clients.get_client(gone[0])
+                    name = client.name if client is not None and client.name else gone[0]
+                    notice = f"{name} was disconnected from {section.label}."
         return ConnectionsPage(
             frame=self.frame(request, user),
             accounts=tuple(sections),

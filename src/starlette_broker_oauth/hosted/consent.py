@@ -24,8 +24,10 @@ from ..clock import Clock
 from ..core import AUTHORIZATION_PARAMS
 from ..errors import LiveTradingNotApproved, Refusal
 from ..models import Client
+from ..security import hash_secret, new_secret
+from ..settings import OAuthSettings
 from .base import HostedEndpoints
-from .config import FormTokens, HostedConsent, fingerprint, user_key
+from .config import FormTokens, HostedConsent, user_key
 from .pages import AccountChoice, AppView, ConsentPage, ScopeView
 from .session import SessionUser
 
@@ -92,6 +94,10 @@ class ConsentEndpoints(HostedEndpoints):
             return self.failure(request, exc)
 
     async def _decide(self, request: Request) -> Response:
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            return self.error_page(
+                request, 403, "access_denied", "the form was sent from another site", kind="expired"
+            )
         params = await read_params(request, json_allowed=False)
         fields = {k: v[0] for k, v in params.items() if len(v) == 1}
         user = await self.config.session.current_user(request)
@@ -100,19 +106,9 @@ class ConsentEndpoints(HostedEndpoints):
                 request, 401, "access_denied", "not signed in", kind="signed_out"
             )
         signed = self.tokens.loads(fields.get("csrf_token", ""))
-        if signed is None:
+        if signed is None or signed.get("u") != user_key(user):
             return self.error_page(
                 request, 400, "invalid_request", "the form has expired", kind="expired", user=user
-            )
-        canonical = [(k, fields[k]) for k in AUTHORIZATION_PARAMS if fields.get(k)]
-        if signed.get("u") != user_key(user) or signed.get("p") != fingerprint(canonical):
-            return self.error_page(
-                request,
-                400,
-                "invalid_request",
-                "the form was issued for another request",
-                kind="expired",
-                user=user,
             )
         decision = fields.get("decision")
         if decision not in {"approve", "deny"}:
@@ -130,6 +126,18 @@ class ConsentEndpoints(HostedEndpoints):
                     "account_id is not one of the user's",
                     user=user,
                 )
+        # One decision per rendered form: a replayed approval gets no second code.
+        now = self.core.clock.now()
+        if not await self.core.grants.use_once(
+            hash_secret(_SALT + str(signed.get("n"))),
+            now=now,
+            expires_at=now + self.config.form_max_age,
+        ):
+            return self.error_page(
+                request, 400, "invalid_request", "the form was already used", kind="used", user=user
+            )
+        # The request is the one signed into the form, not what the form's fields say.
+        canonical = [(k, v) for k, v in signed.get("p", []) if k in AUTHORIZATION_PARAMS]
         authorized = await self.protocol.consent_decision(
             {k: [v] for k, v in canonical}, account_id, approve=decision == "approve"
         )
@@ -166,7 +174,9 @@ class ConsentEndpoints(HostedEndpoints):
         usable = [c for c in choices if c.available]
         if len(usable) == 1:
             choices = [replace(c, selected=c is usable[0]) for c in choices]
-        token = self.tokens.dumps({"u": user_key(user), "p": fingerprint(consent.params)})
+        token = self.tokens.dumps(
+            {"u": user_key(user), "p": [list(p) for p in consent.params], "n": new_secret()}
+        )
         settings = self.core.settings
         return ConsentPage(
             frame=self.frame(request, user),
@@ -175,7 +185,26 @@ class ConsentEndpoints(HostedEndpoints):
                 ScopeView(name=s, description=settings.describe(s)) for s in consent.scopes
             ),
             accounts=tuple(choices),
-            redirect_host=urlsplit(consent.redirect_uri).netloc or consent.redirect_uri,
+            redirect_host=_host(consent.redirect_uri),
             action=self.action,
-            fields=(*consent.params, ("csrf_token", token)),
+            fields=(("csrf_token", token),),
+            access_lasts=_lasting(settings),
         )
+
+
+def _host(redirect_uri: str) -> str:
+    """Where the user returns, as a page names it: the host, or the whole URI."""
+    try:
+        return urlsplit(redirect_uri).netloc or redirect_uri
+    except ValueError:
+        return redirect_uri
+
+
+def _lasting(settings: OAuthSettings) -> str:
+    lifetime = settings.access_token_lifetime
+    if lifetime is None or settings.refresh_token_lifetime is not None:
+        return "until you disconnect it"
+    minutes = int(lifetime.total_seconds() // 60)
+    if minutes >= 120:
+        return f"for {minutes // 60} hours, or until you disconnect it"
+    return f"for {max(minutes, 1)} minutes, or until you disconnect it"

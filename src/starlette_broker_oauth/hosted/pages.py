@@ -96,7 +96,8 @@ class ConsentPage:
         redirect_host: Where the user goes afterwards.
         action: The form's action URL (``POST``); the form submits ``fields``, the chosen
             ``account_id`` and ``decision`` (``approve`` or ``deny``).
-        fields: Hidden fields (the request and its CSRF token).
+        fields: Hidden fields (the signed request and its CSRF token).
+        access_lasts: How long the app keeps access ("until you disconnect it").
     """
 
     frame: Frame
@@ -106,6 +107,7 @@ class ConsentPage:
     redirect_host: str
     action: str
     fields: tuple[tuple[str, str], ...]
+    access_lasts: str = "until you disconnect it"
 
     @property
     def can_approve(self) -> bool:

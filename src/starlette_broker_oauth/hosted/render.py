@@ -4,7 +4,7 @@ and at 200 % zoom, with labelled controls, visible focus and AA contrast."""
 from __future__ import annotations
 
 import html
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .pages import (
     AccountChoice,
@@ -42,11 +42,10 @@ ul.scopes{padding-left:1.25rem;margin:.25rem 0 0}
 ul.scopes li{margin:.25rem 0}
 .scope-name{font-family:ui-monospace,monospace;font-size:.85rem;color:#4a5360}
 ul.links{display:flex;flex-wrap:wrap;gap:.25rem 1rem;list-style:none;padding:0;margin:.5rem 0 0}
-fieldset{border:1px solid #d5dae1;border-radius:.5rem;margin:1.5rem 0 0;padding:.5rem 1rem 1rem}
-legend{font-weight:700;padding:0 .25rem}
-.account{display:flex;gap:.75rem;align-items:flex-start;padding:.6rem 0;
- border-top:1px solid #eceff3}
-.account:first-of-type{border-top:0}
+fieldset{border:0;margin:1.5rem 0 0;padding:0}
+legend{font-weight:700;font-size:1.1rem;padding:0;margin-bottom:.25rem}
+.account{display:flex;gap:.75rem;align-items:flex-start;padding:.6rem .75rem;
+ border:1px solid #d5dae1;border-radius:.5rem;margin-top:.5rem}
 .account input{width:1.25rem;height:1.25rem;margin:.15rem 0 0;flex:none}
 .account label{flex:1}
 .account.unavailable label{color:#4a5360}
@@ -65,9 +64,10 @@ button:disabled{background:#e4e7eb;border-color:#c3c9d1;color:#4a5360;cursor:not
 .notice{background:#e3f1e6;border:1px solid #9cc9a7;border-radius:.5rem;padding:.6rem 1rem;
  margin-bottom:1rem}
 ul.apps{list-style:none;padding:0;margin:0}
-.app{border-top:1px solid #eceff3;padding:1rem 0}
-.app:first-child{border-top:0}
-.app h3{margin:0;font-size:1.05rem}
+.app{border:1px solid #d5dae1;border-radius:.5rem;padding:.75rem 1rem;margin-top:.5rem}
+.app h3{margin:0;font-size:1rem}
+section{margin-top:1.5rem}
+section h2{margin:0;padding-bottom:.25rem;border-bottom:2px solid #1b1f24}
 details{margin-top:1.25rem;font-size:.9rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem;margin:.5rem 0 0}
 dt{font-weight:600}
@@ -195,12 +195,12 @@ def render_consent_page(page: ConsentPage) -> str:
         if usable
         else ""
     )
-    manage = (
-        f' You can disconnect it at any time in <a href="{e(frame.connections_url)}">'
-        "Connected apps</a>."
-        if frame.connections_url
-        else ""
-    )
+    manage = f" {e(app.name)} keeps this access {e(page.access_lasts)}."
+    if frame.connections_url:
+        manage += (
+            f" You can disconnect {e(app.name)} at any time in "
+            f'<a href="{e(frame.connections_url)}">Connected apps</a>.'
+        )
     description = (
         f'<p class="lead" id="client-description">{e(app.description)}</p>'
         if app.description
@@ -245,14 +245,21 @@ def _when(moment: datetime) -> str:
     )
 
 
+def _since(view: ConnectedAppView) -> str:
+    connected = f"Connected {_when(view.connected_at)}"
+    if view.last_issued_at - view.connected_at < timedelta(minutes=1):
+        return connected
+    return f"{connected} · last authorized {_when(view.last_issued_at)}"
+
+
 def _connected(view: ConnectedAppView, action: str) -> str:
     app = view.app
     scopes = "".join(f"<li>{e(s.description)}{_scope_name(s)}</li>" for s in view.scopes)
     return f"""<li class="app" data-client-id="{e(app.client_id)}">
 <h3>{e(app.name)}</h3>
 {_links(app)}
-<p class="small">Can:</p><ul class="scopes">{scopes}</ul>
-<p class="small">Connected {_when(view.connected_at)} · last authorized {_when(view.last_issued_at)}</p>
+<p class="small">It can:</p><ul class="scopes">{scopes}</ul>
+<p class="small">{_since(view)}</p>
 <form method="post" action="{e(action)}">
 {_hidden(view.fields)}
 <button type="submit" class="secondary" aria-label="Disconnect {e(app.name)}">Disconnect</button>
