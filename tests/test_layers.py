@@ -15,7 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "starlette_broker_oauth"
 
 # Lowest first. A module's layer is the first entry whose name is a prefix of its name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("settings", "models", "errors", "security", "clock", "events")),
+    (
+        "foundations",
+        ("settings", "models", "errors", "security", "clock", "events", "registration"),
+    ),
     ("repositories", ("storage.base", "testing")),
     ("backends", ("storage", "migrations")),
     ("domain", ("core", "verifier")),

@@ -1,9 +1,9 @@
 """The sub-app's edge: requests whose bytes no endpoint can read are refused here, in the
 shape of the endpoint they were sent to, before any handler, hook or Authlib sees them.
 
-What is refused: a query string that is not UTF-8, and control characters (C0, DEL) in
-the path or the query. Every handler can then read ``request.url`` and the parameters
-without meeting an exception type nobody expected.
+What is refused: a query string that is not UTF-8, a path that is not Unicode text, and
+control characters (C0, DEL) in the path or the query. Every handler can then read
+``request.url`` and the parameters without meeting an exception type nobody expected.
 """
 
 from __future__ import annotations
@@ -33,6 +33,14 @@ def route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
+
+
 class EdgeGuard:
     """ASGI middleware of the sub-app (see the module's docstring).
 
@@ -53,7 +61,8 @@ class EdgeGuard:
 
     @staticmethod
     def problem(scope: Scope) -> tuple[int, str] | None:
-        if _CONTROL.search(scope["path"]):
+        path: str = scope["path"]
+        if _CONTROL.search(path) or (not path.isascii() and not _encodable(path)):
             return 404, "not found"
         try:
             query = scope.get("query_string", b"").decode("utf-8")

@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _admin(args: argparse.Namespace) -> int:
     """Client, partner and account commands; answers are JSON on stdout, errors on stderr."""
+    from .errors import RegistrationError
     from .models import ClientStatus
     from .storage.sqlalchemy import SQLAlchemyStorage
 
@@ -152,16 +153,20 @@ async def _admin(args: argparse.Namespace) -> int:
         result: object = None
         if args.command == "client":
             if args.client_command == "create":
-                creds = await storage.create_client(
-                    name=args.name,
-                    redirect_uris=args.redirect_uris,
-                    description=args.description,
-                    url=args.url,
-                    terms_of_use=args.terms_of_use,
-                    privacy_policy=args.privacy_policy,
-                    scopes=args.scopes,
-                    live_trading_approved=args.live_trading_approved,
-                )
+                try:
+                    creds = await storage.create_client(
+                        name=args.name,
+                        redirect_uris=args.redirect_uris,
+                        description=args.description,
+                        url=args.url,
+                        terms_of_use=args.terms_of_use,
+                        privacy_policy=args.privacy_policy,
+                        scopes=args.scopes,
+                        live_trading_approved=args.live_trading_approved,
+                    )
+                except RegistrationError as exc:
+                    print(exc, file=sys.stderr)
+                    return 1
                 result = {"client_id": creds.client_id, "client_secret": creds.client_secret}
             elif args.client_command == "rotate-secret":
                 rotated = await storage.reset_client_secret(args.client_id)

@@ -60,6 +60,7 @@ __all__ = [
     "RefreshTokenReused",
     "Refusal",
     "ServiceUnavailable",
+    "RegistrationError",
     "StorageError",
     "StorageUnavailable",
     "TokenError",
@@ -88,6 +89,10 @@ class BrokerOAuthError(Exception):
 
 class ConfigurationError(BrokerOAuthError, ValueError):
     """A setting or argument given to the library is invalid."""
+
+
+class RegistrationError(BrokerOAuthError, ValueError):
+    """A client's registration is not acceptable (e.g. a redirect URI it may not have)."""
 
 
 class StorageError(BrokerOAuthError):

@@ -290,7 +290,12 @@ class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantSt
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
     ) -> ClientCredentials:
-        """Register a client; returns its id and its secret (shown once)."""
+        """Register a client; returns its id and its secret (shown once).
+
+        Raises:
+            RegistrationError: A redirect URI the client may not have
+                (:func:`~starlette_broker_oauth.registration.check_redirect_uri`).
+        """
 
     @abstractmethod
     async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:

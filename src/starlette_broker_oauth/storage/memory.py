@@ -21,6 +21,7 @@ from ..models import (
     PartnerCredentials,
     RefreshToken,
 )
+from ..registration import check_redirect_uris
 from ..security import hash_secret, new_client_id, new_secret, secrets_equal
 from .base import PurgeResult, Storage, gather_connections
 
@@ -203,7 +204,7 @@ class MemoryStorage(Storage):
             client_id=client_id,
             secret_hash=hash_secret(secret),
             name=name,
-            redirect_uris=tuple(redirect_uris),
+            redirect_uris=check_redirect_uris(redirect_uris),
             description=description,
             url=url,
             terms_of_use=terms_of_use,

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import ClientCredentials, ClientStatus, Connection, PartnerCredentials
+from ...registration import check_redirect_uris
 from ...security import hash_secret, new_client_id, new_secret
 from ..base import PurgeResult, gather_connections
 
@@ -59,6 +60,7 @@ class AdminOperations:
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
     ) -> ClientCredentials:
+        uris = check_redirect_uris(redirect_uris)
         client_id = client_id or new_client_id()
         secret = new_secret()
         async with self._write() as conn:
@@ -73,7 +75,7 @@ class AdminOperations:
                     privacy_policy=privacy_policy,
                     status=ClientStatus.ACTIVE.value,
                     live_trading_approved=live_trading_approved,
-                    redirect_uris=json.dumps(list(redirect_uris)),
+                    redirect_uris=json.dumps(list(uris)),
                     scopes=None if scopes is None else json.dumps(sorted(scopes)),
                     response_types=json.dumps(sorted(response_types)),
                 )
