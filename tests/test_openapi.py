@@ -66,6 +66,68 @@ async def consent_form(world: Platform) -> dict[str, str]:
 Call = Callable[..., Awaitable[httpx.Response]]
 
 
+class FailingSession(CookieSession):
+    """The platform's session store is broken (``error`` on every lookup)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def current_user(self, request: Any) -> Any:
+        raise self.error
+
+
+def hosted_failure(method: str, path: str, error: Exception) -> Scenario:
+    """A hosted page whose platform session lookup fails."""
+
+    async def scenario(world: Platform) -> httpx.Response:
+        app = create_oauth_app(
+            settings=world.settings,
+            storage=world.storage,
+            consent=HostedConsent(session=FailingSession(error), secret_key=CONSENT_SECRET),
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ISSUER
+        ) as http:
+            if method == "GET":
+                return await http.get(path if "?" in path else consent_query(world))
+            return await http.post(path, data={"decision": "deny", "csrf_token": "x"})
+
+    return scenario
+
+
+def raw(method: str, path: str, query: bytes = b"\xff") -> Scenario:
+    """Bytes no handler can read (a query string that is not UTF-8, control characters
+    in the path), sent to the sub-app as a server hands them over."""
+
+    async def scenario(world: Platform) -> httpx.Response:
+        from .test_strictness import raw_request
+
+        assert world.oauth is not None
+        return await raw_request(world.oauth, method, path, query)
+
+    return scenario
+
+
+def connections_form(world: Platform) -> Scenario:
+    async def scenario(w: Platform) -> httpx.Response:
+        return await w.http.post(
+            "/oauth/connections",
+            data={"csrf_token": "forged", "account_id": str(w.paper_account), "client_id": "c"},
+            headers=cookie(w),
+        )
+
+    return scenario
+
+
+async def _disconnect(world: Platform) -> httpx.Response:
+    from .test_hosted_pages import AppsPage, connect
+
+    await connect(world, world.paper_account)
+    page = await world.http.get("/oauth/connections", headers=cookie(world))
+    form = AppsPage(page.text).form_for(world.paper_account, world.client_id)
+    return await world.http.post(form.action, data=form.fields, headers=cookie(world))
+
+
 def partner_call(method: str, path: str, **kw: Any) -> Call:
     async def call(world: Platform, http: Any = None) -> httpx.Response:
         client = http or world.http
@@ -144,7 +206,10 @@ SCENARIOS: dict[tuple[str, str, str], Scenario] = {
     ("/v1/oauth/token/{token_id}", "delete", "204"): lambda w: w.http.delete(
         "/v1/oauth/token/x", auth=w.partner
     ),
+    ("/v1/oauth/token/{token_id}", "delete", "400"): raw("DELETE", "/v1/oauth/token/x"),
     ("/v1/oauth/token/{token_id}", "delete", "401"): lambda w: w.http.delete("/v1/oauth/token/x"),
+    ("/v1/oauth/token/{token_id}", "delete", "404"): raw("DELETE", "/v1/oauth/token/a\nb", b""),
+    (CLIENT_PATH, "get", "404"): raw("GET", "/v1/oauth/clients/a\x00b", b""),
     ("/v1/oauth/token/{token_id}", "delete", "500"): with_failure(
         partner_call("DELETE", "/v1/oauth/token/x"), BOOM
     ),
@@ -188,15 +253,47 @@ SCENARIOS: dict[tuple[str, str, str], Scenario] = {
     ("/.well-known/oauth-authorization-server", "get", "200"): lambda w: w.http.get(
         "/.well-known/oauth-authorization-server"
     ),
+    ("/.well-known/oauth-authorization-server", "get", "400"): raw(
+        "GET", "/.well-known/oauth-authorization-server"
+    ),
     ("/oauth/openapi.json", "get", "200"): lambda w: w.http.get("/oauth/openapi.json"),
+    ("/oauth/openapi.json", "get", "400"): raw("GET", "/oauth/openapi.json"),
     # hosted consent
     ("/oauth/authorize", "get", "200"): lambda w: w.http.get(consent_query(w), headers=cookie(w)),
     ("/oauth/authorize", "get", "303"): lambda w: w.http.get(consent_query(w)),
     ("/oauth/authorize", "get", "400"): lambda w: w.http.get(consent_query(w, client_id="nope")),
     ("/oauth/authorize", "post", "303"): lambda w: _decide(w),
+    ("/oauth/authorize", "get", "500"): hosted_failure("GET", "/oauth/authorize", BOOM),
+    ("/oauth/authorize", "get", "503"): hosted_failure("GET", "/oauth/authorize", DOWN),
     ("/oauth/authorize", "post", "400"): lambda w: w.http.post(
         "/oauth/authorize", data={"decision": "approve"}, headers=cookie(w)
     ),
+    ("/oauth/authorize", "post", "401"): lambda w: w.http.post(
+        "/oauth/authorize", data={"decision": "approve"}
+    ),
+    ("/oauth/authorize", "post", "403"): lambda w: w.http.post(
+        "/oauth/authorize", data={"decision": "approve"}, headers={"Sec-Fetch-Site": "cross-site"}
+    ),
+    ("/oauth/authorize", "post", "500"): hosted_failure("POST", "/oauth/authorize", BOOM),
+    ("/oauth/authorize", "post", "503"): hosted_failure("POST", "/oauth/authorize", DOWN),
+    # connected apps
+    ("/oauth/connections", "get", "200"): lambda w: w.http.get(
+        "/oauth/connections", headers=cookie(w)
+    ),
+    ("/oauth/connections", "get", "303"): lambda w: w.http.get("/oauth/connections"),
+    ("/oauth/connections", "get", "400"): raw("GET", "/oauth/connections"),
+    ("/oauth/connections", "get", "500"): hosted_failure("GET", "/oauth/connections?", BOOM),
+    ("/oauth/connections", "get", "503"): hosted_failure("GET", "/oauth/connections?", DOWN),
+    ("/oauth/connections", "post", "303"): _disconnect,
+    ("/oauth/connections", "post", "400"): lambda w: connections_form(w)(w),
+    ("/oauth/connections", "post", "401"): lambda w: w.http.post(
+        "/oauth/connections", data={"csrf_token": "x"}
+    ),
+    ("/oauth/connections", "post", "403"): lambda w: w.http.post(
+        "/oauth/connections", data={"csrf_token": "x"}, headers={"Sec-Fetch-Site": "cross-site"}
+    ),
+    ("/oauth/connections", "post", "500"): hosted_failure("POST", "/oauth/connections", BOOM),
+    ("/oauth/connections", "post", "503"): hosted_failure("POST", "/oauth/connections", DOWN),
 }
 
 

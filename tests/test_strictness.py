@@ -258,6 +258,11 @@ async def test_known_fields_must_still_be_text(full: Platform) -> None:
 
 async def raw_get(app: Any, path: str, query: bytes) -> httpx.Response:
     """GET with a query string of raw bytes, as a server hands it to the app."""
+    return await raw_request(app, "GET", path, query)
+
+
+async def raw_request(app: Any, method: str, path: str, query: bytes) -> httpx.Response:
+    """A request with a raw path and query string, as a server hands them to the app."""
     status, headers, chunks = 0, [], []
 
     async def receive() -> dict[str, Any]:
@@ -272,7 +277,7 @@ async def raw_get(app: Any, path: str, query: bytes) -> httpx.Response:
 
     scope = {
         "type": "http",
-        "method": "GET",
+        "method": method,
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",

@@ -29,7 +29,9 @@ def _json(schema: dict[str, Any], description: str, **headers: str) -> dict[str,
 
 def _broker_errors(*statuses: int) -> dict[str, Any]:
     text = {
-        400: "The body could not be read (not JSON or form-encoded, malformed, too large).",
+        400: "The request could not be read: a body that is not JSON or form-encoded, "
+        "malformed, nested too deeply or too large, or a query string that is not UTF-8.",
+        404: "Not found (a path with control characters).",
         401: "Partner authentication failed, or the client is unknown, not the partner's, "
         "or its secret is wrong (one answer for all).",
         422: "A field is missing or invalid: redirect URI, scope, response type, account, "
@@ -51,6 +53,40 @@ def _oauth_errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("OAuthError"), text[s]) for s in statuses}
 
 
+def _token_request(settings: OAuthSettings) -> dict[str, Any]:
+    """The token endpoint's form, one shape per grant type; refresh appears only when this
+    server issues refresh tokens. ``client_id`` and ``client_secret`` are
+    client_secret_post, for a request without an ``Authorization`` header."""
+    client = {"client_id": {"type": "string"}, "client_secret": {"type": "string"}}
+    shapes: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "required": ["grant_type", "code", "redirect_uri"],
+            "properties": {
+                "grant_type": {"const": "authorization_code"},
+                "code": {"type": "string"},
+                "redirect_uri": {"type": "string"},
+                "code_verifier": {"type": "string"},
+                **client,
+            },
+        }
+    ]
+    if settings.refresh_token_lifetime is not None:
+        shapes.append(
+            {
+                "type": "object",
+                "required": ["grant_type", "refresh_token"],
+                "properties": {
+                    "grant_type": {"const": "refresh_token"},
+                    "refresh_token": {"type": "string"},
+                    "scope": {"type": "string"},
+                    **client,
+                },
+            }
+        )
+    return shapes[0] if len(shapes) == 1 else {"oneOf": shapes}
+
+
 _GRANT_FIELDS = {
     "client_id": {"type": "string"},
     "client_secret": {"type": "string"},
@@ -63,8 +99,11 @@ _GRANT_FIELDS = {
 }
 
 
-def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[str, Any]:
-    """The document for these settings (servers, scopes, optional hosted consent)."""
+def openapi_document(
+    settings: OAuthSettings, *, hosted_consent: bool, connections: bool = False
+) -> dict[str, Any]:
+    """The document for these settings: servers, scopes, the grant types this server
+    accepts, and the hosted pages that are on."""
     partner: list[dict[str, list[str]]] = [{"partnerBasic": []}]
     # {}: client_secret_post, the credentials in the form
     client_auth: list[dict[str, list[str]]] = [{"clientBasic": []}, {}]
@@ -95,7 +134,7 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                 ],
                 "responses": {
                     "200": _json(_ref("Client"), "The client."),
-                    **_broker_errors(400, 401, 422, 500, 503),
+                    **_broker_errors(400, 401, 404, 422, 500, 503),
                 },
             }
         },
@@ -145,8 +184,11 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                     }
                 ],
                 "responses": {
-                    "204": {"description": "Revoked, or unknown to this partner."},
-                    **_broker_errors(401, 500, 503),
+                    "204": {
+                        "description": "The grant the token belongs to is revoked, or the "
+                        "token is unknown to this partner (nothing happens)."
+                    },
+                    **_broker_errors(400, 401, 404, 500, 503),
                 },
             }
         },
@@ -202,7 +244,10 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                 "summary": "Authorization server metadata (RFC 8414)",
                 "operationId": "metadata",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}, "RFC 8414 §3.2.")},
+                "responses": {
+                    "200": _json({"type": "object"}, "RFC 8414 §3.2."),
+                    **_broker_errors(400),
+                },
             }
         },
         "/oauth/openapi.json": {
@@ -210,7 +255,10 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                 "summary": "This document",
                 "operationId": "openapi",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+                "responses": {
+                    "200": _json({"type": "object"}, "OpenAPI 3.1."),
+                    **_broker_errors(400),
+                },
             }
         },
     }
@@ -221,10 +269,20 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
             "the platform's login page.",
             "headers": {"Location": {"schema": {"type": "string"}}},
         }
-        page_error = {
-            "description": "The client or redirect URI is invalid, or the form is not valid: "
-            "an error page, never a redirect (RFC 9700 §4.11).",
-            "content": html,
+
+        def page(text: str) -> dict[str, Any]:
+            return {"description": text, "content": html}
+
+        page_error = page(
+            "The client or redirect URI is invalid, or the form is not valid: an error "
+            "page, never a redirect (RFC 9700 §4.11)."
+        )
+        page_errors = {
+            "400": page_error,
+            "401": page("The user is no longer signed in."),
+            "403": page("The form was sent from another site."),
+            "500": page("Internal server error."),
+            "503": page("The storage is unavailable; nothing was changed."),
         }
         paths["/oauth/authorize"] = {
             "get": {
@@ -244,6 +302,8 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                     "200": {"description": "The consent page.", "content": html},
                     "303": redirect,
                     "400": page_error,
+                    "500": page_errors["500"],
+                    "503": page_errors["503"],
                 },
             },
             "post": {
@@ -251,7 +311,45 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                 "operationId": "consentDecision",
                 "security": [],
                 "requestBody": {"required": True, "content": {form: {"schema": _ref("Decision")}}},
-                "responses": {"303": redirect, "400": page_error},
+                "responses": {"303": redirect, **page_errors},
+            },
+        }
+    if hosted_consent and connections:
+        paths["/oauth/connections"] = {
+            "get": {
+                "summary": "The signed-in user's connected apps",
+                "operationId": "connectionsPage",
+                "security": [],
+                "parameters": [
+                    {"name": "disconnected", "in": "query", "schema": {"type": "string"}},
+                    {"name": "account", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "The connected-apps page.", "content": html},
+                    "303": {
+                        "description": "To the platform's login page.",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    "400": page_error,
+                    "500": page_errors["500"],
+                    "503": page_errors["503"],
+                },
+            },
+            "post": {
+                "summary": "Disconnect an app from one of the user's accounts",
+                "operationId": "disconnect",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {form: {"schema": _ref("Disconnect")}},
+                },
+                "responses": {
+                    "303": {
+                        "description": "Back to the connected-apps page.",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    **page_errors,
+                },
             },
         }
     scopes = sorted(settings.scopes_supported)
@@ -347,20 +445,7 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                         "scope": {"type": "string"},
                     },
                 },
-                "TokenRequest": {
-                    "type": "object",
-                    "required": ["grant_type"],
-                    "properties": {
-                        "grant_type": {"enum": ["authorization_code", "refresh_token"]},
-                        "code": {"type": "string"},
-                        "redirect_uri": {"type": "string"},
-                        "code_verifier": {"type": "string"},
-                        "refresh_token": {"type": "string"},
-                        "scope": {"type": "string"},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                    },
-                },
+                "TokenRequest": _token_request(settings),
                 "OAuthToken": {
                     "type": "object",
                     "required": ["access_token", "token_type"],
@@ -402,8 +487,18 @@ def openapi_document(settings: OAuthSettings, *, hosted_consent: bool) -> dict[s
                     "properties": {
                         "decision": {"enum": ["approve", "deny"]},
                         "csrf_token": {"type": "string"},
+                        "account_id": {"type": "string", "format": "uuid"},
                     },
                     "additionalProperties": {"type": "string"},
+                },
+                "Disconnect": {
+                    "type": "object",
+                    "required": ["csrf_token", "account_id", "client_id"],
+                    "properties": {
+                        "csrf_token": {"type": "string"},
+                        "account_id": {"type": "string", "format": "uuid"},
+                        "client_id": {"type": "string"},
+                    },
                 },
                 "Scope": {
                     "enum": scopes,

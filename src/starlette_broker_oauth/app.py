@@ -167,8 +167,7 @@ def create_oauth_app(
             page = ConnectionsEndpoints(
                 core=core, connected=connected, config=consent, action=connections_url, clock=clock
             )
-            routes.append(Route("/oauth/connections", page.get, methods=["GET"]))
-            routes.append(Route("/oauth/connections", page.post, methods=["POST"]))
+            routes.append(Route("/oauth/connections", page.handle, methods=["GET", "POST"]))
     hosted = api.consent
     app = Starlette(
         routes=routes,
@@ -291,7 +290,11 @@ class _BrokerAPI:
         return await self.consent.post(request)
 
     async def openapi(self, request: Request) -> Response:
-        document = openapi_document(self.settings, hosted_consent=self.consent is not None)
+        document = openapi_document(
+            self.settings,
+            hosted_consent=self.consent is not None,
+            connections=self.consent is not None and self.consent.connections_url is not None,
+        )
         return JSONResponse(document)
 
     async def metadata(self, request: Request) -> Response:

@@ -45,6 +45,12 @@ class ConnectionsEndpoints(HostedEndpoints):
             config.secret_key, salt=_SALT, max_age=config.form_max_age, clock=clock
         )
 
+    async def handle(self, request: Request) -> Response:
+        """``GET`` (and ``HEAD``) the page, ``POST`` a disconnection."""
+        if request.method == "POST":
+            return await self.post(request)
+        return await self.get(request)
+
     async def get(self, request: Request) -> Response:
         try:
             user = await self.config.session.current_user(request)
