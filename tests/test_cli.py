@@ -413,3 +413,64 @@ def test_connections_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert run("connections", "revoke", "--account", account).startswith("revoked 0 access tokens")
     assert json.loads(run("connections", "list", "--account", account, "--json")) == []
     assert not anyio.run(works, tokens[2])
+
+
+def test_the_demo_log_holds_no_secret(tmp_path: Path) -> None:
+    """After a full flow, everything the demo logged past its start-up banner (which shows
+    the credentials on purpose) holds no token, code or secret."""
+    with demo(tmp_path, free_port()) as c:
+        base, partner = c["base_url"], (c["partner_key"], c["partner_secret"])
+        client = (c["client_id"], c["client_secret"])
+        code = flow(c, c["paper_account_id"]).json()["code"]
+        exchange = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": c["redirect_uri"],
+        }
+        token = requests.post(f"{base}/oauth/token", data=exchange, auth=client, timeout=5).json()[
+            "access_token"
+        ]
+        replay = requests.post(f"{base}/oauth/token", data=exchange, auth=client, timeout=5)
+        assert replay.json()["error"] == "invalid_grant"  # and logged as a replay
+        direct = requests.post(
+            f"{base}/v1/oauth/token",
+            json=flow_body(c, c["paper_account_id"]),
+            auth=partner,
+            timeout=5,
+        ).json()["access_token"]
+        assert (
+            requests.get(
+                f"{base}/v2/account", headers={"Authorization": f"Bearer {direct}"}, timeout=5
+            ).status_code
+            == 200
+        )
+        assert (
+            requests.get(f"{base}/v2/account?access_token={direct}", timeout=5).status_code == 401
+        )
+        requests.post(f"{base}/oauth/introspect", data={"token": direct}, auth=client, timeout=5)
+        requests.post(
+            f"{base}/oauth/token", data=exchange, auth=(c["client_id"], "wrong"), timeout=5
+        )
+        requests.post(f"{base}/oauth/revoke", data={"token": direct}, auth=client, timeout=5)
+        assert (
+            requests.delete(f"{base}/v1/oauth/token/{token}", auth=partner, timeout=5).status_code
+            == 204
+        )
+        login = requests.post(
+            f"{base}/login",
+            data={"username": c["username"], "password": c["password"], "next": "/"},
+            timeout=5,
+        )
+        assert login.status_code == 200
+    log = (tmp_path / "demo.log").read_text()
+    after_banner = log[log.index("Uvicorn running") :]
+    assert '"POST /oauth/token HTTP/1.1" 400' in after_banner  # the requests were logged
+    for secret in (
+        code,
+        token,
+        direct,
+        c["client_secret"],
+        c["partner_secret"],
+        c["password"],
+    ):
+        assert secret not in after_banner
