@@ -217,3 +217,34 @@ async def test_fastapi_and_starlette_refuse_byte_for_byte(
                 assert theirs.content == fast.content, (name, path)
                 assert theirs.headers["www-authenticate"] == fast.headers["www-authenticate"]
                 assert theirs.headers["cache-control"] == fast.headers["cache-control"]
+
+
+async def test_a_token_sent_twice_is_an_invalid_request_everywhere(
+    platform: Platform, api: httpx.AsyncClient
+) -> None:
+    """RFC 6750 §3.1: a request that "uses more than one method for including an access
+    token" is invalid_request, 400, whatever face answers it."""
+    good = (await issue(platform, "trading"))["Authorization"]
+    token = good.split()[1]
+    cases: dict[str, tuple[str, list[tuple[str, str]]]] = {
+        "two headers": ("", [("Authorization", good), ("Authorization", good)]),
+        "header and query": (f"?access_token={token}", [("Authorization", good)]),
+    }
+    transport = httpx.ASGITransport(app=build_starlette(platform))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as plain:
+        for name, (query, headers) in cases.items():
+            answers = [await api.post("/v2/orders" + query, headers=headers)] + [
+                await plain.post(path + query, headers=headers)
+                for path in ("/v2/orders", "/guarded/v2/orders")
+            ]
+            for answer in answers:
+                assert answer.status_code == 400, name
+                assert answer.json() == {
+                    "error": "invalid_request",
+                    "error_description": "send the access token once, in the Authorization header",
+                }
+                assert answer.headers["www-authenticate"] == 'Bearer error="invalid_request"'
+        # The query alone is not a way this server takes tokens: no token at all.
+        alone = await plain.post(f"/guarded/v2/orders?access_token={token}")
+        assert alone.status_code == 401
+        assert alone.headers["www-authenticate"] == "Bearer"

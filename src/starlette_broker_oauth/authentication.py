@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from ._render import bearer_error
 from .errors import StorageUnavailable, TokenError, TokenErrorKind
-from .verifier import TokenVerifier, VerifiedToken, bearer_credential
+from .verifier import TokenVerifier, VerifiedToken, bearer_of_request
 
 __all__ = [
     "BearerAuthenticationError",
@@ -114,14 +114,18 @@ class BearerTokenBackend(AuthenticationBackend):
         self._principal = _Principals()
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        raw = _bearer(conn.scope["headers"])
-        if raw is None:
-            return None  # anonymous, or another scheme (a partner's HTTP Basic)
-        path: str = conn.scope["path"]
+        scope = conn.scope
+        path: str = scope["path"]
         if "oauth" in path and _OAUTH_ROUTE.search(path):
             # The OAuth sub-app's own endpoints take no bearer token: they answer a
             # stray one themselves, in their own shape, wherever they are mounted.
             return None
+        try:
+            raw = bearer_of_request(scope["headers"], scope.get("query_string", b""))
+        except TokenError as exc:
+            raise BearerAuthenticationError(exc) from None
+        if raw is None:
+            return None  # anonymous, or another scheme (a partner's HTTP Basic)
         token = self.verifier.cached(raw)
         if token is None:
             try:
@@ -165,7 +169,10 @@ def requires_token(
             scope = request.scope
             if verifier is not None:
                 # Hot path: a cached token costs a header scan and a dict lookup.
-                raw = _bearer(scope["headers"])
+                try:
+                    raw = bearer_of_request(scope["headers"], scope.get("query_string", b""))
+                except TokenError as exc:
+                    return bearer_error(exc)
                 if raw is None:
                     return bearer_error(TokenError(TokenErrorKind.MISSING))
                 token = verifier.cached(raw)
@@ -188,13 +195,6 @@ def requires_token(
         return guarded
 
     return decorate
-
-
-def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"authorization":
-            return bearer_credential(value)
-    return None
 
 
 def _find_request(args: tuple[Any, ...]) -> Request:

@@ -332,6 +332,7 @@ class TokenErrorKind(enum.Enum):
     """Why a bearer token was refused."""
 
     MISSING = "missing"
+    INVALID_REQUEST = "invalid_request"
     MALFORMED = "malformed"
     UNKNOWN = "unknown"
     EXPIRED = "expired"
@@ -361,6 +362,8 @@ class TokenError(BrokerOAuthError):
             return ""
         if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE:
             return "insufficient_scope"
+        if self.kind is TokenErrorKind.INVALID_REQUEST:
+            return "invalid_request"
         return "invalid_token"
 
     @property
@@ -372,12 +375,16 @@ class TokenError(BrokerOAuthError):
             return "the access token expired"
         if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE:
             return "the access token lacks a required scope"
+        if self.kind is TokenErrorKind.INVALID_REQUEST:
+            return "send the access token once, in the Authorization header"
         return "the access token is invalid"
 
     @property
     def status_code(self) -> int:
-        """401, or 403 for insufficient scope (RFC 6750 §3.1)."""
-        return 403 if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE else 401
+        """401; 403 for insufficient scope, 400 for an invalid request (RFC 6750 §3.1)."""
+        if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE:
+            return 403
+        return 400 if self.kind is TokenErrorKind.INVALID_REQUEST else 401
 
     def www_authenticate(self, realm: str | None = None) -> str:
         """The ``WWW-Authenticate`` header value (RFC 6750 §3)."""

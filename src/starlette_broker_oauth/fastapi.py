@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from ._render import bearer_error
 from .errors import StorageUnavailable, TokenError, TokenErrorKind
 from .settings import OAuthSettings
-from .verifier import TokenVerifier, VerifiedToken, bearer_credential
+from .verifier import TokenVerifier, VerifiedToken, bearer_of_request
 
 __all__ = ["BearerError", "BrokerTokenBearer", "bearer_error_handler", "exception_handlers"]
 
@@ -95,8 +95,8 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
     async def __call__(  # type: ignore[override]
         self, request: Request, security_scopes: SecurityScopes
     ) -> VerifiedToken | None:
-        token = bearer_credential(request.headers.get("authorization"))
         try:
+            token = bearer_of_request(request.scope["headers"], request.scope["query_string"])
             if token is None:
                 raise TokenError(TokenErrorKind.MISSING)
             return await self.verifier.verify(token, scopes=security_scopes.scopes)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -17,7 +18,13 @@ from .errors import TokenError, TokenErrorKind
 from .security import hash_secret
 from .storage.base import ClientRepository, GrantStore
 
-__all__ = ["TokenVerifier", "VerifiedToken", "bearer_credential", "bearer_token"]
+__all__ = [
+    "TokenVerifier",
+    "VerifiedToken",
+    "bearer_credential",
+    "bearer_of_request",
+    "bearer_token",
+]
 
 # RFC 6750 §2.1 b64token, bounded in length
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -60,6 +67,29 @@ def bearer_credential(authorization: bytes | str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return credential.strip(" ")
+
+
+def bearer_of_request(headers: Iterable[tuple[bytes, bytes]], query: bytes = b"") -> str | None:
+    """The bearer credential of a request (ASGI headers and query string), or ``None``.
+
+    Refuses (``INVALID_REQUEST``, RFC 6750 §3.1: 400) a request that sends the token more
+    than once: two ``Authorization`` headers, or the header and an ``access_token`` query
+    parameter (RFC 6750 §2).
+    """
+    credential: str | None = None
+    seen = 0
+    for name, value in headers:
+        if name == b"authorization":
+            seen += 1
+            credential = credential or bearer_credential(value)
+    if credential is None:
+        return None
+    if seen > 1 or (
+        b"access_token" in query
+        and any(k == "access_token" for k, _ in parse_qsl(query.decode("latin-1")))
+    ):
+        raise TokenError(TokenErrorKind.INVALID_REQUEST)
+    return credential
 
 
 def bearer_token(authorization: str | None) -> str:
