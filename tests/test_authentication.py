@@ -358,3 +358,25 @@ async def test_cache_is_bounded_in_size(platform: Platform) -> None:
     assert len(verifier._cache) == 3
     for token in tokens:  # evicted ones are simply loaded again
         assert (await verifier.verify(token)).client_id == platform.client_id
+
+
+async def test_stale_entries_leave_as_new_ones_arrive(platform: Platform) -> None:
+    verifier = TokenVerifier(
+        grants=platform.storage,
+        clients=platform.storage,
+        cache_ttl=timedelta(seconds=60),
+        cache_size=100,
+        clock=platform.clock,
+    )
+    old = [await issue(platform) for _ in range(3)]
+    for token in old:
+        await verifier.verify(token)
+    platform.clock.advance(timedelta(seconds=30))
+    middle = await issue(platform)
+    await verifier.verify(middle)
+    platform.clock.advance(timedelta(seconds=31))  # the first three are stale, not middle
+    newest = await issue(platform)
+    await verifier.verify(newest)
+    assert list(verifier._cache) == [middle, newest]
+    assert verifier.cached(middle) is not None
+    assert all(verifier.cached(token) is None for token in old)

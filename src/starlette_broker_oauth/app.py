@@ -241,10 +241,10 @@ class _BrokerAPI:
             account_id = UUID(params["account_id"][0])
         except ValueError:
             raise UnprocessableEntity("account_id must be a UUID") from None
-        await self.core.partner_client(partner, params["client_id"][0])
-        await self.core.partner_account(partner, account_id)
+        client = await self.core.partner_client(partner, params["client_id"][0])
+        account = await self.core.partner_account(partner, account_id)
         body = await self.protocol.partner_issue(
-            response_type=response_type, params=params, account_id=account_id
+            response_type=response_type, params=params, client=client, account=account
         )
         return JSONResponse(body, headers=NO_STORE)
 

@@ -7,6 +7,7 @@ takes depends on the hash, which tells a guesser nothing about any real token.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -143,7 +144,9 @@ class TokenVerifier:
         # for at most cache_ttl: presented token -> (verified, fresh until (monotonic),
         # expires at (epoch) or None, token hash); and token hash -> presented token, so
         # that a revocation, which knows only the hash, can drop the entry.
-        self._cache: dict[str, tuple[VerifiedToken, float, float | None, str]] = {}
+        self._cache: OrderedDict[str, tuple[VerifiedToken, float, float | None, str]] = (
+            OrderedDict()
+        )
         self._by_hash: dict[str, str] = {}
         if self._ttl:
             grants.add_revocation_listener(self._revocation)
@@ -237,13 +240,16 @@ class TokenVerifier:
     def _remember(self, token: str, token_hash: str, verified: VerifiedToken) -> None:
         cache = self._cache
         now = self._monotonic()
-        # Stale entries go whenever one is added, so no token outlives its bound by long.
-        oldest = next(iter(cache.values()), None)
-        if len(cache) >= self._size or (oldest is not None and oldest[1] <= now):
-            for key in [k for k, v in cache.items() if v[1] <= now]:
-                self._drop(key)
-            while len(cache) >= self._size:
-                self._drop(next(iter(cache)))
+        # Every entry is fresh for cache_ttl from when it was added, so the cache's order
+        # is also the order in which entries go stale: the stale ones, and the oldest when
+        # the cache is full, are at the front. Each goes in O(1) (an OrderedDict pops its
+        # first item without scanning), so an insertion costs the same at any size.
+        while cache:
+            oldest, entry = next(iter(cache.items()))
+            if entry[1] > now and len(cache) < self._size:
+                break
+            del cache[oldest]
+            self._by_hash.pop(entry[3], None)
         expires = None if verified.expires_at is None else verified.expires_at.timestamp()
         cache[token] = (verified, now + self._ttl, expires, token_hash)
         self._by_hash[token_hash] = token

@@ -82,6 +82,7 @@ class CodeGrant(authlib_grants.AuthorizationCodeGrant):  # type: ignore[misc]
                 code_challenge=payload.get("code_challenge"),
                 code_challenge_method=payload.get("code_challenge_method"),
                 via="partner" if self.request.partner_flow else "consent",
+                account=self.server.known_account(),
             )
         )
         return 200, issued, list(JSON_HEADERS)
@@ -152,6 +153,7 @@ class DirectTokenGrant(authlib_grants.ImplicitGrant):  # type: ignore[misc]
                 self.request.client.model,
                 account_id=grant_user,
                 scope=self.request.scope or "",
+                account=self.server.known_account(),
             )
         )
         return 200, issued.response(), list(JSON_HEADERS)

@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from .._bridge import run_sync
 from ..core import AUTHORIZATION_PARAMS, AuthorizationCore, IssuedCode
 from ..errors import AccessDenied, Refusal
-from ..models import Client
+from ..models import Account, Client
 from .requests import OAuthRequest
 from .server import BrokerAuthorizationServer, refusal
 
@@ -68,9 +68,15 @@ class OAuthProtocol:
     # the partner endpoints
 
     async def partner_issue(
-        self, *, response_type: str, params: Mapping[str, Sequence[str]], account_id: UUID
+        self,
+        *,
+        response_type: str,
+        params: Mapping[str, Sequence[str]],
+        client: Client,
+        account: Account,
     ) -> dict[str, Any]:
-        """Issue a code (``code``) or token (``token``) for the partner endpoints."""
+        """Issue a code (``code``) or token (``token``) for the partner endpoints, for the
+        client and account the partner endpoint has already read and checked."""
         values = {key: list(v) for key, v in params.items()}
         values["response_type"] = [response_type]
         request = OAuthRequest(
@@ -80,7 +86,7 @@ class OAuthProtocol:
             params=values,
             partner_flow=True,
         )
-        result: Any = await run_sync(self._partner_issue, request, account_id)
+        result: Any = await run_sync(self._partner_issue, request, client, account)
         if isinstance(result, IssuedCode):
             return {
                 "code": result.code,
@@ -91,11 +97,12 @@ class OAuthProtocol:
         body: dict[str, Any] = result
         return body
 
-    def _partner_issue(self, request: OAuthRequest, account_id: UUID) -> Any:
+    def _partner_issue(self, request: OAuthRequest, client: Client, account: Account) -> Any:
         try:
-            grant = self.server.get_authorization_grant(request)
-            redirect_uri = grant.validate_authorization_request()
-            _, body, _ = grant.create_authorization_response(redirect_uri, account_id)
+            with self.server.knowing(client, account):
+                grant = self.server.get_authorization_grant(request)
+                redirect_uri = grant.validate_authorization_request()
+                _, body, _ = grant.create_authorization_response(redirect_uri, account.account_id)
         except OAuth2Error as exc:
             raise refusal(exc) from None
         return body

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
+import greenlet
 from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Error
 
 from .._bridge import await_
 from ..core import AuthorizationCore
 from ..errors import Refusal, refusal_for
+from ..models import Account, Client
 from ..security import basic_credentials
 from .endpoints import Introspection, Revocation
 from .grants import CodeGrant, DirectTokenGrant, RefreshGrant, S256Only
@@ -40,6 +43,10 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, core: AuthorizationCore) -> None:
         super().__init__(scopes_supported=sorted(core.settings.scopes_supported))
         self.core = core
+        # What a request has already read (the partner endpoints read the client and the
+        # account before Authlib runs), keyed by the greenlet running that request's
+        # Authlib code, so that Authlib's own lookups are not asked of the storage again.
+        self._known: dict[greenlet.greenlet, tuple[Client, Account | None]] = {}
         self.register_client_auth_method("client_secret_basic", self._authenticate_basic)
         self.register_client_auth_method("client_secret_post", self._authenticate_post)
         self.register_client_auth_method("none", lambda query_client, request: None)
@@ -63,12 +70,36 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def _authenticate(
         self, client_id: str | None, secret: str | None, request: OAuthRequest
     ) -> ClientView | None:
-        client = await_(self.core.authenticate_client(client_id, secret, endpoint=request.endpoint))
+        client = await_(
+            self.core.authenticate_client(
+                client_id, secret, endpoint=request.endpoint, known=self.known_client()
+            )
+        )
         return None if client is None else ClientView(client, self.core)
 
     def query_client(self, client_id: str) -> ClientView | None:
-        client = await_(self.core.clients.get_client(client_id))
+        client = self.known_client()
+        if client is None or client.client_id != client_id:
+            client = await_(self.core.clients.get_client(client_id))
         return None if client is None else ClientView(client, self.core)
+
+    @contextmanager
+    def knowing(self, client: Client, account: Account | None) -> Iterator[None]:
+        """While the calling greenlet runs this request, its client and account are known."""
+        current = greenlet.getcurrent()
+        self._known[current] = (client, account)
+        try:
+            yield
+        finally:
+            del self._known[current]
+
+    def known_client(self) -> Client | None:
+        known = self._known.get(greenlet.getcurrent())
+        return None if known is None else known[0]
+
+    def known_account(self) -> Account | None:
+        known = self._known.get(greenlet.getcurrent())
+        return None if known is None else known[1]
 
     # Authlib's hooks for requests and responses
 

@@ -109,31 +109,41 @@ class AuthorizationCore(Revocations, Policy):
             raise PartnerUnauthenticated("partner authentication failed")
         return partner
 
-    async def partner_account(self, partner: Partner, account_id: UUID) -> None:
-        """Refuse an account the partner may not act for exactly like an unknown one."""
-        if not await self.partners.partner_can_use_account(partner, account_id):
+    async def partner_account(self, partner: Partner, account_id: UUID) -> Account:
+        """The account, if the partner may act for it; another partner's account is refused
+        exactly like an unknown one."""
+        account = await self.partners.account_for_partner(partner, account_id, self.accounts)
+        if account is None:
             raise UnknownAccount()
+        return account
 
     async def partner_client(self, partner: Partner, client_id: str) -> Client:
         """The client, if the partner may use it; an unknown client gets the same refusal."""
-        client = None
-        if await self.partners.partner_can_use_client(partner, client_id):
-            client = await self.clients.get_client(client_id)
+        client = await self.partners.client_for_partner(partner, client_id, self.clients)
         if client is None:
             raise InvalidClient(InvalidClient.ONE_ANSWER)
         return client
 
     async def authenticate_client(
-        self, client_id: str | None, secret: str | None, *, endpoint: str
+        self,
+        client_id: str | None,
+        secret: str | None,
+        *,
+        endpoint: str,
+        known: Client | None = None,
     ) -> Client | None:
         """The client these credentials authenticate, or ``None``.
 
         An unknown client costs the same hash and comparison as a wrong secret, and both
         end in ``None``: client ids cannot be probed. A failure is an audit event.
+        ``known`` is the client as this request already read it, if it did.
         """
         if not client_id or not secret:
             return None
-        client = await self.clients.get_client(client_id)
+        if known is not None and known.client_id == client_id:
+            client: Client | None = known
+        else:
+            client = await self.clients.get_client(client_id)
         stored = client.secret_hash if client is not None else _NO_SECRET
         if secrets_equal(hash_secret(secret), stored) and client is not None:
             return client
@@ -144,14 +154,19 @@ class AuthorizationCore(Revocations, Policy):
         )
         return None
 
-    async def check_grant(self, client: Client, account_id: UUID) -> Account:
+    async def check_grant(
+        self, client: Client, account_id: UUID, *, known: Account | None = None
+    ) -> Account:
         """The account, if ``client`` may get a code or token for it.
 
         Refuses a disabled client, an unknown account, and a live account when the client
-        is not approved for live trading (unless the platform allows it).
+        is not approved for live trading (unless the platform allows it). ``known`` is the
+        account as this request already read it, if it did.
         """
         self.check_active(client)
-        return self.check_account(client, await self.accounts.get_account(account_id))
+        if known is None or known.account_id != account_id:
+            known = await self.accounts.get_account(account_id)
+        return self.check_account(client, known)
 
     async def _redeemable(self, client: Client, account_id: UUID) -> Account:
         # At the token endpoint, a grant whose client or account no longer qualifies is an
@@ -173,9 +188,10 @@ class AuthorizationCore(Revocations, Policy):
         code_challenge: str | None = None,
         code_challenge_method: str | None = None,
         via: str,
+        account: Account | None = None,
     ) -> IssuedCode:
         """Mint and store a code for a validated request (RFC 6749 §4.1.2)."""
-        account = await self.check_grant(client, account_id)
+        account = await self.check_grant(client, account_id, known=account)
         issued = self.mint.code(
             client,
             account.account_id,
@@ -197,9 +213,11 @@ class AuthorizationCore(Revocations, Policy):
         )
         return issued
 
-    async def issue_token(self, client: Client, *, account_id: UUID, scope: str) -> IssuedToken:
+    async def issue_token(
+        self, client: Client, *, account_id: UUID, scope: str, account: Account | None = None
+    ) -> IssuedToken:
         """Mint and store a token handed to a partner directly (the seed's ``token``)."""
-        account = await self.check_grant(client, account_id)
+        account = await self.check_grant(client, account_id, known=account)
         issued = self.mint.token(client, account, scope, family_id=None, refresh=False)
         await self.grants.save_token(issued.record)
         await self._issued(issued, "partner")

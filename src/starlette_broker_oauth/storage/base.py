@@ -73,6 +73,30 @@ class PartnerAuthenticator(ABC):
     async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
         """Whether ``partner`` may see and use the client ``client_id``."""
 
+    async def client_for_partner(
+        self, partner: Partner, client_id: str, clients: ClientRepository
+    ) -> Client | None:
+        """The client, if ``partner`` may use it; ``None`` otherwise (or if unknown).
+
+        The default asks :meth:`partner_can_use_client`, then ``clients``; a backend that
+        holds both answers in one query when ``clients`` is itself.
+        """
+        if not await self.partner_can_use_client(partner, client_id):
+            return None
+        return await clients.get_client(client_id)
+
+    async def account_for_partner(
+        self, partner: Partner, account_id: UUID, accounts: AccountRepository
+    ) -> Account | None:
+        """The account, if ``partner`` may act for it; ``None`` otherwise (or if unknown).
+
+        The default asks :meth:`partner_can_use_account`, then ``accounts``; a backend
+        that holds both answers in one query when ``accounts`` is itself.
+        """
+        if not await self.partner_can_use_account(partner, account_id):
+            return None
+        return await accounts.get_account(account_id)
+
     async def partner_can_use_account(self, partner: Partner, account_id: UUID) -> bool:
         """Whether ``partner`` may act for the account: get codes and tokens for it, and
         revoke its tokens. On the Broker API a partner acts only for its own end users.

@@ -6,14 +6,16 @@ from __future__ import annotations
 import uuid
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...models import Account, Partner
+from ...models import Account, Client, Partner
+from ..base import AccountRepository, ClientRepository
+from .schema import client_from
 
 __all__ = ["Tenancy"]
 
@@ -27,8 +29,10 @@ class Tenancy:
     partner needs no setup; once there are several, each account must be given to one.
     """
 
+    _clients: sa.Table
     _accounts: sa.Table
     _partners: sa.Table
+    _partner_clients: sa.Table
     _partner_accounts: sa.Table
     _used_keys: sa.Table
     _postgres: bool
@@ -48,6 +52,46 @@ class Tenancy:
         if row[0] is None:
             return bool(row[1] == 1)  # the caller is authenticated: it is the only one
         return bool(row[0] == partner.partner_id)
+
+    async def client_for_partner(
+        self, partner: Partner, client_id: str, clients: ClientRepository
+    ) -> Client | None:
+        if cast(object, clients) is not self:
+            found: Client | None = await cast(Any, super()).client_for_partner(
+                partner, client_id, clients
+            )
+            return found
+        c, pc = self._clients, self._partner_clients
+        statement = (
+            sa.select(c)
+            .join(pc, pc.c.client_id == c.c.client_id)
+            .where(pc.c.partner_id == partner.partner_id, c.c.client_id == client_id)
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(statement)).first()
+        return None if row is None else client_from(row._asdict())
+
+    async def account_for_partner(
+        self, partner: Partner, account_id: UUID, accounts: AccountRepository
+    ) -> Account | None:
+        if cast(object, accounts) is not self:
+            account: Account | None = await cast(Any, super()).account_for_partner(
+                partner, account_id, accounts
+            )
+            return account
+        a, pa, p = self._accounts, self._partner_accounts, self._partners
+        owner = sa.select(pa.c.partner_id).where(pa.c.account_id == account_id).scalar_subquery()
+        partners = sa.select(sa.func.count()).select_from(p).scalar_subquery()
+        statement = sa.select(a.c.account_id, a.c.live, owner, partners).where(
+            a.c.account_id == account_id
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(statement)).first()
+        if row is None:
+            return None
+        if not (row[2] == partner.partner_id or (row[2] is None and row[3] == 1)):
+            return None
+        return Account(account_id=row[0], live=row[1])
 
     async def create_account(
         self, *, account_id: UUID | None = None, live: bool = False, partner: str | None = None
