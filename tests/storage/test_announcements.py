@@ -111,8 +111,11 @@ async def test_revocation_is_announced_when_it_commits_not_before(world: World) 
         tg.start_soon(revoke)
         await gate.reached.wait()
         # The revocation is written but not committed; another transaction commits now
-        # (one that only reads: SQLite's write lock is the revocation's until it commits).
-        await world.storage.create_account(account_id=world.account)
+        # (one that only reads: SQLite's write lock is the revocation's until it commits,
+        # and the storage queues its own writers behind it, so this one goes straight to
+        # the engine).
+        async with world.storage.engine.begin() as conn:
+            await conn.execute(sa.text("SELECT 1"))
         assert world.heard == []
         verified = await world.verifier.verify(world.token)  # still valid: not committed
         assert verified.scopes == frozenset({"general", "trading"})

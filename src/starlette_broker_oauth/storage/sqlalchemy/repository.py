@@ -9,30 +9,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ...errors import StorageError
-from ...models import (
-    AccessToken,
-    Account,
-    AuthorizationCode,
-    Client,
-    Partner,
-    RefreshToken,
-)
+from ...models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
 from ...security import hash_secret, new_client_id, secrets_equal
 from ..base import ClientRepository, Storage
-from . import migrations
+from . import engines, migrations
 from .admin import AdminOperations
-from .engines import (
-    async_url,
-    enable_wal,
-    engine_options,
-    require_asyncpg,
-    sqlite_on_connect,
-    translated,
-)
 from .notify import RevocationListener, notify
 from .schema import Tables, client_from, fields
 from .tenancy import Tenancy
@@ -67,7 +53,7 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         migrate: bool = True,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
-        self.url = async_url(database_url)
+        self.url = engines.async_url(database_url)
         self.tables = Tables(table_prefix)
         self.metadata = self.tables.metadata
         self._prefix = table_prefix
@@ -77,6 +63,7 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         self._postgres = self.url.get_backend_name() == "postgresql"
         self._token_check = TokenCheck(self.tables)
         self._listener: RevocationListener | None = None
+        self._writers: anyio.Lock | None = None
         self._origin = new_client_id()  # names this instance in NOTIFY payloads
         t = self.tables
         self._clients = t.clients
@@ -107,14 +94,17 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         sqlite = self.url.get_backend_name() == "sqlite"
         database = self.url.database or ""
         in_memory = sqlite and database in ("", ":memory:")
-        options = engine_options(self.url, self._engine_options, in_memory=in_memory)
+        options = engines.engine_options(self.url, self._engine_options, in_memory=in_memory)
         if not sqlite:
-            require_asyncpg()
+            engines.require_asyncpg()
         elif not in_memory:
-            await enable_wal(database)
+            await engines.enable_wal(database)
         engine = create_async_engine(self.url, **options)
         if sqlite:
-            sa.event.listen(engine.sync_engine, "connect", sqlite_on_connect)
+            sa.event.listen(engine.sync_engine, "connect", engines.sqlite_on_connect)
+            # SQLite has one writer at a time: this process's writers queue here rather
+            # than spin in SQLite's busy handler against each other.
+            self._writers = anyio.Lock()
         self._engine = engine
         try:
             if self._migrate:
@@ -170,15 +160,19 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with translated():
+        with engines.translated():
             async with self.engine.connect() as conn:
                 yield conn
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with translated():
-            async with self.engine.begin() as conn:
-                yield conn
+        with engines.translated():
+            if self._writers is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+            else:
+                async with self._writers, self.engine.begin() as conn:
+                    yield conn
 
     @asynccontextmanager
     async def _revoking(self) -> AsyncIterator[tuple[AsyncConnection, list[str]]]:
