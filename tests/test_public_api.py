@@ -47,6 +47,7 @@ def test_exports_are_sorted_and_complete() -> None:
         "VerifiedToken",
         "bearer_token",
         "create_oauth_app",
+        "metadata_route",
     }
     for name in lib.__all__:
         assert getattr(lib, name) is not None

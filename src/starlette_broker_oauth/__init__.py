@@ -1,6 +1,6 @@
 """starlette-broker-oauth: an OAuth 2.0 authorization server for brokerage ASGI apps."""
 
-from .app import create_oauth_app
+from .app import create_oauth_app, metadata_route
 from .errors import (
     APIError,
     BadRequest,
@@ -76,4 +76,5 @@ __all__ = [
     "VerifiedToken",
     "bearer_token",
     "create_oauth_app",
+    "metadata_route",
 ]

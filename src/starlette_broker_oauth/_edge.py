@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._render import broker_error, oauth_error
-from .errors import BadRequest, InvalidRequest, NotFound
+from .errors import BadRequest, ConfigurationError, InvalidRequest, NotFound
 
 __all__ = ["EdgeGuard", "route_path"]
 
@@ -49,15 +50,36 @@ class EdgeGuard:
         hosted_error: Renders the hosted pages' error page, when they are on.
     """
 
-    def __init__(self, app: ASGIApp, hosted_error: HostedError | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, issuer: str = "", hosted_error: HostedError | None = None
+    ) -> None:
         self.app = app
         self.hosted_error = hosted_error
+        self.issuer = issuer
+        self.issuer_path = urlsplit(issuer).path.rstrip("/")
+        self.mounts_checked: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (problem := self.problem(scope)) is not None:
-            await self.refusal(scope, *problem)(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            root: str = scope.get("root_path", "").rstrip("/")
+            if root not in self.mounts_checked:
+                self.check_mount(root)
+            if (problem := self.problem(scope)) is not None:
+                await self.refusal(scope, *problem)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    def check_mount(self, root: str) -> None:
+        """Refuse to serve under a mount point the issuer does not end with: every URL the
+        app publishes (metadata, the consent form, the FastAPI scheme) is built from the
+        issuer, and would point where nothing is served."""
+        if root and not self.issuer_path.endswith(root):
+            raise ConfigurationError(
+                f"the OAuth app is mounted at {root!r} but OAuthSettings.issuer "
+                f"{self.issuer!r} does not end with it: set the issuer to the public URL "
+                f"of the mount point (e.g. '{self.issuer.rstrip('/')}{root}')"
+            )
+        self.mounts_checked.add(root)
 
     @staticmethod
     def problem(scope: Scope) -> tuple[int, str] | None:

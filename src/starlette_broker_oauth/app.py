@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from starlette.applications import Starlette
@@ -36,7 +37,7 @@ from .storage.base import (
 )
 from .verifier import TokenVerifier
 
-__all__ = ["create_oauth_app"]
+__all__ = ["create_oauth_app", "metadata_route"]
 
 _REQUIRED = ("client_id", "client_secret", "redirect_uri", "scope", "account_id")
 
@@ -175,6 +176,7 @@ def create_oauth_app(
         middleware=[
             Middleware(
                 EdgeGuard,
+                issuer=settings.issuer,
                 hosted_error=None
                 if hosted is None
                 else lambda request, status, message: hosted.error_page(
@@ -186,7 +188,29 @@ def create_oauth_app(
     app.state.token_verifier = verifier
     app.state.oauth_settings = settings
     app.state.connected_apps = connected
+    app.state.metadata_endpoint = api.metadata
     return app
+
+
+def metadata_route(oauth: Starlette) -> Route:
+    """The route for the host's root that serves the metadata where RFC 8414 §3.1 puts it
+    for an issuer with a path: ``https://host/auth`` →
+    ``/.well-known/oauth-authorization-server/auth``.
+
+    The sub-app also serves it under its own mount (``/auth/.well-known/…``), where some
+    clients look. Put this route in the host app's routes, before the ``Mount``::
+
+        routes = [metadata_route(oauth), Mount("/auth", oauth)]
+    """
+    settings: OAuthSettings = oauth.state.oauth_settings
+    path = urlsplit(settings.issuer).path.rstrip("/")
+    if not path:
+        raise ConfigurationError(
+            "the issuer has no path: the sub-app, mounted at '/', already serves the "
+            "metadata at /.well-known/oauth-authorization-server"
+        )
+    endpoint: Endpoint = oauth.state.metadata_endpoint
+    return Route("/.well-known/oauth-authorization-server" + path, endpoint, methods=["GET"])
 
 
 class _BrokerAPI:

@@ -81,6 +81,16 @@ class OAuthSettings:
     scope_descriptions: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
+        for name in ("scopes_supported", "response_types"):
+            value = getattr(self, name)
+            if isinstance(value, str | bytes) or not all(isinstance(v, str) for v in value):
+                raise ConfigurationError(
+                    f"{name} must be a set of strings, such as frozenset({{'general'}}); "
+                    f"got {value!r}"
+                )
+            object.__setattr__(self, name, frozenset(value))
+        if not isinstance(self.issuer, str):
+            raise ConfigurationError(f"issuer must be a string, got {self.issuer!r}")
         parts = urlsplit(self.issuer)
         if parts.scheme not in {"https", "http"} or not parts.hostname:
             raise ConfigurationError(f"issuer must be an absolute https URL, got {self.issuer!r}")

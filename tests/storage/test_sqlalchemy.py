@@ -12,7 +12,6 @@ from starlette_broker_oauth import (
     ConfigurationError,
     OAuthSettings,
     SQLAlchemyStorage,
-    StorageError,
 )
 
 from ..conftest import ISSUER, build_platform, pkce_pair, seed_platform
@@ -88,7 +87,7 @@ def test_rejects_bad_prefix() -> None:
 
 async def test_use_before_open_is_a_clear_error() -> None:
     storage = SQLAlchemyStorage("sqlite+aiosqlite://")
-    with pytest.raises(StorageError, match="not open"):
+    with pytest.raises(ConfigurationError, match="the storage is not open: enter it"):
         await storage.get_client("x")
 
 

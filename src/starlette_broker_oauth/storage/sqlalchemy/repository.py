@@ -13,7 +13,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ...errors import StorageError
+from ...errors import ConfigurationError
 from ...models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
 from ...security import hash_secret, new_client_id, secrets_equal
 from ..base import ClientRepository, Storage
@@ -61,6 +61,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         self._engine_options = dict(engine_options or {})
         self._engine: AsyncEngine | None = None
         self._postgres = self.url.get_backend_name() == "postgresql"
+        if self._postgres:
+            engines.require_asyncpg()  # a missing extra is said here, not on first use
         self._token_check = TokenCheck(self.tables)
         self._listener: RevocationListener | None = None
         self._writers: anyio.Lock | None = None
@@ -85,7 +87,10 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
     def engine(self) -> AsyncEngine:
         """The engine; available between :meth:`open` and :meth:`close`."""
         if self._engine is None:
-            raise StorageError("storage is not open: enter it with 'async with storage:'")
+            raise ConfigurationError(
+                "the storage is not open: enter it (`async with storage:`) in the "
+                "application's lifespan, and leave it on shutdown"
+            )
         return self._engine
 
     async def open(self) -> None:
