@@ -1,0 +1,303 @@
+"""The write path against a bare route, in one run: token issuance, the code flow and the
+protected route (cache off and on), on SQLite and, when one is given, PostgreSQL.
+
+uvicorn serves ``_write_app.py`` with two workers (uvloop, httptools). Each HTTP scenario
+is measured with wrk (``-t1 -c16``) from another process; the code flow, which chains two
+requests, is run sequentially by one httpx client and compared with the bare route run the
+same way. Every figure is printed as a ratio of the bare route in the same run, with p50
+and p99 latency. Part 2 times the token cache's cost per miss (an insertion that evicts
+the oldest entry) at 10^2, 10^4 and 10^6 entries.
+
+Run: ``python benchmarks/write_path.py [--duration 5] [--rounds 3]``; with PostgreSQL:
+``scripts/with-postgres python benchmarks/write_path.py`` (it reads
+``BROKER_OAUTH_TEST_POSTGRES_URL``). Needs ``wrk`` and the ``bench`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from starlette_broker_oauth import SQLAlchemyStorage, TokenVerifier
+from starlette_broker_oauth.models import AccessToken, Client
+from starlette_broker_oauth.security import hash_secret
+from starlette_broker_oauth.storage import MemoryStorage
+
+HERE = Path(__file__).parent
+REDIRECT = "https://app.example/cb"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def seed(url: str, prefix_reset: bool) -> dict[str, str]:
+    """A fresh schema with a client, a partner, an account and one valid token."""
+    storage = SQLAlchemyStorage(url)
+    async with storage:
+        if prefix_reset:
+            async with storage.engine.begin() as conn:
+                await conn.run_sync(storage.metadata.drop_all)
+                await conn.exec_driver_sql("DROP TABLE IF EXISTS oauth_alembic_version")
+    async with SQLAlchemyStorage(url) as storage:
+        client = await storage.create_client(name="Bench", redirect_uris=[REDIRECT])
+        partner = await storage.create_partner(name="Bench partner")
+        await storage.allow_partner_client(partner.key_id, client.client_id)
+        account = await storage.create_account()
+        token = f"bench-{uuid.uuid4().hex}"
+        await storage.save_token(
+            AccessToken(
+                token_hash=hash_secret(token),
+                client_id=client.client_id,
+                account_id=account.account_id,
+                scope="general data",
+                account_live=False,
+                issued_at=datetime.now(UTC),
+            )
+        )
+        return {
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "partner": f"{partner.key_id}:{partner.secret}",
+            "account_id": str(account.account_id),
+            "token": token,
+        }
+
+
+def serve(url: str, port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {"BENCH_DATABASE_URL": url, "PYTHONPATH": str(HERE)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "_write_app:app",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/bare", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+def wrk(
+    url: str, duration: int, *, headers: dict[str, str], body: str | None, workdir: Path
+) -> tuple[float, float, float]:
+    args = ["wrk", "-t1", "-c16", f"-d{duration}s", "--latency"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    if body is not None:
+        script = workdir / "post.lua"
+        script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n')
+        args += ["-s", str(script)]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    return rps, pct("50"), pct("99")
+
+
+def sequential(base: str, seconds: float, step: Any) -> tuple[float, float, float]:
+    """Run ``step(client)`` back to back for ``seconds``: per second, p50 and p99 in ms."""
+    times: list[float] = []
+    with httpx.Client(base_url=base) as client:
+        for _ in range(20):
+            step(client)
+        end = time.perf_counter() + seconds
+        while (start := time.perf_counter()) < end:
+            step(client)
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return (
+        len(times) / sum(times),
+        times[len(times) // 2] * 1e3,
+        times[int(len(times) * 0.99)] * 1e3,
+    )
+
+
+def scenarios(url: str, duration: int, rounds: int, workdir: Path, label: str, reset: bool) -> None:
+    creds = anyio.run(seed, url, reset)
+    partner = "Basic " + base64.b64encode(creds["partner"].encode()).decode()
+    grant = json.dumps(
+        {
+            "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"],
+            "redirect_uri": REDIRECT,
+            "scope": "general data",
+            "account_id": creds["account_id"],
+        }
+    )
+    bearer = {"Authorization": f"Bearer {creds['token']}"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    client_auth = (creds["client_id"], creds["client_secret"])
+
+    def bare_step(client: httpx.Client) -> None:
+        assert client.get("/bare").status_code == 200
+
+    def flow_step(client: httpx.Client) -> None:
+        code = client.post(
+            "/v1/oauth/authorize",
+            content=grant,
+            headers={"Authorization": partner, "Content-Type": "application/json"},
+        )
+        exchange = client.post(
+            "/oauth/token",
+            auth=client_auth,
+            data={
+                "grant_type": "authorization_code",
+                "code": code.json()["code"],
+                "redirect_uri": REDIRECT,
+            },
+        )
+        assert exchange.status_code == 200, exchange.text
+
+    results: dict[str, list[tuple[float, float, float]]] = {}
+    process = serve(url, port)
+    try:
+        for _ in range(rounds):
+            runs: dict[str, Callable[[], tuple[float, float, float]]] = {
+                "bare route": lambda: wrk(
+                    base + "/bare", duration, headers={}, body=None, workdir=workdir
+                ),
+                "issue a token": lambda: wrk(
+                    base + "/v1/oauth/token",
+                    duration,
+                    headers={"Authorization": partner, "Content-Type": "application/json"},
+                    body=grant,
+                    workdir=workdir,
+                ),
+                "protected, no cache": lambda: wrk(
+                    base + "/quote", duration, headers=bearer, body=None, workdir=workdir
+                ),
+                "protected, cached": lambda: wrk(
+                    base + "/quote-cached", duration, headers=bearer, body=None, workdir=workdir
+                ),
+                "bare, sequential": lambda: sequential(base, duration, bare_step),
+                "code flow, sequential": lambda: sequential(base, duration, flow_step),
+            }
+            for name, run in runs.items():
+                results.setdefault(name, []).append(run())
+    finally:
+        process.terminate()
+        process.wait(10)
+    med = {
+        k: tuple(statistics.median(r[i] for r in v) for i in range(3)) for k, v in results.items()
+    }
+    print(f"\n{label}: uvicorn --workers 2, wrk -t1 -c16, {rounds} x {duration}s (medians)")
+    print(f"{'scenario':<24}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>9}{'vs bare':>9}")
+    for name, (rate, p50, p99) in med.items():
+        baseline = med["bare, sequential" if "sequential" in name else "bare route"][0]
+        print(
+            f"{name:<24}{rate:>9.0f}{p50:>9.2f}{p99:>9.2f}{p99 / p50:>9.1f}{rate / baseline:>9.2f}"
+        )
+
+
+class _Grants(MemoryStorage):
+    """A grant store whose every token is valid: the cache's cost alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client = Client(client_id="c", secret_hash="", name="c", redirect_uris=(REDIRECT,))
+
+    async def get_token_with_client(self, token_hash: str, clients: Any) -> Any:
+        token = AccessToken(
+            token_hash=token_hash,
+            client_id="c",
+            account_id=uuid.UUID(int=1),
+            scope="data",
+            account_live=False,
+            issued_at=datetime.now(UTC),
+        )
+        return token, self.client
+
+
+async def cache_cost(misses: int) -> None:
+    print("\nToken cache: cost of a miss when the cache is full (verify a new token: load,")
+    print("insert, evict the oldest), as the cache grows")
+    print(f"{'entries':>10}{'us/miss':>10}{'vs 10^2':>9}")
+    first = None
+    for size in (10**2, 10**4, 10**6):
+        grants = _Grants()
+        verifier = TokenVerifier(
+            grants=grants, clients=grants, cache_ttl=timedelta(hours=1), cache_size=size
+        )
+        for i in range(size):
+            await verifier.verify(f"fill-{i}")
+        start = time.perf_counter()
+        for i in range(misses):
+            await verifier.verify(f"miss-{i}")
+        per = (time.perf_counter() - start) / misses
+        first = first or per
+        print(f"{size:>10}{per * 1e6:>10.2f}{per / first:>9.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-cache", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        scenarios(
+            f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+            args.duration,
+            args.rounds,
+            workdir,
+            "SQLite (WAL)",
+            False,
+        )
+        postgres = os.environ.get("BROKER_OAUTH_TEST_POSTGRES_URL")
+        if postgres:
+            scenarios(postgres, args.duration, args.rounds, workdir, "PostgreSQL", True)
+    if not args.skip_cache:
+        anyio.run(cache_cost, 20_000)
+
+
+if __name__ == "__main__":
+    main()
