@@ -80,7 +80,7 @@ async def insert_tokens(
                 "issued_at": now,
                 "expires_at": None,
                 "revoked_at": None,
-                "code_hash": None,
+                "family_id": None,
             }
             for i in range(lo, min(stop, lo + batch))
         ]
