@@ -74,6 +74,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         self._partner_clients = t.partner_clients
         self._partner_accounts = t.partner_accounts
         self._used_keys = t.used_keys
+        for name, statement in self.hot_reads().items():
+            self._token_check.register(name, statement)
         self._codes = t.codes
         self._tokens = t.tokens
         self._refresh = t.refresh_tokens
@@ -216,15 +218,10 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
     # PartnerAuthenticator
 
     async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(self._partners).where(self._partners.c.partner_id == key_id)
-                )
-            ).first()
-        stored = _NO_SECRET if row is None else row.secret_hash
+        row = await self._token_check.one("partner", key_id=key_id)
+        stored = _NO_SECRET if row is None else row["secret_hash"]
         if secrets_equal(hash_secret(secret), stored) and row is not None:
-            return Partner(partner_id=row.partner_id, name=row.name)
+            return Partner(partner_id=row["partner_id"], name=row["name"])
         return None
 
     async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:

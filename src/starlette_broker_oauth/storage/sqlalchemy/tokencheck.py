@@ -1,6 +1,8 @@
-"""The token check's read: the token and its client, in one driver round trip.
+"""The hot reads: the token check's (the token and its client, on every protected request)
+and the partner endpoints' (the partner, the partner's client, the partner's account), each
+in one driver round trip.
 
-It runs on every protected request. The joined ``SELECT`` is compiled once and run on a
+ The joined ``SELECT`` is compiled once and run on a
 raw driver connection with the columns' result processors applied here: on SQLite, one
 shared aiosqlite connection on which concurrent checks pipeline (one thread hop each); on
 PostgreSQL, one round trip on an autocommit pool (no ``BEGIN``, no ``ROLLBACK`` on return).
@@ -14,12 +16,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ...errors import StorageError, StorageUnavailable
+from ...errors import ConfigurationError, StorageUnavailable
 from ...models import AccessToken, Client
 from .engines import is_transient, open_checker, translated
 from .schema import Tables, client_from
 
 __all__ = ["TokenCheck"]
+
+Processor = Callable[[Any], Any] | None
+# A hot read compiled for the dialect: SQL, its parameters in order with their bind
+# processors, the result columns' processors, the result columns' names.
+_Compiled = tuple[str, list[tuple[str, Processor]], list[Processor], list[str]]
 
 
 class TokenCheck:
@@ -40,16 +47,39 @@ class TokenCheck:
         self._client_columns = [c.name for c in cli.columns]
         self._sql: str | None = None
         self._processors: list[Callable[[Any], Any] | None] = []
+        # Other hot reads, by name: (statement, compiled SQL, its parameters in order,
+        # result processors, column names).
+        self._reads: dict[str, sa.Select[Any]] = {}
+        self._compiled: dict[str, _Compiled] = {}
         self._reader: AsyncEngine | None = None
         self._owns_reader = False
         self._checker: Any = None
         self._postgres = False
+
+    def register(self, name: str, statement: sa.Select[Any]) -> None:
+        """Add a hot read; its parameters are ``bindparam`` names, given to :meth:`one`."""
+        self._reads[name] = statement
 
     async def open(self, engine: AsyncEngine, options: dict[str, Any], *, in_memory: bool) -> None:
         """Prepare the check's connections beside ``engine`` (created with ``options``)."""
         url = engine.url
         self._postgres = url.get_backend_name() == "postgresql"
         dialect = engine.dialect
+        for name, statement in self._reads.items():
+            compiled = statement.compile(dialect=dialect)
+            order = list(compiled.positiontup or [])
+            self._compiled[name] = (
+                str(compiled),
+                [
+                    (key, compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect))
+                    for key in order
+                ],
+                [
+                    column.type.dialect_impl(dialect).result_processor(dialect, None)
+                    for column in statement.selected_columns
+                ],
+                [column.name for column in statement.selected_columns],
+            )
         self._sql = str(self._statement.compile(dialect=dialect))
         self._processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -90,36 +120,53 @@ class TokenCheck:
             client = client_from(dict(zip(self._client_columns, row[tokens:], strict=True)))
         return token, client
 
+    async def one(self, name: str, **params: Any) -> dict[str, Any] | None:
+        """The first row of the hot read ``name``, by column name, or ``None``."""
+        sql, binds, processors, columns = self._compiled[name]
+        args = tuple(params[key] if bind is None else bind(params[key]) for key, bind in binds)
+        row = await self._fetch_row(sql, args)
+        if row is None:
+            return None
+        values = (v if p is None else p(v) for p, v in zip(processors, tuple(row), strict=True))
+        return dict(zip(columns, values, strict=True))
+
     async def _row(self, token_hash: str) -> tuple[Any, ...] | None:
+        assert self._sql is not None
+        record = await self._fetch_row(self._sql, (token_hash,))
+        return None if record is None else self._processed(record)
+
+    async def _fetch_row(self, sql: str, args: tuple[Any, ...]) -> Any:
         if self._checker is not None:
             # aiosqlite queues calls on its one thread: concurrent checks pipeline on one
             # connection instead of each holding a pooled one across its await.
             with translated():
-                rows = await self._checker.execute_fetchall(self._sql, (token_hash,))
-            return self._processed(rows[0]) if rows else None
+                rows = await self._checker.execute_fetchall(sql, args)
+            return rows[0] if rows else None
         if self._reader is None:
-            raise StorageError("storage is not open: enter it with 'async with storage:'")
+            raise ConfigurationError(
+                "the storage is not open: enter it (`async with storage:`) in the "
+                "application's lifespan, and leave it on shutdown"
+            )
         # A pooled connection may have died while idle (the server restarted): it is
         # discarded and the check retried once on a fresh one before answering 503.
         for attempt in (1, 2):
             try:
-                record = await self._fetch(self._reader, token_hash)
-                break
+                return await self._fetch(self._reader, sql, args)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 if attempt == 2:
                     raise StorageUnavailable(type(exc).__name__) from exc
-        return None if record is None else self._processed(record)
+        raise AssertionError("unreachable")
 
-    async def _fetch(self, reader: AsyncEngine, token_hash: str) -> Any:
+    async def _fetch(self, reader: AsyncEngine, sql: str, args: tuple[Any, ...]) -> Any:
         async with reader.connect() as conn:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             try:
                 if self._postgres:
-                    return await driver.fetchrow(self._sql, token_hash)
-                rows = await driver.execute_fetchall(self._sql, (token_hash,))
+                    return await driver.fetchrow(sql, *args)
+                rows = await driver.execute_fetchall(sql, args)
                 return rows[0] if rows else None
             except BaseException:
                 await conn.invalidate()  # a connection that failed mid-call is not reused
