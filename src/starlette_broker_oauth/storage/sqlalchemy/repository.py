@@ -74,11 +74,11 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         self._partner_clients = t.partner_clients
         self._partner_accounts = t.partner_accounts
         self._used_keys = t.used_keys
-        for name, statement in self.hot_reads().items():
-            self._token_check.register(name, statement)
         self._codes = t.codes
         self._tokens = t.tokens
         self._refresh = t.refresh_tokens
+        for name, statement in self.hot_reads().items():
+            self._token_check.register(name, statement)
 
     @property
     def table_prefix(self) -> str:
@@ -198,22 +198,12 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
     # ClientRepository, AccountRepository
 
     async def get_client(self, client_id: str) -> Client | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(self._clients).where(self._clients.c.client_id == client_id)
-                )
-            ).first()
-        return None if row is None else client_from(row._asdict())
+        row = await self._token_check.one("client", client_id=client_id)
+        return None if row is None else client_from(row)
 
     async def get_account(self, account_id: UUID) -> Account | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(self._accounts).where(self._accounts.c.account_id == account_id)
-                )
-            ).first()
-        return None if row is None else Account(account_id=row.account_id, live=row.live)
+        row = await self._token_check.one("account", account_id=account_id)
+        return None if row is None else Account(account_id=row["account_id"], live=row["live"])
 
     # PartnerAuthenticator
 
@@ -243,13 +233,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
             await conn.execute(sa.insert(self._codes).values(**fields(code)))
 
     async def get_code(self, code_hash: str) -> AuthorizationCode | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(self._codes).where(self._codes.c.code_hash == code_hash)
-                )
-            ).first()
-        return None if row is None else AuthorizationCode(**row._asdict())
+        row = await self._token_check.one("code", code_hash=code_hash)
+        return None if row is None else AuthorizationCode(**row)
 
     async def redeem_code(
         self,
@@ -280,10 +265,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         return True
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
-        r = self._refresh
-        async with self._read() as conn:
-            row = (await conn.execute(sa.select(r).where(r.c.token_hash == token_hash))).first()
-        return None if row is None else RefreshToken(**row._asdict())
+        row = await self._token_check.one("refresh", token_hash=token_hash)
+        return None if row is None else RefreshToken(**row)
 
     async def rotate_refresh_token(
         self,
@@ -354,13 +337,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
             await conn.execute(sa.insert(self._tokens).values(**fields(token)))
 
     async def get_token(self, token_hash: str) -> AccessToken | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(self._tokens).where(self._tokens.c.token_hash == token_hash)
-                )
-            ).first()
-        return None if row is None else AccessToken(**row._asdict())
+        row = await self._token_check.one("token", token_hash=token_hash)
+        return None if row is None else AccessToken(**row)
 
     async def get_token_with_client(
         self, token_hash: str, clients: ClientRepository

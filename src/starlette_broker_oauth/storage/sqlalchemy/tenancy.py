@@ -36,6 +36,9 @@ class Tenancy:
     _partner_clients: sa.Table
     _partner_accounts: sa.Table
     _used_keys: sa.Table
+    _codes: sa.Table
+    _tokens: sa.Table
+    _refresh: sa.Table
     _postgres: bool
     _token_check: TokenCheck
 
@@ -56,8 +59,9 @@ class Tenancy:
         return bool(row[0] == partner.partner_id)
 
     def hot_reads(self) -> dict[str, sa.Select[Any]]:
-        """The partner endpoints' reads, run on the token check's raw connection (one
-        driver round trip each): the partner, the partner's client, the partner's account."""
+        """The reads of every request, run on the token check's raw connection (one driver
+        round trip each): records by key, and the partner endpoints' partner, partner's
+        client and partner's account."""
         p, c, pc, a, pa = (
             self._partners,
             self._clients,
@@ -68,7 +72,15 @@ class Tenancy:
         account = sa.bindparam("account_id", type_=sa.Uuid)
         owner = sa.select(pa.c.partner_id).where(pa.c.account_id == account).scalar_subquery()
         partners = sa.select(sa.func.count()).select_from(p).scalar_subquery()
+        code, token, refresh = self._codes, self._tokens, self._refresh
         return {
+            "client": sa.select(c).where(c.c.client_id == sa.bindparam("client_id")),
+            "account": sa.select(a).where(
+                a.c.account_id == sa.bindparam("account_id", type_=sa.Uuid)
+            ),
+            "code": sa.select(code).where(code.c.code_hash == sa.bindparam("code_hash")),
+            "token": sa.select(token).where(token.c.token_hash == sa.bindparam("token_hash")),
+            "refresh": sa.select(refresh).where(refresh.c.token_hash == sa.bindparam("token_hash")),
             "partner": sa.select(p).where(p.c.partner_id == sa.bindparam("key_id")),
             "partner_client": sa.select(c)
             .join(pc, pc.c.client_id == c.c.client_id)

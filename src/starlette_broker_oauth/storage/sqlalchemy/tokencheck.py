@@ -23,6 +23,10 @@ from .schema import Tables, client_from
 
 __all__ = ["TokenCheck"]
 
+_NOT_OPEN = (
+    "the storage is not open: enter it (`async with storage:`) in the application's "
+    "lifespan, and leave it on shutdown"
+)
 Processor = Callable[[Any], Any] | None
 # A hot read compiled for the dialect: SQL, its parameters in order with their bind
 # processors, the result columns' processors, the result columns' names.
@@ -122,6 +126,8 @@ class TokenCheck:
 
     async def one(self, name: str, **params: Any) -> dict[str, Any] | None:
         """The first row of the hot read ``name``, by column name, or ``None``."""
+        if name not in self._compiled:  # compiled when the storage opens
+            raise ConfigurationError(_NOT_OPEN)
         sql, binds, processors, columns = self._compiled[name]
         args = tuple(params[key] if bind is None else bind(params[key]) for key, bind in binds)
         row = await self._fetch_row(sql, args)
@@ -143,10 +149,7 @@ class TokenCheck:
                 rows = await self._checker.execute_fetchall(sql, args)
             return rows[0] if rows else None
         if self._reader is None:
-            raise ConfigurationError(
-                "the storage is not open: enter it (`async with storage:`) in the "
-                "application's lifespan, and leave it on shutdown"
-            )
+            raise ConfigurationError(_NOT_OPEN)
         # A pooled connection may have died while idle (the server restarted): it is
         # discarded and the check retried once on a fresh one before answering 503.
         for attempt in (1, 2):
