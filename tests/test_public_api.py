@@ -130,9 +130,9 @@ async def test_postgres_extra_missing_is_actionable(monkeypatch: pytest.MonkeyPa
     import sys
 
     monkeypatch.setitem(sys.modules, "asyncpg", None)
-    storage = lib.SQLAlchemyStorage("postgresql://localhost/nothing")
+    # Said when the storage is built, not when the first request needs it.
     with pytest.raises(ImportError, match=r"starlette-broker-oauth\[postgres\]"):
-        await storage.open()
+        lib.SQLAlchemyStorage("postgresql://localhost/nothing")
 
 
 def test_core_does_not_import_fastapi() -> None:

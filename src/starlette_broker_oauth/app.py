@@ -103,10 +103,6 @@ def create_oauth_app(
         verifier: The token verifier of the platform's protected routes; one is created
             when omitted. Either way it is ``app.state.token_verifier``, and it learns of
             every revocation through the grant store's announcements.
-
-    The returned app also carries ``app.state.connected_apps``
-    (:class:`~.core.ConnectedApps`): list an account's connected apps, disconnect one, or
-    cut every token of a closed account.
         consent: Turns on the hosted pages: consent at ``/oauth/authorize`` and the
             connected-apps page at ``/oauth/connections``.
         on_event: Receives audit events (:mod:`starlette_broker_oauth.events`).
@@ -114,6 +110,10 @@ def create_oauth_app(
 
     The storage is not entered here: a mounted app's lifespan does not run, so the host
     enters the storage in its own lifespan (see the README).
+
+    The returned app also carries ``app.state.connected_apps``
+    (:class:`~.core.ConnectedApps`): list an account's connected apps, disconnect one, or
+    cut every token of a closed account.
     """
     clients = storage if clients is None else clients
     accounts = storage if accounts is None else accounts

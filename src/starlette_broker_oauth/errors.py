@@ -4,6 +4,7 @@ The tree::
 
     BrokerOAuthError
      ├── ConfigurationError          a setting or argument is wrong (raised at start-up)
+     ├── RegistrationError           a client registration is refused (a redirect URI)
      ├── StorageError                a repository could not do its work
      │    └── StorageUnavailable     the database cannot be reached right now
      ├── Refusal                     a rule refused the request (RFC 6749 ``error`` code)

@@ -122,8 +122,10 @@ class ErrorPage:
     Parameters:
         frame: Platform (and user, when known).
         status: The HTTP status of the answer.
-        title, message: What happened and what to do, in plain words.
-        error, detail: The technical reason (an RFC 6749 error code and its description).
+        title: What happened, in plain words.
+        message: What to do, in plain words.
+        error: The technical reason: an RFC 6749 error code.
+        detail: The error's description.
     """
 
     frame: Frame
