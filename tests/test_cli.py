@@ -9,12 +9,19 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+import anyio
+import httpx
 import pytest
 import requests
 
-from .conftest import free_port
+from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
+from starlette_broker_oauth.cli import main
+
+from .conftest import ISSUER, build_platform, free_port
 
 
 @contextmanager
@@ -166,49 +173,28 @@ def admin(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_admin_commands_set_up_a_working_platform(tmp_path: Path) -> None:
-    import anyio
-    import httpx
-
-    from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
-
-    from .conftest import ISSUER, build_platform
-
-    url = f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}"
-    client = json.loads(
-        admin(
-            url,
-            "client",
-            "create",
-            "--name",
-            "App",
-            "--redirect-uri",
-            "https://a/cb",
-            "--scope",
-            "general",
-            "--scope",
-            "data",
-        ).stdout
-    )
-    partner = json.loads(admin(url, "partner", "create", "--name", "Broker").stdout)
-    assert admin(url, "partner", "allow", partner["key_id"], client["client_id"]).returncode == 0
-    account = json.loads(admin(url, "account", "create", "--live").stdout)
+def test_admin_commands_set_up_a_working_platform(cli: CLI) -> None:
+    created = admin(
+        cli.url, "client", "create", "--name", "App", "--redirect-uri", "https://a.example/cb",
+        "--scope", "general", "--scope", "data", "--json",
+    )  # fmt: skip
+    assert (created.returncode, created.stderr) == (0, "")
+    client = json.loads(created.stdout)
+    partner = cli.json("partner", "create", "--name", "Broker")
+    cli("partner", "allow", partner["key_id"], client["client_id"])
+    account = cli.json("account", "create", "--live")
     assert account["live"] is True
-    paper = json.loads(admin(url, "account", "create").stdout)
-    missing = admin(url, "partner", "allow", "nobody", client["client_id"])
-    assert missing.returncode == 1
-    assert "Traceback" not in missing.stderr
-    assert admin(url, "client", "disable", "nobody").returncode == 1
+    paper = cli.json("account", "create")
 
     async def use() -> list[int]:
-        async with SQLAlchemyStorage(url) as storage:
+        async with SQLAlchemyStorage(cli.url) as storage:
             app = build_platform(storage, OAuthSettings(issuer=ISSUER))
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
                 body = {
                     "client_id": client["client_id"],
                     "client_secret": client["client_secret"],
-                    "redirect_uri": "https://a/cb",
+                    "redirect_uri": "https://a.example/cb",
                     "scope": "data",
                     "account_id": paper["account_id"],
                 }
@@ -223,47 +209,30 @@ def test_admin_commands_set_up_a_working_platform(tmp_path: Path) -> None:
                 return [ok.status_code, too_wide.status_code, live.status_code]
 
     assert anyio.run(use) == [200, 422, 422]
-    rotated = json.loads(admin(url, "client", "rotate-secret", client["client_id"]).stdout)
+    rotated = cli.json("client", "rotate-secret", client["client_id"])
     assert rotated["client_secret"] != client["client_secret"]
-    assert (
-        json.loads(admin(url, "client", "disable", client["client_id"]).stdout)["status"]
-        == "DISABLED"
-    )
-    new_partner = json.loads(admin(url, "partner", "rotate-secret", partner["key_id"]).stdout)
+    assert cli.json("client", "disable", client["client_id"])["status"] == "DISABLED"
+    new_partner = cli.json("partner", "rotate-secret", partner["key_id"])
     assert new_partner["secret"] != partner["secret"]
 
 
-def test_account_ownership_commands(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'owners.db'}"
-    first = json.loads(admin(url, "partner", "create", "--name", "First").stdout)
-    owned = json.loads(admin(url, "account", "create", "--partner", first["key_id"]).stdout)
+def test_account_ownership_commands(cli: CLI) -> None:
+    first = cli.json("partner", "create", "--name", "First")
+    owned = cli.json("account", "create", "--partner", first["key_id"])
     assert owned["partner"] == first["key_id"]
-    loose = json.loads(admin(url, "account", "create").stdout)
-    given = admin(url, "account", "give", loose["account_id"], first["key_id"])
-    assert json.loads(given.stdout) == {
-        "account_id": loose["account_id"],
-        "partner": first["key_id"],
-    }
-    unknown_partner = admin(url, "account", "create", "--partner", "nobody")
-    assert (unknown_partner.returncode, unknown_partner.stderr.strip()) == (
-        1,
-        "unknown partner 'nobody'",
+    loose = cli.json("account", "create")
+    given = cli.json("account", "give", loose["account_id"], first["key_id"])
+    assert given == {"account_id": loose["account_id"], "partner": first["key_id"]}
+    assert cli.fails("account", "create", "--partner", "nobody") == "unknown partner 'nobody'"
+    assert cli.fails("account", "give", loose["account_id"], "nobody") == (
+        "unknown partner 'nobody'"
     )
-    assert admin(url, "account", "give", loose["account_id"], "nobody").returncode == 1
-    missing = admin(url, "account", "give", "00000000-0000-0000-0000-000000000000", first["key_id"])
-    assert (missing.returncode, missing.stderr.strip()) == (1, "not found")
-    gone = admin(url, "connections", "list", "--account", "00000000-0000-0000-0000-000000000000")
-    assert (gone.returncode, gone.stderr.strip()) == (
-        1,
-        "unknown account 00000000-0000-0000-0000-000000000000",
-    )
+    nobody = "00000000-0000-0000-0000-000000000000"
+    assert cli.fails("account", "give", nobody, first["key_id"]) == f"unknown account {nobody}"
+    assert cli.fails("connections", "list", "--account", nobody) == f"unknown account {nobody}"
 
 
 def test_demo_login(tmp_path: Path) -> None:
-    import anyio
-    import httpx
-
-    from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
     from starlette_broker_oauth._demo import build_platform, seed
 
     base = "http://127.0.0.1:8000"
@@ -321,98 +290,45 @@ def test_demo_login(tmp_path: Path) -> None:
     anyio.run(use)
 
 
-def test_connections_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import anyio
-    import httpx
-
-    from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
-    from starlette_broker_oauth.cli import main
-
-    from .conftest import ISSUER, build_platform
-
-    url = f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}"
-
-    def run(*args: str) -> str:
-        assert main([*args, "--database-url", url]) == 0
-        return capsys.readouterr().out
-
-    partner = json.loads(run("partner", "create", "--name", "Broker"))
+def test_connections_commands(cli: CLI) -> None:
+    partner = cli.json("partner", "create", "--name", "Broker")
     clients = []
     for name in ("Charts", "Journal"):
-        clients.append(
-            json.loads(
-                run(
-                    "client",
-                    "create",
-                    "--name",
-                    name,
-                    "--redirect-uri",
-                    "https://a/cb",
-                    "--scope",
-                    "general",
-                    "--scope",
-                    "data",
-                )
-            )
-        )
-        run("partner", "allow", partner["key_id"], clients[-1]["client_id"])
-    account = json.loads(run("account", "create"))["account_id"]
+        uri = "https://a.example/cb"
+        scopes = ["--scope", "general", "--scope", "data"]
+        clients.append(cli.json("client", "create", "--name", name, "--redirect-uri", uri, *scopes))
+        cli("partner", "allow", partner["key_id"], clients[-1]["client_id"])
+    account = cli.json("account", "create")["account_id"]
     charts, journal = (c["client_id"] for c in clients)
 
-    async def issue(client: dict[str, str], scope: str) -> str:
-        async with SQLAlchemyStorage(url) as storage:
-            app = build_platform(storage, OAuthSettings(issuer=ISSUER))
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
-                answer = await http.post(
-                    "/v1/oauth/token",
-                    auth=(partner["key_id"], partner["secret"]),
-                    json={
-                        "client_id": client["client_id"],
-                        "client_secret": client["client_secret"],
-                        "redirect_uri": "https://a/cb",
-                        "scope": scope,
-                        "account_id": account,
-                    },
-                )
-                token: str = answer.json()["access_token"]
-                return token
-
-    async def works(token: str) -> bool:
-        async with SQLAlchemyStorage(url) as storage:
-            app = build_platform(storage, OAuthSettings(issuer=ISSUER))
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
-                answer = await http.get("/v2/account", headers={"Authorization": f"Bearer {token}"})
-                return answer.status_code == 200
-
-    assert run("connections", "list", "--account", account) == (
+    assert cli("connections", "list", "--account", account) == (
         f"no apps connected to account {account}\n"
     )
     tokens = [
-        anyio.run(issue, clients[0], "general"),
-        anyio.run(issue, clients[0], "data"),
-        anyio.run(issue, clients[1], "general"),
+        anyio.run(issue, cli.url, partner, clients[0], account, "general"),
+        anyio.run(issue, cli.url, partner, clients[0], account, "data"),
+        anyio.run(issue, cli.url, partner, clients[1], account, "general"),
     ]
-    listed = json.loads(run("connections", "list", "--account", account, "--json"))
+    listed = cli.json("connections", "list", "--account", account)
     assert sorted((c["client_id"], c["scope"]) for c in listed) == sorted(
         [(charts, "data general"), (journal, "general")]
     )
     assert all(c["account_id"] == account for c in listed)
     assert all(c["connected_at"] <= c["last_issued_at"] for c in listed)
-    table = run("connections", "list", "--account", account)
-    assert charts in table
-    assert journal in table
+    table = cli("connections", "list", "--account", account).splitlines()
+    assert table[0].split() == ["CLIENT", "ID", "SCOPE", "CONNECTED", "LAST", "ISSUED"]
+    assert any(line.startswith(f"{charts}  data general") for line in table)
+    assert any(line.startswith(f"{journal}  general") for line in table)
 
-    revoked = run("connections", "revoke", "--account", account, "--client", charts)
+    revoked = cli("connections", "revoke", "--account", account, "--client", charts)
     assert revoked.startswith("revoked 2 access tokens")
-    assert [anyio.run(works, t) for t in tokens] == [False, False, True]
-    listed = json.loads(run("connections", "list", "--account", account, "--json"))
+    assert [anyio.run(works, cli.url, t) for t in tokens] == [False, False, True]
+    listed = cli.json("connections", "list", "--account", account)
     assert [c["client_id"] for c in listed] == [journal]
-    assert run("connections", "revoke", "--account", account).startswith("revoked 1 access token ")
-    assert run("connections", "revoke", "--account", account).startswith("revoked 0 access tokens")
-    assert json.loads(run("connections", "list", "--account", account, "--json")) == []
-    assert not anyio.run(works, tokens[2])
+    assert cli("connections", "revoke", "--account", account).startswith("revoked 1 access token ")
+    assert cli("connections", "revoke", "--account", account).startswith("revoked 0 access tokens")
+    assert cli.json("connections", "list", "--account", account) == []
+    assert not anyio.run(works, cli.url, tokens[2])
 
 
 def test_the_demo_log_holds_no_secret(tmp_path: Path) -> None:
@@ -474,3 +390,429 @@ def test_the_demo_log_holds_no_secret(tmp_path: Path) -> None:
         c["password"],
     ):
         assert secret not in after_banner
+
+
+class CLI:
+    """``broker-oauth`` run in this process on one SQLite database."""
+
+    def __init__(self, url: str, capsys: pytest.CaptureFixture[str]) -> None:
+        self.url = url
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> str:
+        """What a command that succeeds prints."""
+        code = main([*args, "--database-url", self.url])
+        out, err = self.capsys.readouterr()
+        assert (code, err) == (0, ""), err
+        return out
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json"))
+
+    def fails(self, *args: str, code: int = 1) -> str:
+        """The one line a command that fails prints on stderr (nothing on stdout)."""
+        exit_code = main([*args, "--database-url", self.url])
+        out, err = self.capsys.readouterr()
+        assert (exit_code, out) == (code, "")
+        [line] = err.splitlines()
+        return line
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> CLI:
+    return CLI(f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}", capsys)
+
+
+async def issue(
+    url: str,
+    partner: dict[str, str],
+    client: dict[str, str],
+    account: str,
+    scope: str = "general",
+) -> str:
+    """A token from the partner API of a platform on the database."""
+    async with SQLAlchemyStorage(url) as storage:
+        app = build_platform(storage, OAuthSettings(issuer=ISSUER))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            answer = await http.post(
+                "/v1/oauth/token",
+                auth=(partner["key_id"], partner["secret"]),
+                json={
+                    "client_id": client["client_id"],
+                    "client_secret": client["client_secret"],
+                    "redirect_uri": "https://a.example/cb",
+                    "scope": scope,
+                    "account_id": account,
+                },
+            )
+            assert answer.status_code == 200, answer.text
+            token: str = answer.json()["access_token"]
+            return token
+
+
+async def works(url: str, token: str) -> bool:
+    """Whether the platform's API on the database accepts the token."""
+    async with SQLAlchemyStorage(url) as storage:
+        app = build_platform(storage, OAuthSettings(issuer=ISSUER))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            answer = await http.get("/v2/account", headers={"Authorization": f"Bearer {token}"})
+            return answer.status_code == 200
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"broker-oauth {version('starlette-broker-oauth')}\n"
+
+
+def test_client_commands(cli: CLI) -> None:
+    assert cli("client", "list") == "no clients\n"
+    assert cli.json("client", "list") == []
+    created = cli(
+        "client", "create", "--name", "Charts", "--redirect-uri", "https://a.example/cb",
+        "--scope", "general", "--scope", "data",
+    )  # fmt: skip
+    assert created.startswith("registered client Charts\n")
+    assert "shown only this once" in created
+    charts = created.split("client_id:")[1].split()[0]
+    journal = cli.json(
+        "client", "create", "--name", "Journal", "--redirect-uri", "https://j.example/cb",
+        "--response-type", "code", "--live-trading-approved",
+    )  # fmt: skip
+    assert set(journal) == {"client_id", "client_secret"}
+    listed = cli.json("client", "list")
+    assert [c["client_id"] for c in listed] == sorted([charts, journal["client_id"]])
+    shown = cli.json("client", "show", charts)
+    assert shown == {
+        "client_id": charts,
+        "name": "Charts",
+        "status": "ACTIVE",
+        "live_trading_approved": False,
+        "redirect_uris": ["https://a.example/cb"],
+        "scopes": ["data", "general"],
+        "response_types": ["code", "token"],
+        "description": "",
+        "url": "",
+        "terms_of_use": "",
+        "privacy_policy": "",
+    }
+    assert shown in listed
+    table = cli("client", "list").splitlines()
+    assert table[0].split() == [
+        "CLIENT",
+        "ID",
+        "NAME",
+        "STATUS",
+        "LIVE",
+        "SCOPES",
+        "REDIRECT",
+        "URIS",
+    ]
+    assert any(line.startswith(charts) and "data general" in line for line in table)
+    assert "live trading approved: no" in cli("client", "show", charts)
+
+    updated = cli.json(
+        "client", "update", charts, "--name", "Charts Pro", "--redirect-uri",
+        "https://a.example/new", "--redirect-uri", "com.example.charts:/cb", "--scope", "trading",
+        "--live-trading-approved", "--description", "Better charts",
+    )  # fmt: skip
+    assert updated == shown | {
+        "name": "Charts Pro",
+        "redirect_uris": ["https://a.example/new", "com.example.charts:/cb"],
+        "scopes": ["trading"],
+        "live_trading_approved": True,
+        "description": "Better charts",
+    }
+    assert cli.json("client", "show", charts) == updated
+    text = cli("client", "update", charts, "--all-scopes", "--no-live-trading-approved")
+    assert "scopes:                every supported scope" in text
+    assert "redirect URIs:         https://a.example/new\n" in text
+    again = cli.json("client", "show", charts)
+    assert (again["scopes"], again["live_trading_approved"]) == (None, False)
+
+    assert cli.json("client", "disable", charts) == {"client_id": charts, "status": "DISABLED"}
+    assert cli("client", "enable", charts) == f"client {charts} is ACTIVE\n"
+    rotated = cli.json("client", "rotate-secret", charts)
+    assert rotated["client_id"] == charts
+    assert rotated["client_secret"]
+    assert cli("client", "delete", charts).startswith(f"deleted client {charts}")
+    assert [c["client_id"] for c in cli.json("client", "list")] == [journal["client_id"]]
+    assert cli.json("client", "delete", journal["client_id"]) == {
+        "client_id": journal["client_id"],
+        "deleted": True,
+    }
+
+
+def test_client_refusals(cli: CLI) -> None:
+    client = cli.json("client", "create", "--name", "A", "--redirect-uri", "https://a.example/cb")
+    client_id = client["client_id"]
+    for args in (
+        ("show", "nobody"),
+        ("update", "nobody", "--name", "X"),
+        ("delete", "nobody"),
+        ("disable", "nobody"),
+        ("enable", "nobody"),
+        ("rotate-secret", "nobody"),
+    ):
+        assert cli.fails("client", *args) == "unknown client 'nobody'"
+    assert cli.fails("client", "update", client_id, "--redirect-uri", "http://a.example/cb") == (
+        "redirect URI 'http://a.example/cb' must use https (http only on a loopback host)"
+    )
+    assert cli.fails(
+        "client", "create", "--name", "B", "--redirect-uri", "https://b.example/cb#frag"
+    ) == ("redirect URI 'https://b.example/cb#frag' must not have a fragment")
+    assert cli.fails("client", "update", client_id, code=2) == (
+        "broker-oauth client update: nothing to change (see 'broker-oauth client update --help')"
+    )
+    assert cli.fails("client", "update", client_id, "--scope", "a", "--all-scopes", code=2)
+    assert "at most 200 characters" in cli.fails(
+        "client", "update", client_id, "--name", "x" * 201, code=2
+    )
+    assert cli.json("client", "show", client_id)["redirect_uris"] == ["https://a.example/cb"]
+
+
+def test_partner_commands(cli: CLI) -> None:
+    assert cli("partner", "list") == "no partners\n"
+    created = cli("partner", "create", "--name", "Correspondent", "--key-id", "corr")
+    assert created.startswith("registered partner Correspondent\nkey_id:  corr\nsecret:  ")
+    other = cli.json("partner", "create", "--name", "Other")
+    client = cli.json("client", "create", "--name", "A", "--redirect-uri", "https://a.example/cb")
+    client_id = client["client_id"]
+    assert cli.json("partner", "allow", "corr", client_id) == {
+        "key_id": "corr",
+        "client_id": client_id,
+        "allowed": True,
+    }
+    account = cli.json("account", "create", "--partner", "corr")["account_id"]
+    shown = cli.json("partner", "show", "corr")
+    assert shown == {
+        "key_id": "corr",
+        "name": "Correspondent",
+        "clients": [client_id],
+        "accounts": 1,
+    }
+    assert cli.json("partner", "list") == sorted(
+        [shown, {"key_id": other["key_id"], "name": "Other", "clients": [], "accounts": 0}],
+        key=lambda p: p["key_id"],
+    )
+    assert "corr" in cli("partner", "list")
+    assert cli("partner", "show", "corr").splitlines()[2] == f"clients:  {client_id}"
+    assert cli.json("partner", "update", "corr", "--name", "Renamed")["name"] == "Renamed"
+    assert cli("partner", "disallow", "corr", client_id) == (
+        f"partner corr may no longer use client {client_id}\n"
+    )
+    assert cli.json("partner", "show", "corr")["clients"] == []
+    rotated = cli.json("partner", "rotate-secret", "corr")
+    assert rotated["key_id"] == "corr"
+    assert rotated["secret"]
+
+    assert cli.fails("partner", "create", "--name", "Again", "--key-id", "corr") == (
+        "partner 'corr' already exists"
+    )
+    assert cli.fails("partner", "delete", "corr") == (
+        "partner 'corr' owns an account: give it to another partner or delete it first"
+    )
+    for args in (
+        ("show", "nobody"),
+        ("update", "nobody", "--name", "X"),
+        ("delete", "nobody"),
+        ("rotate-secret", "nobody"),
+        ("allow", "nobody", client_id),
+        ("disallow", "nobody", client_id),
+    ):
+        assert cli.fails("partner", *args) == "unknown partner 'nobody'"
+    assert cli.fails("partner", "allow", "corr", "nobody") == "unknown client 'nobody'"
+    assert cli.fails("partner", "disallow", "corr", "nobody") == "unknown client 'nobody'"
+
+    cli("account", "give", account, other["key_id"])
+    assert cli("partner", "delete", "corr") == "deleted partner corr\n"
+    assert cli.fails("partner", "delete", other["key_id"]).endswith(
+        "owns an account: give it to another partner or delete it first"
+    )
+    cli("account", "delete", account)
+    assert cli.json("partner", "delete", other["key_id"]) == {
+        "key_id": other["key_id"],
+        "deleted": True,
+    }
+    assert cli.json("partner", "list") == []
+
+
+def test_account_commands(cli: CLI) -> None:
+    assert cli("account", "list") == "no accounts\n"
+    partner = cli.json("partner", "create", "--name", "P")["key_id"]
+    owned = cli.json("account", "create", "--partner", partner)
+    assert owned == {"account_id": owned["account_id"], "live": False, "partner": partner}
+    fixed = "7c1e5a3e-2b0f-4d8e-9a51-0d3f6c2b8a10"
+    assert cli("account", "create", "--account-id", fixed, "--live") == (
+        f"account_id: {fixed}\nkind:       live\npartner:    none\n"
+    )
+    listed = cli.json("account", "list")
+    assert listed == sorted(
+        [owned, {"account_id": fixed, "live": True, "partner": None}],
+        key=lambda a: a["account_id"],
+    )
+    assert cli.json("account", "list", "--partner", partner) == [owned]
+    table = cli("account", "list").splitlines()
+    assert table[0].split() == ["ACCOUNT", "ID", "KIND", "PARTNER"]
+    assert f"{fixed}  live   -" in table
+    assert cli.json("account", "show", fixed) == {
+        "account_id": fixed,
+        "live": True,
+        "partner": None,
+    }
+    assert cli.json("account", "give", fixed, partner) == {"account_id": fixed, "partner": partner}
+    assert cli.json("account", "update", fixed, "--paper") == {
+        "account_id": fixed,
+        "live": False,
+        "partner": partner,
+    }
+    assert "kind:       live" in cli("account", "update", fixed, "--live")
+    assert cli("account", "delete", fixed).startswith(f"deleted account {fixed}")
+    assert cli.json("account", "delete", owned["account_id"]) == {
+        "account_id": owned["account_id"],
+        "deleted": True,
+    }
+    assert cli.json("account", "list") == []
+
+    nobody = "00000000-0000-0000-0000-000000000000"
+    for args in (
+        ("show", nobody),
+        ("update", nobody, "--live"),
+        ("delete", nobody),
+        ("give", nobody, partner),
+    ):
+        assert cli.fails("account", *args) == f"unknown account {nobody}"
+    assert cli.fails("account", "list", "--partner", "nobody") == "unknown partner 'nobody'"
+    assert cli.fails("account", "create", "--partner", "nobody") == "unknown partner 'nobody'"
+    assert cli.fails("account", "show", "not-a-uuid", code=2) == (
+        "broker-oauth account show: argument account_id: invalid UUID value: 'not-a-uuid' "
+        "(see 'broker-oauth account show --help')"
+    )
+    assert "one of the arguments --live --paper is required" in cli.fails(
+        "account", "update", nobody, code=2
+    )
+
+
+def test_deleting_and_changing_revokes_tokens(cli: CLI) -> None:
+    """A deleted client's tokens, and the tokens of an account made live or deleted, stop
+    working at once."""
+    partner = cli.json("partner", "create", "--name", "Broker")
+    clients = [
+        cli.json("client", "create", "--name", name, "--redirect-uri", "https://a.example/cb")
+        for name in ("Charts", "Journal")
+    ]
+    for client in clients:
+        cli("partner", "allow", partner["key_id"], client["client_id"])
+    accounts = [cli.json("account", "create")["account_id"] for _ in range(2)]
+    charts, journal = (
+        anyio.run(issue, cli.url, partner, client, accounts[0]) for client in clients
+    )
+    cli("client", "delete", clients[0]["client_id"])
+    assert [anyio.run(works, cli.url, t) for t in (charts, journal)] == [False, True]
+    cli("account", "update", accounts[0], "--paper")  # no change: nothing revoked
+    assert anyio.run(works, cli.url, journal)
+    cli("account", "update", accounts[0], "--live")
+    assert not anyio.run(works, cli.url, journal)
+    other = anyio.run(issue, cli.url, partner, clients[1], accounts[1])
+    cli("account", "delete", accounts[1])
+    assert not anyio.run(works, cli.url, other)
+
+
+def test_every_command_answers_json(cli: CLI) -> None:
+    account = cli.json("account", "create")["account_id"]
+    assert cli.json("connections", "list", "--account", account) == []
+    assert cli.json("connections", "revoke", "--account", account) == {
+        "account_id": account,
+        "client_id": None,
+        "revoked": 0,
+    }
+    assert cli.json("db", "current") == {"revision": "0003"}
+    assert cli.json("db", "upgrade") == {"revision": "0003"}
+    assert cli.json("db", "purge") == {"codes": 0, "tokens": 0, "refresh_tokens": 0}
+    assert cli("db", "current") == "0003\n"
+
+
+def test_usage_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["client", "lst"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("broker-oauth client: argument COMMAND: invalid choice: 'lst'")
+    assert len(err.splitlines()) == 1
+    monkeypatch.delenv("BROKER_OAUTH_DATABASE_URL", raising=False)
+    assert main(["client", "list"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "broker-oauth: --database-url (or BROKER_OAUTH_DATABASE_URL) is required\n",
+    )
+    for url, said in (
+        ("mysql://u:p@db/x", "unsupported database URL scheme 'mysql'"),
+        ("postgresql+asyncpg://u:hunter2@db:port/x", "cannot parse the database URL"),
+    ):
+        assert main(["client", "list", "--database-url", url]) == 1
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.startswith(said)
+        assert len(err.splitlines()) == 1
+        assert "hunter2" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "postgresql+asyncpg://admin:hunter2@127.0.0.1:1/db",
+            "cannot reach the database at 127.0.0.1:1 (connection refused)",
+        ),
+        (
+            "sqlite+aiosqlite:////nonexistent/dir/x.db",
+            "cannot open the SQLite database /nonexistent/dir/x.db: the directory does not exist",
+        ),
+    ],
+    ids=["postgres-port-closed", "sqlite-directory-missing"],
+)
+def test_a_database_that_cannot_be_used_is_one_line(url: str, said: str) -> None:
+    answer = admin(url, "client", "list")
+    assert (answer.returncode, answer.stdout, answer.stderr) == (1, "", said + "\n")
+
+
+def test_postgres_without_its_driver(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    assert main(["client", "list", "--database-url", "postgresql://u:p@127.0.0.1:1/db"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        "PostgreSQL needs asyncpg: pip install 'starlette-broker-oauth[postgres]'\n",
+    )
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("not a database\n" * 100)
+    for url, said in (
+        (f"sqlite+aiosqlite:///{path}", "the file is not a SQLite database"),
+        (f"sqlite+aiosqlite:///{tmp_path}", "it is a directory"),
+    ):
+        assert main(["partner", "list", "--database-url", url]) == 1
+        database = url.removeprefix("sqlite+aiosqlite:///")
+        assert capsys.readouterr() == ("", f"cannot open the SQLite database {database}: {said}\n")
+
+
+def test_demo_json(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "starlette_broker_oauth.cli", "demo", "--json"]
+    with subprocess.Popen(
+        [*command, "--port", str(free_port())],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            credentials = json.loads(process.stdout.readline())
+        finally:
+            process.terminate()
+    assert {"base_url", "client_id", "client_secret", "partner_key"} <= set(credentials)

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "foundations",
         ("settings", "models", "errors", "security", "clock", "events", "registration"),
     ),
-    ("repositories", ("storage.base", "testing")),
+    ("repositories", ("storage.base", "storage.admin", "testing")),
     ("backends", ("storage", "migrations")),
     ("domain", ("core", "verifier")),
     ("protocol", ("_oauth", "_bridge")),

@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 from uuid import UUID
@@ -23,20 +22,20 @@ from ..models import (
     Account,
     AuthorizationCode,
     Client,
-    ClientCredentials,
-    ClientStatus,
     Connection,
     Partner,
-    PartnerCredentials,
     RefreshToken,
 )
+from .admin import AccountDetails, Administration, PartnerDetails, PurgeResult
 
 __all__ = [
+    "AccountDetails",
     "AccountRepository",
-    "PurgeResult",
     "ClientRepository",
     "GrantStore",
     "PartnerAuthenticator",
+    "PartnerDetails",
+    "PurgeResult",
     "Storage",
     "gather_connections",
 ]
@@ -266,17 +265,11 @@ def gather_connections(
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class PurgeResult:
-    """How many rows a purge deleted."""
-
-    codes: int = 0
-    tokens: int = 0
-    refresh_tokens: int = 0
-
-
-class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantStore):
-    """Every repository on one backend, plus the admin operations the CLI uses.
+class Storage(
+    ClientRepository, AccountRepository, PartnerAuthenticator, GrantStore, Administration
+):
+    """Every repository on one backend, plus the admin operations the CLI uses
+    (:class:`~.admin.Administration`).
 
     Enter it (``async with storage:``) before serving requests and leave it on shutdown.
     """
@@ -298,73 +291,3 @@ class Storage(ClientRepository, AccountRepository, PartnerAuthenticator, GrantSt
 
     async def close(self) -> None:
         """Release resources."""
-
-    @abstractmethod
-    async def create_client(
-        self,
-        *,
-        name: str,
-        redirect_uris: Iterable[str],
-        description: str = "",
-        url: str = "",
-        terms_of_use: str = "",
-        privacy_policy: str = "",
-        live_trading_approved: bool = False,
-        scopes: Iterable[str] | None = None,
-        response_types: Iterable[str] = ("code", "token"),
-        client_id: str | None = None,
-    ) -> ClientCredentials:
-        """Register a client; returns its id and its secret (shown once).
-
-        Raises:
-            RegistrationError: A redirect URI the client may not have
-                (:func:`~starlette_broker_oauth.registration.check_redirect_uri`).
-        """
-
-    @abstractmethod
-    async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
-        """Enable or disable a client; ``False`` if it does not exist."""
-
-    @abstractmethod
-    async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
-        """Give the client a new secret; the old one stops working at once."""
-
-    @abstractmethod
-    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
-        """Register a partner; returns its HTTP Basic key id and secret (shown once)."""
-
-    @abstractmethod
-    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
-        """Give the partner a new secret; the old one stops working at once."""
-
-    @abstractmethod
-    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
-        """Let the partner see and use the client; ``False`` if either does not exist."""
-
-    @abstractmethod
-    async def purge_expired(
-        self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
-    ) -> PurgeResult:
-        """Delete codes and tokens that can no longer matter.
-
-        A row goes once it has been expired, or revoked, for ``retention``: used codes and
-        rotated refresh tokens are kept until then so that a replay is still recognised
-        and still revokes its grant. Deletes run in batches of ``batch_size``, each its
-        own short transaction, so tables are never locked for long.
-        """
-
-    @abstractmethod
-    async def create_account(
-        self, *, account_id: UUID | None = None, live: bool = False, partner: str | None = None
-    ) -> Account:
-        """Create an account (or return the existing one with this id), owned by the
-        partner whose key id is ``partner`` when given.
-
-        Raises:
-            ValueError: ``partner`` is not a registered partner.
-        """
-
-    @abstractmethod
-    async def give_account(self, account_id: UUID, key_id: str) -> bool:
-        """Make the partner ``key_id`` the owner of the account (its only owner);
-        ``False`` if either does not exist."""

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections import defaultdict
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 from ..models import (
@@ -14,23 +12,20 @@ from ..models import (
     Account,
     AuthorizationCode,
     Client,
-    ClientCredentials,
-    ClientStatus,
     Connection,
     Partner,
-    PartnerCredentials,
     RefreshToken,
 )
-from ..registration import check_redirect_uris
-from ..security import hash_secret, new_client_id, new_secret, secrets_equal
-from .base import PurgeResult, Storage, gather_connections
+from ..security import hash_secret, secrets_equal
+from .base import Storage, gather_connections
+from .memory_admin import MemoryAdministration
 
 __all__ = ["MemoryStorage"]
 
 _NO_SECRET = hash_secret("")
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(MemoryAdministration, Storage):
     """Every repository in process memory; lost when the process ends.
 
     Each operation runs without awaiting, so it is atomic on the event loop.
@@ -181,110 +176,3 @@ class MemoryStorage(Storage):
             self._tokens[token_hash] = dataclasses.replace(token, revoked_at=now)
             self.announce_revocation(f"t:{token_hash}")
         return token
-
-    # admin
-
-    async def create_client(
-        self,
-        *,
-        name: str,
-        redirect_uris: Iterable[str],
-        description: str = "",
-        url: str = "",
-        terms_of_use: str = "",
-        privacy_policy: str = "",
-        live_trading_approved: bool = False,
-        scopes: Iterable[str] | None = None,
-        response_types: Iterable[str] = ("code", "token"),
-        client_id: str | None = None,
-    ) -> ClientCredentials:
-        client_id = client_id or new_client_id()
-        secret = new_secret()
-        self._clients[client_id] = Client(
-            client_id=client_id,
-            secret_hash=hash_secret(secret),
-            name=name,
-            redirect_uris=check_redirect_uris(redirect_uris),
-            description=description,
-            url=url,
-            terms_of_use=terms_of_use,
-            privacy_policy=privacy_policy,
-            live_trading_approved=live_trading_approved,
-            scopes=None if scopes is None else frozenset(scopes),
-            response_types=frozenset(response_types),
-        )
-        return ClientCredentials(client_id=client_id, client_secret=secret)
-
-    async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
-        client = self._clients.get(client_id)
-        if client is None:
-            return False
-        self._clients[client_id] = dataclasses.replace(client, status=status)
-        if status is ClientStatus.DISABLED:
-            self.announce_revocation(f"c:{client_id}")
-        return True
-
-    async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
-        client = self._clients.get(client_id)
-        if client is None:
-            return None
-        secret = new_secret()
-        self._clients[client_id] = dataclasses.replace(client, secret_hash=hash_secret(secret))
-        return ClientCredentials(client_id=client_id, client_secret=secret)
-
-    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
-        key_id = key_id or new_client_id()
-        secret = new_secret()
-        self._partners[key_id] = (Partner(partner_id=key_id, name=name), hash_secret(secret))
-        return PartnerCredentials(key_id=key_id, secret=secret)
-
-    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
-        if key_id not in self._partners:
-            return None
-        secret = new_secret()
-        self._partners[key_id] = (self._partners[key_id][0], hash_secret(secret))
-        return PartnerCredentials(key_id=key_id, secret=secret)
-
-    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
-        if key_id not in self._partners or client_id not in self._clients:
-            return False
-        self._partner_clients[key_id].add(client_id)
-        return True
-
-    async def purge_expired(
-        self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
-    ) -> PurgeResult:
-        cutoff = now - retention
-
-        def gone(expires: datetime | None, revoked: datetime | None) -> bool:
-            return (expires is not None and expires < cutoff) or (
-                revoked is not None and revoked < cutoff
-            )
-
-        codes = [k for k, c in self._codes.items() if c.expires_at < cutoff]
-        tokens = [k for k, t in self._tokens.items() if gone(t.expires_at, t.revoked_at)]
-        refresh = [k for k, r in self._refresh.items() if gone(r.expires_at, r.revoked_at)]
-        for key in codes:
-            del self._codes[key]
-        for key in tokens:
-            del self._tokens[key]
-        for key in refresh:
-            del self._refresh[key]
-        return PurgeResult(len(codes), len(tokens), len(refresh))
-
-    async def create_account(
-        self, *, account_id: UUID | None = None, live: bool = False, partner: str | None = None
-    ) -> Account:
-        if partner is not None and partner not in self._partners:
-            raise ValueError(f"unknown partner {partner!r}")
-        account_id = account_id or uuid.uuid4()
-        account = self._accounts.setdefault(account_id, Account(account_id=account_id, live=live))
-        if partner is not None:
-            self._owners[account_id] = partner
-        return account
-
-    async def give_account(self, account_id: UUID, key_id: str) -> bool:
-        if account_id not in self._accounts or key_id not in self._partners:
-            return False
-        self._owners[account_id] = key_id
-        return True

@@ -29,7 +29,9 @@ The contracts:
 * :class:`GrantStoreContract` - codes and tokens: atomic redemption and rotation under
   concurrency, grant, account and client revocation, and revocation announcements;
 * :class:`StorageContract` - all four on one backend, plus the admin operations
-  (registration, disabling, secret rotation, purge), seeding the others' fixtures itself.
+  (registering, listing, changing and deleting clients, partners and accounts, what
+  deleting revokes, disabling, secret rotation, purge), seeding the others' fixtures
+  itself.
 """
 
 from .grants import GrantStoreContract

@@ -18,7 +18,7 @@ from ..storage.base import (
     Storage,
 )
 from ._base import utc_now
-from .grants import GrantStoreContract
+from .admin import StorageAdminContract
 from .repositories import (
     AccountRepositoryContract,
     ClientRepositoryContract,
@@ -29,13 +29,15 @@ __all__ = ["StorageContract"]
 
 
 class StorageContract(
-    GrantStoreContract,
+    StorageAdminContract,
     ClientRepositoryContract,
     AccountRepositoryContract,
     PartnerAuthenticatorContract,
 ):
     """What every :class:`~.storage.base.Storage` must do: the four repository contracts
-    on one backend, seeded through its admin operations, and the admin operations.
+    on one backend, seeded through its admin operations, and the admin operations
+    (registering, listing, changing and deleting clients, partners and accounts; what
+    deleting revokes; purging).
 
     Fixtures to provide:
         storage: The backend under test, empty and entered (``async with``).

@@ -1,6 +1,6 @@
 """The admin operations of :class:`~.repository.SQLAlchemyStorage`: registering and
-managing clients, partners and accounts, listing an account's connected apps, and
-purging what can no longer matter."""
+managing clients (partners and accounts: :mod:`.partner_admin`, :mod:`.account_admin`),
+listing an account's connected apps, and purging what can no longer matter."""
 
 from __future__ import annotations
 
@@ -8,22 +8,28 @@ import json
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import anyio.lowlevel
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...models import ClientCredentials, ClientStatus, Connection, PartnerCredentials
+from ...models import Client, ClientCredentials, ClientStatus, Connection
 from ...registration import check_redirect_uris
 from ...security import hash_secret, new_client_id, new_secret
-from ..base import PurgeResult, gather_connections
+from ..admin import PurgeResult, client_changes
+from ..base import gather_connections
+from .account_admin import AccountAdmin
+from .partner_admin import PartnerAdmin
+from .schema import client_from
 
 __all__ = ["AdminOperations"]
 
 
-class AdminOperations:
+class AdminOperations(PartnerAdmin, AccountAdmin):
     """Mixed into :class:`~.repository.SQLAlchemyStorage`, whose tables and transactions
     it uses."""
 
@@ -63,24 +69,80 @@ class AdminOperations:
         uris = check_redirect_uris(redirect_uris)
         client_id = client_id or new_client_id()
         secret = new_secret()
-        async with self._write() as conn:
-            await conn.execute(
-                sa.insert(self._clients).values(
-                    client_id=client_id,
-                    secret_hash=hash_secret(secret),
-                    name=name,
-                    description=description,
-                    url=url,
-                    terms_of_use=terms_of_use,
-                    privacy_policy=privacy_policy,
-                    status=ClientStatus.ACTIVE.value,
-                    live_trading_approved=live_trading_approved,
-                    redirect_uris=json.dumps(list(uris)),
-                    scopes=None if scopes is None else json.dumps(sorted(scopes)),
-                    response_types=json.dumps(sorted(response_types)),
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    sa.insert(self._clients).values(
+                        client_id=client_id,
+                        secret_hash=hash_secret(secret),
+                        name=name,
+                        description=description,
+                        url=url,
+                        terms_of_use=terms_of_use,
+                        privacy_policy=privacy_policy,
+                        status=ClientStatus.ACTIVE.value,
+                        live_trading_approved=live_trading_approved,
+                        redirect_uris=json.dumps(list(uris)),
+                        scopes=None if scopes is None else json.dumps(sorted(scopes)),
+                        response_types=json.dumps(sorted(response_types)),
+                    )
                 )
-            )
+        except sa_exc.IntegrityError:
+            raise ValueError(f"client {client_id!r} already exists") from None
         return ClientCredentials(client_id=client_id, client_secret=secret)
+
+    async def list_clients(self) -> list[Client]:
+        async with self._read() as conn:
+            rows = list(await conn.execute(sa.select(self._clients)))
+        return sorted((client_from(row._asdict()) for row in rows), key=lambda c: c.client_id)
+
+    async def update_client(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        url: str | None = None,
+        terms_of_use: str | None = None,
+        privacy_policy: str | None = None,
+        redirect_uris: Iterable[str] | None = None,
+        scopes: Iterable[str] | EllipsisType | None = ...,
+        live_trading_approved: bool | None = None,
+        response_types: Iterable[str] | None = None,
+    ) -> Client | None:
+        changes = client_changes(
+            name=name,
+            description=description,
+            url=url,
+            terms_of_use=terms_of_use,
+            privacy_policy=privacy_policy,
+            redirect_uris=redirect_uris,
+            scopes=scopes,
+            live_trading_approved=live_trading_approved,
+            response_types=response_types,
+        )
+        columns = {field: _column_value(field, value) for field, value in changes.items()}
+        c = self._clients
+        async with self._write() as conn:
+            if columns:
+                await conn.execute(sa.update(c).where(c.c.client_id == client_id).values(columns))
+            row = (await conn.execute(sa.select(c).where(c.c.client_id == client_id))).first()
+        return None if row is None else client_from(row._asdict())
+
+    async def delete_client(self, client_id: str) -> bool:
+        c, pc, codes = self._clients, self._partner_clients, self._codes
+        t, r = self._tokens, self._refresh
+        async with self._revoking() as (conn, announce):
+            await conn.execute(sa.delete(pc).where(pc.c.client_id == client_id))
+            deleted = await conn.execute(sa.delete(c).where(c.c.client_id == client_id))
+            if not deleted.rowcount:
+                return False
+            await conn.execute(sa.delete(codes).where(codes.c.client_id == client_id))
+            announce.extend(
+                await self._revoke_in(conn, t.c.client_id == client_id, r.c.client_id == client_id)
+            )
+            announce.append(f"c:{client_id}")
+        return True
 
     async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
         c = self._clients
@@ -104,45 +166,6 @@ class AdminOperations:
         if not result.rowcount:
             return None
         return ClientCredentials(client_id=client_id, client_secret=secret)
-
-    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
-        key_id = key_id or new_client_id()
-        secret = new_secret()
-        async with self._write() as conn:
-            await conn.execute(
-                sa.insert(self._partners).values(
-                    partner_id=key_id, name=name, secret_hash=hash_secret(secret)
-                )
-            )
-        return PartnerCredentials(key_id=key_id, secret=secret)
-
-    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
-        p = self._partners
-        secret = new_secret()
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.update(p).where(p.c.partner_id == key_id).values(secret_hash=hash_secret(secret))
-            )
-        if not result.rowcount:
-            return None
-        return PartnerCredentials(key_id=key_id, secret=secret)
-
-    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
-        p, c, pc = self._partners, self._clients, self._partner_clients
-        both = sa.select(
-            sa.select(p.c.partner_id).where(p.c.partner_id == key_id).exists(),
-            sa.select(c.c.client_id).where(c.c.client_id == client_id).exists(),
-            sa.select(pc.c.partner_id)
-            .where(pc.c.partner_id == key_id, pc.c.client_id == client_id)
-            .exists(),
-        )
-        async with self._write() as conn:
-            partner, client, allowed = (await conn.execute(both)).one()
-            if not (partner and client):
-                return False
-            if not allowed:
-                await conn.execute(sa.insert(pc).values(partner_id=key_id, client_id=client_id))
-        return True
 
     async def purge_expired(
         self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
@@ -213,3 +236,12 @@ class AdminOperations:
         async with self._read() as conn:
             rows = [*(await conn.execute(tokens)), *(await conn.execute(refresh))]
         return gather_connections(account_id, (tuple(row) for row in rows))
+
+
+def _column_value(field: str, value: Any) -> Any:
+    """A :class:`Client` field's value as its column holds it."""
+    if field == "redirect_uris":
+        return json.dumps(list(value))
+    if field in ("scopes", "response_types"):
+        return None if value is None else json.dumps(sorted(value))
+    return value

@@ -1,0 +1,284 @@
+"""The admin operations of a :class:`~.base.Storage`: registering and managing clients,
+partners and accounts, and housekeeping; the records they answer with."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import EllipsisType
+from typing import Any
+from uuid import UUID
+
+from ..models import Account, Client, ClientCredentials, ClientStatus, PartnerCredentials
+from ..registration import check_redirect_uris
+
+__all__ = [
+    "AccountDetails",
+    "Administration",
+    "PartnerDetails",
+    "PurgeResult",
+    "client_changes",
+    "partner_owns_accounts",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """How many rows a purge deleted."""
+
+    codes: int = 0
+    tokens: int = 0
+    refresh_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartnerDetails:
+    """A partner as the admin operations show it.
+
+    Parameters:
+        key_id: Its HTTP Basic key id.
+        name: Display name.
+        clients: The ids of the clients it may use, sorted.
+        accounts: How many accounts it owns.
+    """
+
+    key_id: str
+    name: str
+    clients: tuple[str, ...] = ()
+    accounts: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountDetails:
+    """An account as the admin operations show it.
+
+    Parameters:
+        account_id: The account's UUID.
+        live: True for a live account, False for paper trading.
+        partner: The key id of the partner that owns it, or ``None``.
+    """
+
+    account_id: UUID
+    live: bool = False
+    partner: str | None = None
+
+
+def client_changes(
+    *,
+    name: str | None,
+    description: str | None,
+    url: str | None,
+    terms_of_use: str | None,
+    privacy_policy: str | None,
+    redirect_uris: Iterable[str] | None,
+    scopes: Iterable[str] | EllipsisType | None,
+    live_trading_approved: bool | None,
+    response_types: Iterable[str] | None,
+) -> dict[str, Any]:
+    """The fields :meth:`Administration.update_client` changes, by :class:`Client` field
+    name, as the record holds them; raises :class:`RegistrationError` for a redirect URI
+    the client may not have."""
+    changes: dict[str, Any] = {
+        field: value
+        for field, value in (
+            ("name", name),
+            ("description", description),
+            ("url", url),
+            ("terms_of_use", terms_of_use),
+            ("privacy_policy", privacy_policy),
+            ("live_trading_approved", live_trading_approved),
+        )
+        if value is not None
+    }
+    if redirect_uris is not None:
+        changes["redirect_uris"] = check_redirect_uris(redirect_uris)
+    if not isinstance(scopes, EllipsisType):
+        changes["scopes"] = None if scopes is None else frozenset(scopes)
+    if response_types is not None:
+        changes["response_types"] = frozenset(response_types)
+    return changes
+
+
+def partner_owns_accounts(key_id: str, count: int) -> str:
+    """Why :meth:`Administration.delete_partner` refuses a partner that owns accounts."""
+    owned, them = ("an account", "it") if count == 1 else (f"{count} accounts", "them")
+    return f"partner {key_id!r} owns {owned}: give {them} to another partner or delete {them} first"
+
+
+class Administration(ABC):
+    """The admin operations every :class:`~.base.Storage` has (the CLI uses them).
+
+    Operations that revoke tokens announce them like every revocation
+    (:class:`~.base.GrantStore`), so token caches drop them.
+    """
+
+    # clients
+
+    @abstractmethod
+    async def create_client(
+        self,
+        *,
+        name: str,
+        redirect_uris: Iterable[str],
+        description: str = "",
+        url: str = "",
+        terms_of_use: str = "",
+        privacy_policy: str = "",
+        live_trading_approved: bool = False,
+        scopes: Iterable[str] | None = None,
+        response_types: Iterable[str] = ("code", "token"),
+        client_id: str | None = None,
+    ) -> ClientCredentials:
+        """Register a client; returns its id and its secret (shown once).
+
+        Raises:
+            RegistrationError: A redirect URI the client may not have
+                (:func:`~starlette_broker_oauth.registration.check_redirect_uri`).
+            ValueError: ``client_id`` is already registered.
+        """
+
+    @abstractmethod
+    async def list_clients(self) -> list[Client]:
+        """Every registered client, ordered by ``client_id``."""
+
+    @abstractmethod
+    async def update_client(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        url: str | None = None,
+        terms_of_use: str | None = None,
+        privacy_policy: str | None = None,
+        redirect_uris: Iterable[str] | None = None,
+        scopes: Iterable[str] | EllipsisType | None = ...,
+        live_trading_approved: bool | None = None,
+        response_types: Iterable[str] | None = None,
+    ) -> Client | None:
+        """Change the given fields of a client (``None`` leaves a field as it is; for
+        ``scopes``, which ``None`` sets to every supported scope, leaving it out does);
+        the client as it is now, or ``None`` if it does not exist. ``redirect_uris``
+        replaces the registered URIs.
+
+        Raises:
+            RegistrationError: A redirect URI the client may not have; nothing changes.
+        """
+
+    @abstractmethod
+    async def delete_client(self, client_id: str) -> bool:
+        """Delete a client with its codes, revoke its access and refresh tokens, and
+        announce them (each revoked access token, then ``c:<client id>``); partners may no
+        longer use it. ``False`` if it does not exist."""
+
+    @abstractmethod
+    async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
+        """Enable or disable a client; ``False`` if it does not exist."""
+
+    @abstractmethod
+    async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
+        """Give the client a new secret; the old one stops working at once."""
+
+    # partners
+
+    @abstractmethod
+    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
+        """Register a partner; returns its HTTP Basic key id and secret (shown once).
+
+        Raises:
+            ValueError: ``key_id`` is already registered.
+        """
+
+    @abstractmethod
+    async def list_partners(self) -> list[PartnerDetails]:
+        """Every partner, ordered by key id."""
+
+    @abstractmethod
+    async def get_partner(self, key_id: str) -> PartnerDetails | None:
+        """The partner with this key id, or ``None``."""
+
+    @abstractmethod
+    async def update_partner(self, key_id: str, *, name: str) -> PartnerDetails | None:
+        """Rename a partner; the partner as it is now, or ``None`` if it does not exist."""
+
+    @abstractmethod
+    async def delete_partner(self, key_id: str) -> bool:
+        """Delete a partner and its permissions to use clients; ``False`` if it does not
+        exist.
+
+        Raises:
+            ValueError: The partner owns accounts. Give them to another partner, or
+                delete them, first: an account no partner owns may be used by the
+                platform's only partner.
+        """
+
+    @abstractmethod
+    async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
+        """Give the partner a new secret; the old one stops working at once."""
+
+    @abstractmethod
+    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
+        """Let the partner see and use the client; ``False`` if either does not exist."""
+
+    @abstractmethod
+    async def disallow_partner_client(self, key_id: str, client_id: str) -> bool:
+        """Stop the partner seeing and using the client (tokens already issued stay);
+        ``False`` if either does not exist."""
+
+    # accounts
+
+    @abstractmethod
+    async def create_account(
+        self, *, account_id: UUID | None = None, live: bool = False, partner: str | None = None
+    ) -> Account:
+        """Create an account (or return the existing one with this id), owned by the
+        partner whose key id is ``partner`` when given.
+
+        Raises:
+            ValueError: ``partner`` is not a registered partner.
+        """
+
+    @abstractmethod
+    async def list_accounts(self, partner: str | None = None) -> list[AccountDetails]:
+        """Every account, or those the partner whose key id is ``partner`` owns, ordered
+        by ``account_id``.
+
+        Raises:
+            ValueError: ``partner`` is not a registered partner.
+        """
+
+    @abstractmethod
+    async def get_account_details(self, account_id: UUID) -> AccountDetails | None:
+        """The account with this id and its owner, or ``None``."""
+
+    @abstractmethod
+    async def update_account(self, account_id: UUID, *, live: bool) -> AccountDetails | None:
+        """Make an account live or paper; the account as it is now, or ``None`` if it does
+        not exist. Every token records whether its account was live, so changing it
+        revokes the account's access and refresh tokens (announced)."""
+
+    @abstractmethod
+    async def delete_account(self, account_id: UUID) -> bool:
+        """Delete an account with its codes and its owner, revoke its access and refresh
+        tokens (announced); ``False`` if it does not exist."""
+
+    @abstractmethod
+    async def give_account(self, account_id: UUID, key_id: str) -> bool:
+        """Make the partner ``key_id`` the owner of the account (its only owner);
+        ``False`` if either does not exist."""
+
+    # housekeeping
+
+    @abstractmethod
+    async def purge_expired(
+        self, *, now: datetime, retention: timedelta = timedelta(days=1), batch_size: int = 1000
+    ) -> PurgeResult:
+        """Delete codes and tokens that can no longer matter.
+
+        A row goes once it has been expired, or revoked, for ``retention``: used codes and
+        rotated refresh tokens are kept until then so that a replay is still recognised
+        and still revokes its grant. Deletes run in batches of ``batch_size``, each its
+        own short transaction, so tables are never locked for long.
+        """

@@ -1,0 +1,283 @@
+"""The contract of a storage backend's admin operations on clients, partners and accounts:
+listing, showing, changing and deleting them, and what deleting revokes."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+
+from ..errors import RegistrationError
+from ..models import Account, Client, Partner
+from ..storage.admin import AccountDetails, PartnerDetails
+from ..storage.base import Storage
+from .grants import GrantStoreContract
+
+__all__ = ["StorageAdminContract"]
+
+
+class StorageAdminContract(GrantStoreContract):
+    """Part of :class:`~.storage.StorageContract`, which provides the fixtures."""
+
+    async def test_clients_are_listed_by_id(self, storage: Storage) -> None:
+        assert await storage.list_clients() == []
+        ids = [
+            (
+                await storage.create_client(name=name, redirect_uris=["https://a.example/cb"])
+            ).client_id
+            for name in ("One", "Two", "Three")
+        ]
+        listed = await storage.list_clients()
+        assert [c.client_id for c in listed] == sorted(ids)
+        assert listed == [await storage.get_client(client_id) for client_id in sorted(ids)]
+
+    async def test_update_client_changes_what_is_given(
+        self, storage: Storage, known_client: Client
+    ) -> None:
+        client_id = known_client.client_id
+        renamed = await storage.update_client(client_id, name="Renamed")
+        assert renamed == dataclasses.replace(known_client, name="Renamed")
+        everything = await storage.update_client(
+            client_id,
+            description="New",
+            url="https://new.example",
+            terms_of_use="https://new.example/terms",
+            privacy_policy="https://new.example/privacy",
+            redirect_uris=["https://new.example/cb"],
+            scopes=["data"],
+            live_trading_approved=False,
+            response_types=["code", "token"],
+        )
+        expected = dataclasses.replace(
+            known_client,
+            name="Renamed",
+            description="New",
+            url="https://new.example",
+            terms_of_use="https://new.example/terms",
+            privacy_policy="https://new.example/privacy",
+            redirect_uris=("https://new.example/cb",),
+            scopes=frozenset({"data"}),
+            live_trading_approved=False,
+            response_types=frozenset({"code", "token"}),
+        )
+        assert everything == expected
+        assert await storage.get_client(client_id) == expected
+        # scopes=None is every supported scope; leaving scopes out leaves them.
+        assert await storage.update_client(client_id, scopes=None) == dataclasses.replace(
+            expected, scopes=None
+        )
+        assert await storage.update_client(client_id) == dataclasses.replace(expected, scopes=None)
+        assert await storage.update_client("no-such-client", name="X") is None
+        assert await storage.get_client("no-such-client") is None
+
+    async def test_update_client_refuses_a_redirect_uri_it_may_not_have(
+        self, storage: Storage, known_client: Client
+    ) -> None:
+        for uris in (["http://app.example/cb"], ["https://app.example/cb#x"], []):
+            with pytest.raises(RegistrationError):
+                await storage.update_client(
+                    known_client.client_id, name="Changed", redirect_uris=uris
+                )
+        assert await storage.get_client(known_client.client_id) == known_client
+
+    async def test_ids_are_registered_once(self, storage: Storage) -> None:
+        await storage.create_client(
+            name="First", redirect_uris=["https://a.example/cb"], client_id="taken"
+        )
+        with pytest.raises(ValueError, match="already exists"):
+            await storage.create_client(
+                name="Second", redirect_uris=["https://b.example/cb"], client_id="taken"
+            )
+        found = await storage.get_client("taken")
+        assert found is not None and found.name == "First"
+        first = await storage.create_partner(name="First", key_id="partner-key")
+        with pytest.raises(ValueError, match="already exists"):
+            await storage.create_partner(name="Second", key_id="partner-key")
+        assert await storage.authenticate_partner("partner-key", first.secret) == Partner(
+            partner_id="partner-key", name="First"
+        )
+
+    async def test_deleting_a_client_revokes_its_grants(
+        self, storage: Storage, known_client: Client, partner_credentials: tuple[str, str]
+    ) -> None:
+        client_id, key_id = known_client.client_id, partner_credentials[0]
+        assert await storage.allow_partner_client(key_id, client_id)
+        code, token, refresh = await self.issued(storage, refresh=True, client_id=client_id)
+        assert refresh is not None
+        pending = self.code(client_id=client_id)
+        await storage.save_code(pending)
+        other = await storage.create_client(name="Other", redirect_uris=["https://o.example/cb"])
+        kept = self.token(client_id=other.client_id)
+        await storage.save_token(kept)
+        heard = self.heard(storage)
+        assert await storage.delete_client(client_id) is True
+        assert heard == [f"t:{token.token_hash}", f"c:{client_id}"]
+        assert await storage.get_client(client_id) is None
+        assert await storage.get_code(pending.code_hash) is None
+        assert await storage.get_code(code.code_hash) is None
+        revoked = await storage.get_token(token.token_hash)
+        assert revoked is not None and revoked.revoked_at is not None
+        gone = await storage.get_refresh_token(refresh.token_hash)
+        assert gone is not None and gone.revoked_at is not None
+        assert await storage.get_token(kept.token_hash) == kept
+        partner = await storage.get_partner(key_id)
+        assert partner is not None and partner.clients == ()
+        assert [c.client_id for c in await storage.list_clients()] == [other.client_id]
+        assert await storage.delete_client(client_id) is False
+        assert heard == [f"t:{token.token_hash}", f"c:{client_id}"]
+
+    async def test_partners_are_listed_with_their_clients_and_accounts(
+        self, storage: Storage
+    ) -> None:
+        assert await storage.list_partners() == []
+        first = await storage.create_partner(name="First", key_id="b-first")
+        second = await storage.create_partner(name="Second", key_id="a-second")
+        clients = sorted(
+            [
+                (await storage.create_client(name=n, redirect_uris=["https://a.example/cb"]))
+                for n in ("X", "Y")
+            ],
+            key=lambda c: c.client_id,
+        )
+        for creds in reversed(clients):
+            assert await storage.allow_partner_client(first.key_id, creds.client_id)
+        for _ in range(2):
+            await storage.create_account(partner=first.key_id)
+        expected_first = PartnerDetails(
+            key_id=first.key_id,
+            name="First",
+            clients=tuple(c.client_id for c in clients),
+            accounts=2,
+        )
+        expected_second = PartnerDetails(key_id=second.key_id, name="Second")
+        assert await storage.list_partners() == [expected_second, expected_first]
+        assert await storage.get_partner(first.key_id) == expected_first
+        assert await storage.get_partner(second.key_id) == expected_second
+        assert await storage.get_partner("no-such-partner") is None
+
+    async def test_update_partner_renames_it(
+        self, storage: Storage, partner_credentials: tuple[str, str]
+    ) -> None:
+        key_id, secret = partner_credentials
+        renamed = await storage.update_partner(key_id, name="Renamed")
+        assert renamed == PartnerDetails(key_id=key_id, name="Renamed")
+        assert await storage.authenticate_partner(key_id, secret) == Partner(
+            partner_id=key_id, name="Renamed"
+        )
+        assert await storage.update_partner("no-such-partner", name="X") is None
+
+    async def test_disallowing_a_client(
+        self, storage: Storage, partner_credentials: tuple[str, str], partner_client_id: str
+    ) -> None:
+        key_id, secret = partner_credentials
+        partner = await storage.authenticate_partner(key_id, secret)
+        assert partner is not None
+        assert await storage.partner_can_use_client(partner, partner_client_id)
+        assert await storage.disallow_partner_client(key_id, partner_client_id) is True
+        assert not await storage.partner_can_use_client(partner, partner_client_id)
+        assert await storage.disallow_partner_client(key_id, partner_client_id) is True
+        assert await storage.disallow_partner_client("no-such-partner", partner_client_id) is False
+        assert await storage.disallow_partner_client(key_id, "no-such-client") is False
+        assert await storage.get_client(partner_client_id) is not None
+
+    async def test_deleting_a_partner(
+        self, storage: Storage, partner_credentials: tuple[str, str], partner_client_id: str
+    ) -> None:
+        key_id, secret = partner_credentials
+        other = await storage.create_partner(name="Other")
+        account = await storage.create_account(partner=key_id)
+        # An account it owns would pass to the only partner left: it is given away first.
+        with pytest.raises(ValueError, match="owns an account"):
+            await storage.delete_partner(key_id)
+        assert await storage.get_partner(key_id) is not None
+        assert await storage.give_account(account.account_id, other.key_id)
+        assert await storage.delete_partner(key_id) is True
+        assert await storage.get_partner(key_id) is None
+        assert await storage.authenticate_partner(key_id, secret) is None
+        assert [p.key_id for p in await storage.list_partners()] == [other.key_id]
+        assert await storage.get_client(partner_client_id) is not None
+        assert await storage.delete_partner(key_id) is False
+        # A new partner of the same key id starts with nothing.
+        again = await storage.create_partner(name="Again", key_id=key_id)
+        assert await storage.get_partner(again.key_id) == PartnerDetails(
+            key_id=key_id, name="Again"
+        )
+
+    async def test_accounts_are_listed_with_their_owners(self, storage: Storage) -> None:
+        assert await storage.list_accounts() == []
+        owner = await storage.create_partner(name="Owner")
+        other = await storage.create_partner(name="Other")
+        owned = [await storage.create_account(partner=owner.key_id) for _ in range(3)]
+        loose = await storage.create_account(live=True)
+        expected = sorted(
+            [
+                *(AccountDetails(account_id=a.account_id, partner=owner.key_id) for a in owned),
+                AccountDetails(account_id=loose.account_id, live=True),
+            ],
+            key=lambda a: a.account_id,
+        )
+        assert await storage.list_accounts() == expected
+        assert await storage.list_accounts(partner=owner.key_id) == [
+            a for a in expected if a.partner == owner.key_id
+        ]
+        assert await storage.list_accounts(partner=other.key_id) == []
+        with pytest.raises(ValueError, match="unknown partner"):
+            await storage.list_accounts(partner="no-such-partner")
+        assert await storage.get_account_details(loose.account_id) == AccountDetails(
+            account_id=loose.account_id, live=True
+        )
+        assert await storage.get_account_details(owned[0].account_id) == AccountDetails(
+            account_id=owned[0].account_id, partner=owner.key_id
+        )
+        assert await storage.get_account_details(uuid.uuid4()) is None
+
+    async def test_making_an_account_live_revokes_its_tokens(self, storage: Storage) -> None:
+        account = await storage.create_account()
+        token = self.token(account_id=account.account_id)
+        elsewhere = self.token()
+        for t in (token, elsewhere):
+            await storage.save_token(t)
+        heard = self.heard(storage)
+        same = await storage.update_account(account.account_id, live=False)
+        assert same == AccountDetails(account_id=account.account_id, live=False)
+        assert heard == []
+        assert await storage.get_token(token.token_hash) == token
+        live = await storage.update_account(account.account_id, live=True)
+        assert live == AccountDetails(account_id=account.account_id, live=True)
+        assert await storage.get_account(account.account_id) == Account(
+            account_id=account.account_id, live=True
+        )
+        assert heard == [f"t:{token.token_hash}"]
+        revoked = await storage.get_token(token.token_hash)
+        assert revoked is not None and revoked.revoked_at is not None
+        assert await storage.get_token(elsewhere.token_hash) == elsewhere
+        assert await storage.update_account(uuid.uuid4(), live=True) is None
+
+    async def test_deleting_an_account_revokes_its_grants(
+        self, storage: Storage, known_client: Client, partner_credentials: tuple[str, str]
+    ) -> None:
+        key_id = partner_credentials[0]
+        account = await storage.create_account(partner=key_id)
+        code, token, refresh = await self.issued(
+            storage, refresh=True, client_id=known_client.client_id, account_id=account.account_id
+        )
+        assert refresh is not None
+        pending = self.code(client_id=known_client.client_id, account_id=account.account_id)
+        await storage.save_code(pending)
+        heard = self.heard(storage)
+        assert await storage.delete_account(account.account_id) is True
+        assert heard == [f"t:{token.token_hash}"]
+        assert await storage.get_account(account.account_id) is None
+        assert await storage.get_account_details(account.account_id) is None
+        assert await storage.get_code(pending.code_hash) is None
+        assert await storage.get_code(code.code_hash) is None
+        revoked = await storage.get_token(token.token_hash)
+        assert revoked is not None and revoked.revoked_at is not None
+        gone = await storage.get_refresh_token(refresh.token_hash)
+        assert gone is not None and gone.revoked_at is not None
+        partner = await storage.get_partner(key_id)
+        assert partner is not None and partner.accounts == 0
+        assert await storage.get_client(known_client.client_id) == known_client
+        assert await storage.delete_account(account.account_id) is False
+        assert heard == [f"t:{token.token_hash}"]
