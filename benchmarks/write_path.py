@@ -86,7 +86,8 @@ async def seed(url: str, prefix_reset: bool) -> dict[str, str]:
 
 
 def serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {"BENCH_DATABASE_URL": url, "PYTHONPATH": str(HERE)}
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)]))
+    env = os.environ | {"BENCH_DATABASE_URL": url, "PYTHONPATH": path}
     process = subprocess.Popen(
         [
             sys.executable,

@@ -336,3 +336,41 @@ async def test_control_characters_in_a_path_parameter_get_the_json_404(
     for response in (answer, lookup):
         assert response.status_code == 404
         assert response.json() == {"code": 40410000, "message": "not found"}
+
+
+async def test_a_client_that_leaves_mid_body_is_not_an_error(
+    full: Platform, errors: list[logging.LogRecord]
+) -> None:
+    """A load balancer or a client giving up mid-request: no traceback, no 500."""
+    assert full.oauth is not None
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/oauth/token",
+        "raw_path": b"/v1/oauth/token",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"broker.test"),
+            (b"content-type", b"application/json"),
+            (
+                b"authorization",
+                ("Basic " + basic(*(p.encode() for p in full.partner))[6:]).encode(),
+            ),
+        ],
+        "scheme": "https",
+        "server": ("broker.test", 443),
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+    }
+    await full.oauth(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert errors == []

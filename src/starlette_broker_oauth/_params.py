@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .errors import BadRequest, InvalidRequest, UnprocessableEntity
 from .security import basic_credentials
@@ -74,11 +74,14 @@ async def read_params(request: Request, *, json_allowed: bool = True) -> Params:
     """The body's parameters: JSON object or form-encoded (RFC 6749 §3.2 wants the latter)."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     body = b""
-    async with aclosing(request.stream()) as chunks:  # closed at once, on every backend
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise BadRequest("request body is too large")
+    try:
+        async with aclosing(request.stream()) as chunks:  # closed at once, on every backend
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise BadRequest("request body is too large")
+    except ClientDisconnect:  # nobody is left to answer; not a failure of ours
+        raise BadRequest("the client disconnected before sending the body") from None
     if not body:
         return {}
     if content_type == "application/json" and json_allowed:
