@@ -79,6 +79,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         self._refresh = t.refresh_tokens
         for name, statement in self.hot_reads().items():
             self._token_check.register(name, statement)
+        self._token_check.register("insert codes", sa.insert(self._codes))
+        self._token_check.register("insert tokens", sa.insert(self._tokens))
 
     @property
     def table_prefix(self) -> str:
@@ -229,8 +231,7 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
     # GrantStore
 
     async def save_code(self, code: AuthorizationCode) -> None:
-        async with self._write() as conn:
-            await conn.execute(sa.insert(self._codes).values(**fields(code)))
+        await self._insert("codes", fields(code))
 
     async def get_code(self, code_hash: str) -> AuthorizationCode | None:
         row = await self._token_check.one("code", code_hash=code_hash)
@@ -333,8 +334,15 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         return hashes
 
     async def save_token(self, token: AccessToken) -> None:
-        async with self._write() as conn:
-            await conn.execute(sa.insert(self._tokens).values(**fields(token)))
+        await self._insert("tokens", fields(token))
+
+    async def _insert(self, table: str, values: dict[str, Any]) -> None:
+        # One statement, one driver round trip; this process's SQLite writers take turns.
+        if self._writers is None:
+            await self._token_check.execute(f"insert {table}", **values)
+        else:
+            async with self._writers:
+                await self._token_check.execute(f"insert {table}", **values)
 
     async def get_token(self, token_hash: str) -> AccessToken | None:
         row = await self._token_check.one("token", token_hash=token_hash)

@@ -53,16 +53,18 @@ class TokenCheck:
         self._processors: list[Callable[[Any], Any] | None] = []
         # Other hot reads, by name: (statement, compiled SQL, its parameters in order,
         # result processors, column names).
-        self._reads: dict[str, sa.Select[Any]] = {}
+        self._reads: dict[str, sa.Select[Any]] = {}  # and single INSERTs
         self._compiled: dict[str, _Compiled] = {}
         self._reader: AsyncEngine | None = None
         self._owns_reader = False
         self._checker: Any = None
         self._postgres = False
 
-    def register(self, name: str, statement: sa.Select[Any]) -> None:
-        """Add a hot read; its parameters are ``bindparam`` names, given to :meth:`one`."""
-        self._reads[name] = statement
+    def register(self, name: str, statement: sa.Select[Any] | sa.Insert) -> None:
+        """Add a hot read (or a one-statement write); its parameters are ``bindparam``
+        names (an ``INSERT`` of a table: its column names), given to :meth:`one` or
+        :meth:`execute`."""
+        self._reads[name] = statement  # type: ignore[assignment]
 
     async def open(self, engine: AsyncEngine, options: dict[str, Any], *, in_memory: bool) -> None:
         """Prepare the check's connections beside ``engine`` (created with ``options``)."""
@@ -80,9 +82,9 @@ class TokenCheck:
                 ],
                 [
                     column.type.dialect_impl(dialect).result_processor(dialect, None)
-                    for column in statement.selected_columns
+                    for column in _columns(statement)
                 ],
-                [column.name for column in statement.selected_columns],
+                [column.name for column in _columns(statement)],
             )
         self._sql = str(self._statement.compile(dialect=dialect))
         self._processors = [
@@ -136,6 +138,29 @@ class TokenCheck:
         values = (v if p is None else p(v) for p, v in zip(processors, tuple(row), strict=True))
         return dict(zip(columns, values, strict=True))
 
+    async def execute(self, name: str, **params: Any) -> None:
+        """Run the one-statement write ``name``: one driver round trip, committed on its
+        own (autocommit), so it needs no transaction around it."""
+        if name not in self._compiled:
+            raise ConfigurationError(_NOT_OPEN)
+        sql, binds, _, _ = self._compiled[name]
+        args = tuple(params[key] if bind is None else bind(params[key]) for key, bind in binds)
+        if self._checker is not None:
+            with translated():
+                await self._checker.execute(sql, args)
+            return
+        if self._reader is None:
+            raise ConfigurationError(_NOT_OPEN)
+        async with self._reader.connect() as conn:
+            with translated():
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                if self._postgres:
+                    await driver.execute(sql, *args)
+                else:  # in-memory SQLite: the engine's own connection, in a transaction
+                    await driver.execute(sql, args)
+                    await driver.commit()
+
     async def _row(self, token_hash: str) -> tuple[Any, ...] | None:
         assert self._sql is not None
         record = await self._fetch_row(self._sql, (token_hash,))
@@ -180,3 +205,8 @@ class TokenCheck:
             value if process is None else process(value)
             for process, value in zip(self._processors, tuple(record), strict=True)
         )
+
+
+def _columns(statement: Any) -> list[Any]:
+    """The columns a statement returns (none for an ``INSERT`` without ``RETURNING``)."""
+    return list(statement.selected_columns) if isinstance(statement, sa.Select) else []
