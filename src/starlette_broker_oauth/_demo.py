@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from urllib.parse import parse_qsl, quote
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -25,10 +24,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from ._render import broker_error
-from .app import create_oauth_app
+from .app import create_oauth_app, http_error
 from .authentication import BearerTokenBackend, TokenUser, bearer_error_response
-from .errors import NotFound
 from .hosted import HostedConsent, SessionAccount, SessionUser
 from .settings import OAuthSettings
 from .storage.sqlalchemy import SQLAlchemyStorage
@@ -305,7 +302,7 @@ def build_platform(
     app = Starlette(
         # The host's own 404 and 405 (a path no route matches, such as one with a newline)
         # in the partner shape, like the sub-app's.
-        exception_handlers={404: _host_error, 405: _host_error},
+        exception_handlers={404: http_error, 405: http_error},
         routes=[
             Route("/", home),
             Route("/login", login, methods=["GET", "POST"]),
@@ -331,14 +328,3 @@ def build_platform(
     )
     app.state.demo_password = password
     return app
-
-
-async def _host_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        return broker_error(NotFound("not found"))
-    return JSONResponse(
-        {"code": 40510000, "message": "method not allowed"},
-        status_code=405,
-        headers=exc.headers,
-    )

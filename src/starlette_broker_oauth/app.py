@@ -172,7 +172,7 @@ def create_oauth_app(
     hosted = api.consent
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: http_error},
         middleware=[
             Middleware(
                 EdgeGuard,
@@ -362,7 +362,8 @@ def _partner_endpoint(endpoint: Endpoint, what: str) -> Endpoint:
     return guarded
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405, in the partner shape."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return broker_error(NotFound("not found"))

@@ -115,17 +115,17 @@ class BearerTokenBackend(AuthenticationBackend):
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         scope = conn.scope
-        path: str = scope["path"]
-        if "oauth" in path and _OAUTH_ROUTE.search(path):
-            # The OAuth sub-app's own endpoints take no bearer token: they answer a
-            # stray one themselves, in their own shape, wherever they are mounted.
-            return None
         try:
             raw = bearer_of_request(scope["headers"], scope.get("query_string", b""))
         except TokenError as exc:
+            if _oauth_route(scope["path"]):
+                return None
             raise BearerAuthenticationError(exc) from None
-        if raw is None:
-            return None  # anonymous, or another scheme (a partner's HTTP Basic)
+        if raw is None or _oauth_route(scope["path"]):
+            # Anonymous, another scheme (a partner's HTTP Basic), or one of the OAuth
+            # sub-app's own endpoints: they take no bearer token and answer a stray one
+            # themselves, in their own shape, wherever they are mounted.
+            return None
         token = self.verifier.cached(raw)
         if token is None:
             try:
@@ -195,6 +195,10 @@ def requires_token(
         return guarded
 
     return decorate
+
+
+def _oauth_route(path: str) -> bool:
+    return "oauth" in path and _OAUTH_ROUTE.search(path) is not None
 
 
 def _find_request(args: tuple[Any, ...]) -> Request:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from .._params import read_params
 from .._render import consent_error
 from ..core import AuthorizationCore
 from ..models import Account
-from .config import HostedConsent, page_headers, plain_words
+from .config import FormTokens, HostedConsent, page_headers, plain_words, user_key
 from .pages import ErrorPage, Frame
 from .session import SessionAccount, SessionUser
 
@@ -76,6 +78,34 @@ class HostedEndpoints:
             return self.error_page(request, status, error, detail)
 
         return consent_error(exc, issuer=self.core.settings.issuer, page=page)
+
+    def login(self, request: Request) -> Response:
+        """Send a user nobody has signed in to the platform's login, coming back here."""
+        login = self.config.session.login_url(request)
+        return RedirectResponse(login, status_code=303, headers={"Cache-Control": "no-store"})
+
+    async def signed_form(
+        self, request: Request, tokens: FormTokens
+    ) -> tuple[dict[str, str], SessionUser, dict[str, Any]] | Response:
+        """A posted form's single-valued fields, its user and its signed token; or the
+        error page for a cross-site post, a signed-out user, or a forged or expired form."""
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            return self.error_page(
+                request, 403, "access_denied", "the form was sent from another site", kind="expired"
+            )
+        params = await read_params(request, json_allowed=False)
+        fields = {k: v[0] for k, v in params.items() if len(v) == 1}
+        user = await self.config.session.current_user(request)
+        if user is None:
+            return self.error_page(
+                request, 401, "access_denied", "not signed in", kind="signed_out"
+            )
+        signed = tokens.loads(fields.get("csrf_token", ""))
+        if signed is None or signed.get("u") != user_key(user):
+            return self.error_page(
+                request, 400, "invalid_request", "the form has expired", kind="expired", user=user
+            )
+        return fields, user, signed
 
     async def accounts(self, user: SessionUser) -> list[tuple[SessionAccount, Account | None]]:
         """The user's accounts with the repository's record of each (``None`` if unknown)."""

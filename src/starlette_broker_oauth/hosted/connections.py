@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from .._params import query_params, read_params
+from .._params import query_params
 from ..clock import Clock
 from ..core import AuthorizationCore, ConnectedApps
 from .base import HostedEndpoints
@@ -55,10 +55,7 @@ class ConnectionsEndpoints(HostedEndpoints):
         try:
             user = await self.config.session.current_user(request)
             if user is None:
-                login = self.config.session.login_url(request)
-                return RedirectResponse(
-                    login, status_code=303, headers={"Cache-Control": "no-store"}
-                )
+                return self.login(request)
             page = await self._page(request, user)
         except Exception as exc:
             return self.failure(request, exc)
@@ -71,22 +68,10 @@ class ConnectionsEndpoints(HostedEndpoints):
             return self.failure(request, exc)
 
     async def _disconnect(self, request: Request) -> Response:
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            return self.error_page(
-                request, 403, "access_denied", "the form was sent from another site", kind="expired"
-            )
-        params = await read_params(request, json_allowed=False)
-        fields = {k: v[0] for k, v in params.items() if len(v) == 1}
-        user = await self.config.session.current_user(request)
-        if user is None:
-            return self.error_page(
-                request, 401, "access_denied", "not signed in", kind="signed_out"
-            )
-        signed = self.tokens.loads(fields.get("csrf_token", ""))
-        if signed is None or signed.get("u") != user_key(user):
-            return self.error_page(
-                request, 400, "invalid_request", "the form has expired", kind="expired", user=user
-            )
+        form = await self.signed_form(request, self.tokens)
+        if isinstance(form, Response):
+            return form
+        fields, user, _ = form
         account_id = self.own_account(user, fields.get("account_id"))
         client_id = fields.get("client_id", "")
         if account_id is None or not client_id:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .._oauth import ConsentRequest, OAuthProtocol
-from .._params import query_params, read_params
+from .._params import query_params
 from .._render import redirect_location
 from ..clock import Clock
 from ..core import AUTHORIZATION_PARAMS
@@ -77,10 +77,7 @@ class ConsentEndpoints(HostedEndpoints):
             consent = await self.protocol.consent_request(query_params(request))
             user = await self.config.session.current_user(request)
             if user is None:
-                login = self.config.session.login_url(request)
-                return RedirectResponse(
-                    login, status_code=303, headers={"Cache-Control": "no-store"}
-                )
+                return self.login(request)
             page = await self._page(request, consent, user)
         except Exception as exc:
             return self.failure(request, exc)
@@ -94,22 +91,10 @@ class ConsentEndpoints(HostedEndpoints):
             return self.failure(request, exc)
 
     async def _decide(self, request: Request) -> Response:
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            return self.error_page(
-                request, 403, "access_denied", "the form was sent from another site", kind="expired"
-            )
-        params = await read_params(request, json_allowed=False)
-        fields = {k: v[0] for k, v in params.items() if len(v) == 1}
-        user = await self.config.session.current_user(request)
-        if user is None:
-            return self.error_page(
-                request, 401, "access_denied", "not signed in", kind="signed_out"
-            )
-        signed = self.tokens.loads(fields.get("csrf_token", ""))
-        if signed is None or signed.get("u") != user_key(user):
-            return self.error_page(
-                request, 400, "invalid_request", "the form has expired", kind="expired", user=user
-            )
+        form = await self.signed_form(request, self.tokens)
+        if isinstance(form, Response):
+            return form
+        fields, user, signed = form
         decision = fields.get("decision")
         if decision not in {"approve", "deny"}:
             return self.error_page(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -176,12 +176,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         with engines.translated():
-            if self._writers is None:
-                async with self.engine.begin() as conn:
-                    yield conn
-            else:
-                async with self._writers, self.engine.begin() as conn:
-                    yield conn
+            async with self._writer_turn(), self.engine.begin() as conn:
+                yield conn
 
     @asynccontextmanager
     async def _revoking(self) -> AsyncIterator[tuple[AsyncConnection, list[str]]]:
@@ -337,12 +333,13 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         await self._insert("tokens", fields(token))
 
     async def _insert(self, table: str, values: dict[str, Any]) -> None:
-        # One statement, one driver round trip; this process's SQLite writers take turns.
-        if self._writers is None:
+        # One statement, one driver round trip.
+        async with self._writer_turn():
             await self._token_check.execute(f"insert {table}", **values)
-        else:
-            async with self._writers:
-                await self._token_check.execute(f"insert {table}", **values)
+
+    def _writer_turn(self) -> AbstractAsyncContextManager[object]:
+        """This process's SQLite writers take turns; other databases need no turn."""
+        return self._writers if self._writers is not None else nullcontext()
 
     async def get_token(self, token_hash: str) -> AccessToken | None:
         row = await self._token_check.one("token", token_hash=token_hash)
