@@ -52,7 +52,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 app = Starlette(
     lifespan=lifespan,
     routes=[
-        Route("/bare", bare),
+        Route("/bare", bare, methods=["GET", "POST"]),
         Route("/quote", quote),
         Route("/quote-cached", quote_cached),
         Mount("/", oauth),

@@ -24,7 +24,6 @@ __all__ = [
     "enable_wal",
     "engine_options",
     "is_transient",
-    "open_checker",
     "require_asyncpg",
     "sqlite_on_connect",
     "translated",
@@ -92,15 +91,6 @@ def async_url(database_url: str) -> sa.URL:
             "use sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
     return url
-
-
-async def open_checker(path: str) -> Any:
-    import aiosqlite
-
-    connection = await aiosqlite.connect(path, isolation_level=None, timeout=30)
-    for pragma in SQLITE_PRAGMAS:
-        await connection.execute(f"PRAGMA {pragma}")
-    return connection
 
 
 def sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:

@@ -79,8 +79,33 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         self._refresh = t.refresh_tokens
         for name, statement in self.hot_reads().items():
             self._token_check.register(name, statement)
-        self._token_check.register("insert codes", sa.insert(self._codes))
-        self._token_check.register("insert tokens", sa.insert(self._tokens))
+        for name, table in (("code", self._codes), ("token", self._tokens)):
+            self._token_check.register(f"insert {name}", sa.insert(table))
+        self._token_check.register("insert refresh", sa.insert(self._refresh))
+        c, r = self._codes, self._refresh
+        self._token_check.register(
+            "use code",
+            sa.update(c)
+            .where(
+                c.c.code_hash == sa.bindparam("code_hash"),
+                c.c.client_id == sa.bindparam("client_id"),
+                c.c.used_at.is_(None),
+                c.c.expires_at > sa.bindparam("now"),
+            )
+            .values(used_at=sa.bindparam("used_now", type_=c.c.used_at.type)),
+        )
+        self._token_check.register(
+            "use refresh",
+            sa.update(r)
+            .where(
+                r.c.token_hash == sa.bindparam("token_hash"),
+                r.c.client_id == sa.bindparam("client_id"),
+                r.c.used_at.is_(None),
+                r.c.revoked_at.is_(None),
+                r.c.expires_at > sa.bindparam("now"),
+            )
+            .values(used_at=sa.bindparam("used_now", type_=r.c.used_at.type)),
+        )
 
     @property
     def table_prefix(self) -> str:
@@ -118,7 +143,9 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         try:
             if self._migrate:
                 await self.upgrade()
-            await self._token_check.open(engine, options, in_memory=in_memory)
+            await self._token_check.open(
+                engine, options, in_memory=in_memory, writers=self._writers
+            )
         except BaseException:
             await self.close()  # no connection (or its thread) outlives a failed open
             raise
@@ -227,7 +254,7 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
     # GrantStore
 
     async def save_code(self, code: AuthorizationCode) -> None:
-        await self._insert("codes", fields(code))
+        await self._token_check.execute("insert code", **fields(code))
 
     async def get_code(self, code_hash: str) -> AuthorizationCode | None:
         row = await self._token_check.one("code", code_hash=code_hash)
@@ -242,24 +269,17 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         refresh_token: RefreshToken | None = None,
         now: datetime,
     ) -> bool:
-        c = self._codes
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.update(c)
-                .where(
-                    c.c.code_hash == code_hash,
-                    c.c.client_id == client_id,
-                    c.c.used_at.is_(None),
-                    c.c.expires_at > now,
-                )
-                .values(used_at=now)
-            )
-            if result.rowcount != 1:
-                return False
-            await conn.execute(sa.insert(self._tokens).values(**fields(token)))
-            if refresh_token is not None:
-                await conn.execute(sa.insert(self._refresh).values(**fields(refresh_token)))
-        return True
+        # One transaction: the code is spent and its tokens saved, or neither.
+        steps = [
+            (
+                "use code",
+                {"code_hash": code_hash, "client_id": client_id, "now": now, "used_now": now},
+            ),
+            ("insert token", fields(token)),
+        ]
+        if refresh_token is not None:
+            steps.append(("insert refresh", fields(refresh_token)))
+        return await self._token_check.transaction(steps)
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         row = await self._token_check.one("refresh", token_hash=token_hash)
@@ -274,24 +294,17 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         refresh_token: RefreshToken,
         now: datetime,
     ) -> bool:
-        r = self._refresh
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.update(r)
-                .where(
-                    r.c.token_hash == token_hash,
-                    r.c.client_id == client_id,
-                    r.c.used_at.is_(None),
-                    r.c.revoked_at.is_(None),
-                    r.c.expires_at > now,
-                )
-                .values(used_at=now)
-            )
-            if result.rowcount != 1:
-                return False
-            await conn.execute(sa.insert(self._tokens).values(**fields(token)))
-            await conn.execute(sa.insert(r).values(**fields(refresh_token)))
-        return True
+        # One transaction: the refresh token is spent and its successors saved, or none.
+        return await self._token_check.transaction(
+            [
+                (
+                    "use refresh",
+                    {"token_hash": token_hash, "client_id": client_id, "now": now, "used_now": now},
+                ),
+                ("insert token", fields(token)),
+                ("insert refresh", fields(refresh_token)),
+            ]
+        )
 
     async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
         t, r = self._tokens, self._refresh
@@ -330,12 +343,7 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         return hashes
 
     async def save_token(self, token: AccessToken) -> None:
-        await self._insert("tokens", fields(token))
-
-    async def _insert(self, table: str, values: dict[str, Any]) -> None:
-        # One statement, one driver round trip.
-        async with self._writer_turn():
-            await self._token_check.execute(f"insert {table}", **values)
+        await self._token_check.execute("insert token", **fields(token))
 
     def _writer_turn(self) -> AbstractAsyncContextManager[object]:
         """This process's SQLite writers take turns; other databases need no turn."""

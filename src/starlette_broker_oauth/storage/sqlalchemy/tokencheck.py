@@ -1,24 +1,27 @@
-"""The hot reads: the token check's (the token and its client, on every protected request)
-and the partner endpoints' (the partner, the partner's client, the partner's account), each
-in one driver round trip.
+"""The hot path: the token check's read (the token and its client, on every protected
+request), the other reads by key (the partner, the partner's client and account, a code),
+and the writes of issuance and redemption, each compiled once for the dialect and run on
+the driver without SQLAlchemy's connection machinery.
 
- The joined ``SELECT`` is compiled once and run on a
-raw driver connection with the columns' result processors applied here: on SQLite, one
-shared aiosqlite connection on which concurrent checks pipeline (one thread hop each); on
-PostgreSQL, one round trip on an autocommit pool (no ``BEGIN``, no ``ROLLBACK`` on return).
+Where they run: on a SQLite file, on the event loop itself
+(:mod:`.hot_sqlite`); on PostgreSQL, on an asyncpg pool (:mod:`.hot_postgres`); on an
+in-memory SQLite database, on the engine's one connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
+import anyio
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...errors import ConfigurationError, StorageUnavailable
+from ...errors import ConfigurationError
 from ...models import AccessToken, Client
-from .engines import is_transient, open_checker, translated
+from .engines import translated
+from .hot_postgres import PostgresPool
+from .hot_sqlite import InlineSQLite
 from .schema import Tables, client_from
 
 __all__ = ["TokenCheck"]
@@ -28,13 +31,20 @@ _NOT_OPEN = (
     "lifespan, and leave it on shutdown"
 )
 Processor = Callable[[Any], Any] | None
-# A hot read compiled for the dialect: SQL, its parameters in order with their bind
+Statement = tuple[str, Sequence[Any]]
+# A statement compiled for the dialect: SQL, its parameters in order with their bind
 # processors, the result columns' processors, the result columns' names.
 _Compiled = tuple[str, list[tuple[str, Processor]], list[Processor], list[str]]
 
 
+class _HotPath(Protocol):
+    async def fetch_row(self, sql: str, args: Sequence[Any]) -> Any: ...
+
+    async def run(self, statements: Sequence[Statement], *, guarded: bool) -> bool: ...
+
+
 class TokenCheck:
-    """Reads a token and its client by the token's hash.
+    """The hot path's statements, and the connection they run on.
 
     Parameters:
         tables: The library's tables.
@@ -42,171 +52,158 @@ class TokenCheck:
 
     def __init__(self, tables: Tables) -> None:
         tok, cli = tables.tokens, tables.clients
-        self._statement = (
-            sa.select(tok, cli)
-            .select_from(tok.outerjoin(cli, cli.c.client_id == tok.c.client_id))
-            .where(tok.c.token_hash == sa.bindparam("token_hash"))
-        )
         self._token_columns = [c.name for c in tok.columns]
         self._client_columns = [c.name for c in cli.columns]
-        self._sql: str | None = None
-        self._processors: list[Callable[[Any], Any] | None] = []
-        # Other hot reads, by name: (statement, compiled SQL, its parameters in order,
-        # result processors, column names).
-        self._reads: dict[str, sa.Select[Any]] = {}  # and single INSERTs
+        self._statements: dict[str, sa.Select[Any] | sa.Insert | sa.Update] = {
+            "token with client": sa.select(tok, cli)
+            .select_from(tok.outerjoin(cli, cli.c.client_id == tok.c.client_id))
+            .where(tok.c.token_hash == sa.bindparam("token_hash"))
+        }
         self._compiled: dict[str, _Compiled] = {}
-        self._reader: AsyncEngine | None = None
-        self._owns_reader = False
-        self._checker: Any = None
-        self._postgres = False
+        self._path: _HotPath | None = None
+        self._close: Callable[[], Any] | None = None
 
-    def register(self, name: str, statement: sa.Select[Any] | sa.Insert) -> None:
-        """Add a hot read (or a one-statement write); its parameters are ``bindparam``
-        names (an ``INSERT`` of a table: its column names), given to :meth:`one` or
-        :meth:`execute`."""
-        self._reads[name] = statement  # type: ignore[assignment]
+    def register(self, name: str, statement: sa.Select[Any] | sa.Insert | sa.Update) -> None:
+        """Add a statement; its parameters are ``bindparam`` names (an ``INSERT`` of a
+        table: its column names), given to :meth:`one`, :meth:`execute` or
+        :meth:`transaction`."""
+        self._statements[name] = statement
 
-    async def open(self, engine: AsyncEngine, options: dict[str, Any], *, in_memory: bool) -> None:
-        """Prepare the check's connections beside ``engine`` (created with ``options``)."""
-        url = engine.url
-        self._postgres = url.get_backend_name() == "postgresql"
+    async def open(
+        self,
+        engine: AsyncEngine,
+        options: dict[str, Any],
+        *,
+        in_memory: bool,
+        writers: anyio.Lock | None,
+    ) -> None:
+        """Compile the statements for ``engine``'s dialect and open the hot path's
+        connections beside it (created with the engine's ``options``). ``writers``: the
+        lock this process's SQLite writers take turns on."""
         dialect = engine.dialect
-        for name, statement in self._reads.items():
-            compiled = statement.compile(dialect=dialect)
-            order = list(compiled.positiontup or [])
+        for name, statement in self._statements.items():
+            compiled: Any = statement.compile(dialect=dialect)
+            columns = _columns(statement)
             self._compiled[name] = (
                 str(compiled),
                 [
                     (key, compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect))
-                    for key in order
+                    for key in list(compiled.positiontup or [])
                 ],
-                [
-                    column.type.dialect_impl(dialect).result_processor(dialect, None)
-                    for column in _columns(statement)
-                ],
-                [column.name for column in _columns(statement)],
+                [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns],
+                [c.name for c in columns],
             )
-        self._sql = str(self._statement.compile(dialect=dialect))
-        self._processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in self._statement.selected_columns
-        ]
-        if in_memory:
-            # An in-memory SQLite database exists on one connection: the engine's own.
-            self._reader = engine
-            return
-        if url.get_backend_name() == "sqlite":
-            self._checker = await open_checker(url.database or "")
-            return
-        reader_options = dict(options, isolation_level="AUTOCOMMIT")
-        reader_options["pool_reset_on_return"] = None
-        reader_options["pool_pre_ping"] = False  # a failed check invalidates instead
-        self._reader = create_async_engine(url, **reader_options)
-        self._owns_reader = True
+        url = engine.url
+        if url.get_backend_name() == "postgresql":
+            pool = await PostgresPool.create(url, options)
+            self._path, self._close = pool, pool.close
+        elif in_memory:
+            # An in-memory database exists on one connection: the engine's own.
+            assert writers is not None
+            self._path = _OnEngine(engine, writers)
+        else:
+            assert writers is not None
+            inline = InlineSQLite(url.database or "", writers)
+            self._path, self._close = inline, inline.close
 
     async def close(self) -> None:
-        """Release the check's connections."""
-        if self._checker is not None:
-            checker, self._checker = self._checker, None
-            await checker.close()
-        if self._reader is not None and self._owns_reader:
-            await self._reader.dispose()
-        self._reader = None
-        self._owns_reader = False
+        """Release the hot path's connections."""
+        close, self._close, self._path = self._close, None, None
+        self._compiled.clear()
+        if close is not None:
+            result = close()
+            if result is not None:
+                await result
 
     async def __call__(self, token_hash: str) -> tuple[AccessToken, Client | None] | None:
         """The token with this hash and its client (``None`` if the client is gone)."""
-        row = await self._row(token_hash)
-        if row is None:
+        values = await self._values("token with client", {"token_hash": token_hash})
+        if values is None:
             return None
         tokens = len(self._token_columns)
-        token = AccessToken(**dict(zip(self._token_columns, row[:tokens], strict=True)))
+        token = AccessToken(**dict(zip(self._token_columns, values[:tokens], strict=True)))
         client = None
-        if row[tokens] is not None:
-            client = client_from(dict(zip(self._client_columns, row[tokens:], strict=True)))
+        if values[tokens] is not None:
+            client = client_from(dict(zip(self._client_columns, values[tokens:], strict=True)))
         return token, client
 
     async def one(self, name: str, **params: Any) -> dict[str, Any] | None:
-        """The first row of the hot read ``name``, by column name, or ``None``."""
+        """The first row of the read ``name``, by column name, or ``None``."""
+        return await self._row(name, params)
+
+    async def execute(self, name: str, **params: Any) -> None:
+        """Run the one-statement write ``name``, committed on its own."""
+        await self.transaction([(name, params)], guarded=False)
+
+    async def transaction(
+        self, steps: Sequence[tuple[str, dict[str, Any]]], *, guarded: bool = True
+    ) -> bool:
+        """Run the writes ``steps`` (name, parameters) as one transaction. ``guarded``:
+        the first must change exactly one row (a code not yet used), or nothing is
+        written and the answer is ``False``."""
+        path = self._open_path()
+        statements = [self._bound(name, params)[0:2] for name, params in steps]
+        with translated():
+            return await path.run(statements, guarded=guarded)
+
+    async def _row(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        values = await self._values(name, params)
+        return None if values is None else dict(zip(self._compiled[name][3], values, strict=True))
+
+    async def _values(self, name: str, params: dict[str, Any]) -> list[Any] | None:
+        path = self._open_path()
+        sql, args, processors, _ = self._bound(name, params)
+        with translated():
+            row = await path.fetch_row(sql, args)
+        if row is None:
+            return None
+        return [v if p is None else p(v) for p, v in zip(processors, tuple(row), strict=True)]
+
+    def _open_path(self) -> _HotPath:
+        if self._path is None:
+            raise ConfigurationError(_NOT_OPEN)
+        return self._path
+
+    def _bound(
+        self, name: str, params: dict[str, Any]
+    ) -> tuple[str, tuple[Any, ...], list[Processor], list[str]]:
         if name not in self._compiled:  # compiled when the storage opens
             raise ConfigurationError(_NOT_OPEN)
         sql, binds, processors, columns = self._compiled[name]
         args = tuple(params[key] if bind is None else bind(params[key]) for key, bind in binds)
-        row = await self._fetch_row(sql, args)
-        if row is None:
-            return None
-        values = (v if p is None else p(v) for p, v in zip(processors, tuple(row), strict=True))
-        return dict(zip(columns, values, strict=True))
+        return sql, args, processors, columns
 
-    async def execute(self, name: str, **params: Any) -> None:
-        """Run the one-statement write ``name``: one driver round trip, committed on its
-        own (autocommit), so it needs no transaction around it."""
-        if name not in self._compiled:
-            raise ConfigurationError(_NOT_OPEN)
-        sql, binds, _, _ = self._compiled[name]
-        args = tuple(params[key] if bind is None else bind(params[key]) for key, bind in binds)
-        if self._checker is not None:
-            with translated():
-                await self._checker.execute(sql, args)
-            return
-        if self._reader is None:
-            raise ConfigurationError(_NOT_OPEN)
-        async with self._reader.connect() as conn:
-            with translated():
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                if self._postgres:
-                    await driver.execute(sql, *args)
-                else:  # in-memory SQLite: the engine's own connection, in a transaction
-                    await driver.execute(sql, args)
-                    await driver.commit()
 
-    async def _row(self, token_hash: str) -> tuple[Any, ...] | None:
-        assert self._sql is not None
-        record = await self._fetch_row(self._sql, (token_hash,))
-        return None if record is None else self._processed(record)
+class _OnEngine:
+    """The hot path on an in-memory SQLite database: the engine's one connection, whose
+    driver begins a transaction before a write and ends it on ``commit``."""
 
-    async def _fetch_row(self, sql: str, args: tuple[Any, ...]) -> Any:
-        if self._checker is not None:
-            # aiosqlite queues calls on its one thread: concurrent checks pipeline on one
-            # connection instead of each holding a pooled one across its await.
-            with translated():
-                rows = await self._checker.execute_fetchall(sql, args)
+    def __init__(self, engine: AsyncEngine, writers: anyio.Lock) -> None:
+        self._engine = engine
+        self._writers = writers
+
+    async def fetch_row(self, sql: str, args: Sequence[Any]) -> Any:
+        async with self._engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            rows = await driver.execute_fetchall(sql, args)
             return rows[0] if rows else None
-        if self._reader is None:
-            raise ConfigurationError(_NOT_OPEN)
-        # A pooled connection may have died while idle (the server restarted): it is
-        # discarded and the check retried once on a fresh one before answering 503.
-        for attempt in (1, 2):
-            try:
-                return await self._fetch(self._reader, sql, args)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if attempt == 2:
-                    raise StorageUnavailable(type(exc).__name__) from exc
-        raise AssertionError("unreachable")
 
-    async def _fetch(self, reader: AsyncEngine, sql: str, args: tuple[Any, ...]) -> Any:
-        async with reader.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
+    async def run(self, statements: Sequence[Statement], *, guarded: bool) -> bool:
+        async with self._writers, self._engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
             try:
-                if self._postgres:
-                    return await driver.fetchrow(sql, *args)
-                rows = await driver.execute_fetchall(sql, args)
-                return rows[0] if rows else None
+                for index, (sql, args) in enumerate(statements):
+                    cursor = await driver.execute(sql, args)
+                    if guarded and index == 0 and cursor.rowcount != 1:
+                        await driver.rollback()
+                        return False
+                await driver.commit()
             except BaseException:
-                await conn.invalidate()  # a connection that failed mid-call is not reused
+                await driver.rollback()
                 raise
-
-    def _processed(self, record: Any) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None else process(value)
-            for process, value in zip(self._processors, tuple(record), strict=True)
-        )
+            return True
 
 
 def _columns(statement: Any) -> list[Any]:
-    """The columns a statement returns (none for an ``INSERT`` without ``RETURNING``)."""
+    """The columns a statement returns (none for a write without ``RETURNING``)."""
     return list(statement.selected_columns) if isinstance(statement, sa.Select) else []
