@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -13,8 +18,19 @@ from starlette_broker_oauth import (
     OAuthSettings,
     SQLAlchemyStorage,
 )
+from starlette_broker_oauth.models import AccessToken
+from starlette_broker_oauth.security import hash_secret
+from starlette_broker_oauth.storage.sqlalchemy import hot_sqlite
 
-from ..conftest import ISSUER, build_platform, pkce_pair, seed_platform
+from ..conftest import (
+    ISSUER,
+    POSTGRES_URL,
+    REDIRECT_URI,
+    build_platform,
+    drop_tables,
+    pkce_pair,
+    seed_platform,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -94,3 +110,143 @@ async def test_use_before_open_is_a_clear_error() -> None:
 async def test_plain_sqlite_url_gets_async_driver(tmp_path: Path) -> None:
     storage = SQLAlchemyStorage(f"sqlite:///{tmp_path / 'x.db'}")
     assert storage.url.drivername == "sqlite+aiosqlite"
+
+
+async def test_a_write_waits_out_another_process_without_stopping_the_loop(
+    tmp_path: Path, settings: OAuthSettings
+) -> None:
+    """While another connection holds SQLite's write lock, an issuance waits its turn (it
+    neither fails nor blocks): the same process keeps answering token checks, and the
+    issuance completes once the lock is released."""
+    path = tmp_path / "oauth.db"
+    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}") as storage:
+        world = await seed_platform("sqlite", storage, settings)
+        async with world.http:
+            token = (await world.exchange(await world.code())).json()["access_token"]
+            other = sqlite3.connect(path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # another process, writing
+            answers: list[httpx.Response] = []
+
+            async def issue() -> None:
+                answers.append(
+                    await world.http.post(
+                        "/v1/oauth/token", json=world.grant_body(), auth=world.partner
+                    )
+                )
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(issue)
+                for _ in range(20):  # the loop is free: other requests are answered
+                    assert (await world.account(token)).status_code == 200
+                    await anyio.sleep(0.005)
+                assert answers == [], "the issuance did not wait for the lock"
+                other.execute("COMMIT")
+            other.close()
+            assert answers[0].status_code == 200, answers[0].text
+            issued = answers[0].json()["access_token"]
+            assert (await world.account(issued)).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite-memory", "postgres"])
+async def test_a_failed_redemption_writes_nothing(
+    kind: str, tmp_path: Path, settings: OAuthSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The code is spent and its token saved in one transaction: when saving the token
+    fails, the code is not spent, and can be redeemed once the fault is gone."""
+    if kind == "postgres" and POSTGRES_URL is None:
+        pytest.skip("needs the PostgreSQL of scripts/with-postgres")
+    url = {
+        "sqlite": f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}",
+        "sqlite-memory": "sqlite+aiosqlite://",
+        "postgres": POSTGRES_URL,
+    }[kind]
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    storage = SQLAlchemyStorage(str(url), table_prefix=prefix)
+    tokens = f"{prefix}tokens"
+    if kind == "postgres":
+        fault = [
+            f"CREATE FUNCTION {prefix}fail() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'no room for tokens'; END $$ LANGUAGE plpgsql",
+            f"CREATE TRIGGER {prefix}fail BEFORE INSERT ON {tokens} "
+            f"FOR EACH ROW EXECUTE FUNCTION {prefix}fail()",
+        ]
+        cure = [f"DROP TRIGGER {prefix}fail ON {tokens}", f"DROP FUNCTION {prefix}fail()"]
+    else:
+        fault = [
+            f"CREATE TRIGGER {prefix}fail BEFORE INSERT ON {tokens} "
+            "BEGIN SELECT RAISE(ABORT, 'no room for tokens'); END"
+        ]
+        cure = [f"DROP TRIGGER {prefix}fail"]
+    async with storage:
+        try:
+            world = await seed_platform(kind, storage, settings)
+            async with world.http:
+                code = await world.code()
+                async with storage.engine.begin() as conn:
+                    for statement in fault:
+                        await conn.exec_driver_sql(statement)
+                failed = await world.exchange(code)
+                assert (failed.status_code, failed.json()) == (
+                    500,
+                    {"error": "server_error", "error_description": "internal server error"},
+                )
+                async with storage.engine.begin() as conn:
+                    for statement in cure:
+                        await conn.exec_driver_sql(statement)
+                    spent = await conn.scalar(
+                        sa.select(sa.func.count()).where(
+                            storage.tables.codes.c.used_at.is_not(None)
+                        )
+                    )
+                    saved = await conn.scalar(
+                        sa.select(sa.func.count(storage.tables.tokens.c.token_hash))
+                    )
+                assert (spent, saved) == (0, 0)
+                assert "no room for tokens" in caplog.text  # the fault is logged, not shown
+                exchanged = await world.exchange(code)
+                assert exchanged.status_code == 200, exchanged.text
+                assert (await world.account(exchanged.json()["access_token"])).status_code == 200
+        finally:
+            await drop_tables(storage)
+
+
+async def test_the_log_is_checkpointed_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop's connection never checkpoints; a worker thread does, every so many
+    commits, so the write-ahead log is rewound instead of growing with every write."""
+    monkeypatch.setattr(hot_sqlite, "CHECKPOINT_EVERY", 20)
+    path = tmp_path / "oauth.db"
+    wal = tmp_path / "oauth.db-wal"
+    checkpoints: list[str] = []
+    real = hot_sqlite._checkpoint
+    monkeypatch.setattr(
+        hot_sqlite,
+        "_checkpoint",
+        lambda p: (checkpoints.append(threading.current_thread().name), real(p))[1],
+    )
+    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}") as storage:
+        client = await storage.create_client(name="c", redirect_uris=[REDIRECT_URI])
+        account = await storage.create_account()
+
+        async def save(n: int) -> None:
+            for _ in range(n):
+                await storage.save_token(
+                    AccessToken(
+                        token_hash=hash_secret(uuid.uuid4().hex),
+                        client_id=client.client_id,
+                        account_id=account.account_id,
+                        scope="general",
+                        account_live=False,
+                        issued_at=datetime.now(UTC),
+                    )
+                )
+
+        await save(19)
+        assert checkpoints == []
+        after_19 = wal.stat().st_size
+        await save(400)
+        assert len(checkpoints) == 20
+        assert threading.main_thread().name not in checkpoints
+        # Without checkpoints the log would hold all 419 commits: about 20 times as much.
+        assert wal.stat().st_size < 4 * after_19

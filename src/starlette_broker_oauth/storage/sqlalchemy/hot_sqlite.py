@@ -92,16 +92,27 @@ class InlineSQLite:
 
     async def fetch_row(self, sql: str, args: Sequence[Any]) -> Any:
         """The first row of a read, or ``None``."""
+        try:
+            return self._first(sql, args)
+        except Busy:
+            pass
         for pause in _pauses():
-            try:
-                # fetchall runs the statement to its end: no read stays open.
-                rows = self._conn.execute(sql, args).fetchall()
-                return rows[0] if rows else None
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise
             await anyio.sleep(pause)
+            try:
+                return self._first(sql, args)
+            except Busy:
+                continue
         raise StorageUnavailable("the SQLite database stayed locked")
+
+    def _first(self, sql: str, args: Sequence[Any]) -> Any:
+        try:
+            # fetchall runs the statement to its end: no read stays open.
+            rows = self._conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise Busy from exc
+            raise
+        return rows[0] if rows else None
 
     async def run(self, statements: Sequence[Statement], *, guarded: bool) -> bool:
         """Run the statements as one transaction. ``guarded``: the first must change

@@ -17,9 +17,9 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, StorageUnavailable
 from ...models import AccessToken, Client
-from .engines import translated
+from .engines import is_transient
 from .hot_postgres import PostgresPool
 from .hot_sqlite import InlineSQLite
 from .schema import Tables, client_from
@@ -143,8 +143,10 @@ class TokenCheck:
         written and the answer is ``False``."""
         path = self._open_path()
         statements = [self._bound(name, params)[0:2] for name, params in steps]
-        with translated():
+        try:
             return await path.run(statements, guarded=guarded)
+        except Exception as exc:
+            raise _translated(exc) from exc
 
     async def _row(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
         values = await self._values(name, params)
@@ -153,8 +155,10 @@ class TokenCheck:
     async def _values(self, name: str, params: dict[str, Any]) -> list[Any] | None:
         path = self._open_path()
         sql, args, processors, _ = self._bound(name, params)
-        with translated():
+        try:
             row = await path.fetch_row(sql, args)
+        except Exception as exc:
+            raise _translated(exc) from exc
         if row is None:
             return None
         return [v if p is None else p(v) for p, v in zip(processors, tuple(row), strict=True)]
@@ -166,11 +170,12 @@ class TokenCheck:
 
     def _bound(
         self, name: str, params: dict[str, Any]
-    ) -> tuple[str, tuple[Any, ...], list[Processor], list[str]]:
-        if name not in self._compiled:  # compiled when the storage opens
+    ) -> tuple[str, list[Any], list[Processor], list[str]]:
+        compiled = self._compiled.get(name)
+        if compiled is None:  # compiled when the storage opens
             raise ConfigurationError(_NOT_OPEN)
-        sql, binds, processors, columns = self._compiled[name]
-        args = tuple(params[key] if bind is None else bind(params[key]) for key, bind in binds)
+        sql, binds, processors, columns = compiled
+        args = [params[key] if bind is None else bind(params[key]) for key, bind in binds]
         return sql, args, processors, columns
 
 
@@ -202,6 +207,11 @@ class _OnEngine:
                 await driver.rollback()
                 raise
             return True
+
+
+def _translated(exc: Exception) -> Exception:
+    """A transient failure as :class:`StorageUnavailable`; anything else as it is."""
+    return StorageUnavailable(type(exc).__name__) if is_transient(exc) else exc
 
 
 def _columns(statement: Any) -> list[Any]:
