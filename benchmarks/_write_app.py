@@ -2,11 +2,13 @@
 
 ``BENCH_DATABASE_URL`` names the storage. Routes: ``/bare`` (static JSON, the baseline),
 the OAuth sub-app (``/v1/oauth/*``, ``/oauth/*``), ``/quote`` guarded by the token check
-without a cache and ``/quote-cached`` with it.
+without a cache and ``/quote-cached`` with it. ``BENCH_GC_FREEZE=0`` leaves out the
+``gc.freeze()`` after start-up that docs/production.md advises.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,6 +48,9 @@ async def quote_cached(request: Request) -> Response:
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     async with storage:
+        if os.environ.get("BENCH_GC_FREEZE", "1") == "1":
+            # As docs/production.md advises: what start-up built is never collected.
+            gc.freeze()
         yield
 
 

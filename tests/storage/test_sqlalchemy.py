@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 import uuid
@@ -213,18 +214,19 @@ async def test_a_failed_redemption_writes_nothing(
 async def test_the_log_is_checkpointed_off_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The event loop's connection never checkpoints; a worker thread does, every so many
-    commits, so the write-ahead log is rewound instead of growing with every write."""
+    """The event loop's connection never checkpoints; a thread of its own does, every so
+    many commits, so the write-ahead log is rewound instead of growing with every write."""
     monkeypatch.setattr(hot_sqlite, "CHECKPOINT_EVERY", 20)
     path = tmp_path / "oauth.db"
     wal = tmp_path / "oauth.db-wal"
-    checkpoints: list[str] = []
-    real = hot_sqlite._checkpoint
-    monkeypatch.setattr(
-        hot_sqlite,
-        "_checkpoint",
-        lambda p: (checkpoints.append(threading.current_thread().name), real(p))[1],
-    )
+    checkpoints: queue.Queue[str] = queue.Queue()  # the thread each one ran on
+    real = hot_sqlite.checkpoint
+
+    def recorded(p: str) -> None:
+        real(p)
+        checkpoints.put(threading.current_thread().name)
+
+    monkeypatch.setattr(hot_sqlite, "checkpoint", recorded)
     async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}") as storage:
         client = await storage.create_client(name="c", redirect_uris=[REDIRECT_URI])
         account = await storage.create_account()
@@ -243,10 +245,12 @@ async def test_the_log_is_checkpointed_off_the_loop(
                 )
 
         await save(19)
-        assert checkpoints == []
+        await anyio.sleep(0.05)
+        assert checkpoints.empty()
         after_19 = wal.stat().st_size
-        await save(400)
-        assert len(checkpoints) == 20
-        assert threading.main_thread().name not in checkpoints
+        for _ in range(20):
+            await save(20)
+            ran_on = await anyio.to_thread.run_sync(lambda: checkpoints.get(timeout=5))
+            assert ran_on == "sqlite-checkpoint"
         # Without checkpoints the log would hold all 419 commits: about 20 times as much.
         assert wal.stat().st_size < 4 * after_19
