@@ -1,7 +1,8 @@
 """The write path against a bare route, in one run: token issuance, the code flow and the
 protected route (cache off and on), on SQLite and, when one is given, PostgreSQL.
 
-uvicorn serves ``_write_app.py`` with two workers (uvloop, httptools). Each HTTP scenario
+uvicorn serves ``_write_app.py`` with two workers (uvloop, httptools), each on a socket of
+its own (``_serve.py`` says why). Each HTTP scenario
 is measured with wrk (``-t1 -c16``) from another process; the code flow, which chains two
 requests, is run sequentially by one httpx client and compared with the same two requests
 (headers and bodies alike) sent to the bare route the same way. Every figure is printed
@@ -90,24 +91,7 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
     path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)]))
     env = os.environ | {"BENCH_DATABASE_URL": url, "PYTHONPATH": path}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "_write_app:app",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        env=env,
+        [sys.executable, str(HERE / "_serve.py"), "_write_app:app", str(port), "2"], env=env
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -241,7 +225,7 @@ def scenarios(url: str, duration: int, rounds: int, workdir: Path, label: str, r
     med = {
         k: tuple(statistics.median(r[i] for r in v) for i in range(3)) for k, v in results.items()
     }
-    print(f"\n{label}: uvicorn --workers 2, wrk -t1 -c16, {rounds} x {duration}s (medians)")
+    print(f"\n{label}: uvicorn, 2 workers, wrk -t1 -c16, {rounds} x {duration}s (medians)")
     print(f"{'scenario':<24}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>9}{'vs bare':>9}")
     for name, (rate, p50, p99) in med.items():
         baseline = med["bare x2, sequential" if "sequential" in name else "bare route"][0]

@@ -727,10 +727,10 @@ def test_every_command_answers_json(cli: CLI) -> None:
         "client_id": None,
         "revoked": 0,
     }
-    assert cli.json("db", "current") == {"revision": "0003"}
-    assert cli.json("db", "upgrade") == {"revision": "0003"}
+    assert cli.json("db", "current") == {"revision": "0004"}
+    assert cli.json("db", "upgrade") == {"revision": "0004"}
     assert cli.json("db", "purge") == {"codes": 0, "tokens": 0, "refresh_tokens": 0}
-    assert cli("db", "current") == "0003\n"
+    assert cli("db", "current") == "0004\n"
 
 
 def test_usage_errors_are_one_line(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ from alembic.migration import MigrationContext
 
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
 from starlette_broker_oauth.security import hash_secret, new_secret
+from starlette_broker_oauth.storage.sqlalchemy import migrations
 
-from ..conftest import BACKENDS, ISSUER, POSTGRES_URL, build_platform
+from ..conftest import BACKENDS, ISSUER, POSTGRES_URL, build_platform, seed_platform
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +48,7 @@ async def database(
 async def test_head_matches_the_storage_tables(database: tuple[str, str]) -> None:
     url, prefix = database
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0003"
+        assert await storage.current_revision() == "0004"
         async with storage.engine.connect() as conn:
             diffs = await conn.run_sync(
                 lambda c: compare_metadata(
@@ -65,7 +66,7 @@ async def test_upgrade_is_idempotent(database: tuple[str, str]) -> None:
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
         await storage.upgrade()
         await storage.upgrade()
-        assert await storage.current_revision() == "0003"
+        assert await storage.current_revision() == "0004"
 
 
 async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
@@ -73,7 +74,7 @@ async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
 
     async def start() -> None:
         async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-            assert await storage.current_revision() == "0003"
+            assert await storage.current_revision() == "0004"
 
     async with anyio.create_task_group() as tg:
         for _ in range(4):
@@ -99,7 +100,7 @@ async def test_cli_upgrade(database: tuple[str, str]) -> None:
         )
         assert result.returncode == 0, result.stderr.decode()
     async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:
-        assert await storage.current_revision() == "0003"
+        assert await storage.current_revision() == "0004"
 
 
 async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str]) -> None:
@@ -156,7 +157,7 @@ async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str])
                     },
                 )
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0003"
+        assert await storage.current_revision() == "0004"
         migrated = await storage.get_token(hash_secret(token))
         assert migrated is not None
         assert migrated.family_id == hash_secret(code)
@@ -206,7 +207,7 @@ async def test_upgrade_from_the_previous_head_with_several_partners(
                 {"a": a.hex if url.startswith("sqlite") else a, "l": False},
             )
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0003"
+        assert await storage.current_revision() == "0004"
         app = build_platform(storage, OAuthSettings(issuer=ISSUER))
         body = {
             "client_id": client.client_id,
@@ -229,3 +230,65 @@ async def test_upgrade_from_the_previous_head_with_several_partners(
             assert (await storage.list_connections(a, now=datetime.now(UTC)))[0].client_id == (
                 client.client_id
             )
+
+
+async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
+    database: tuple[str, str],
+) -> None:
+    """0003 → 0004 with a token, a refresh token and an unused code in place: on SQLite
+    the three tables are rebuilt as rowid tables with their indexes, and every record
+    still works through HTTP; down to 0003 and up again keeps them too."""
+    url, prefix = database
+    settings = OAuthSettings(
+        issuer=ISSUER,
+        access_token_lifetime=timedelta(hours=1),
+        refresh_token_lifetime=timedelta(days=30),
+    )
+    async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as old:
+        await old.upgrade("0003")
+        world = await seed_platform("sqlite", old, settings)
+        async with world.http:
+            issued = (await world.exchange(await world.code())).json()
+            code = await world.code()
+    sqlite = url.startswith("sqlite")
+    for revision in ("head", "0003", "head"):
+        async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:
+            if revision == "head":
+                await storage.upgrade()
+            else:
+                async with storage.engine.begin() as conn:
+                    await conn.run_sync(
+                        lambda c: migrations._alembic(c, "downgrade", prefix, "0003")
+                    )
+            if sqlite:
+                async with storage.engine.connect() as conn:
+                    kinds = {
+                        name: "WITHOUT ROWID" in sql.upper()
+                        for name, sql in (
+                            await conn.exec_driver_sql(
+                                "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+                            )
+                        ).all()
+                    }
+                for table in ("codes", "tokens", "refresh_tokens"):
+                    assert kinds[f"{prefix}{table}"] is (revision == "0003")
+    async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
+        assert await storage.current_revision() == "0004"
+        app = build_platform(storage, settings)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as c:
+            bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+            assert (await c.get("/v2/account", headers=bearer)).status_code == 200
+            redirect = world.redirect_uri
+            auth = (world.client_id, world.client_secret)
+            redeemed = await c.post(
+                "/oauth/token",
+                data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect},
+                auth=auth,
+            )
+            assert redeemed.status_code == 200, redeemed.text
+            refreshed = await c.post(
+                "/oauth/token",
+                data={"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]},
+                auth=auth,
+            )
+            assert refreshed.status_code == 200, refreshed.text

@@ -5,7 +5,9 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -216,41 +218,106 @@ async def test_the_log_is_checkpointed_off_the_loop(
 ) -> None:
     """The event loop's connection never checkpoints; a thread of its own does, every so
     many commits, so the write-ahead log is rewound instead of growing with every write."""
-    monkeypatch.setattr(hot_sqlite, "CHECKPOINT_EVERY", 20)
-    path = tmp_path / "oauth.db"
+    monkeypatch.setattr(hot_sqlite, "COPY_EVERY", 20)
+    monkeypatch.setattr(hot_sqlite, "RESTART_PAGES", 0)
     wal = tmp_path / "oauth.db-wal"
-    checkpoints: queue.Queue[str] = queue.Queue()  # the thread each one ran on
-    real = hot_sqlite.checkpoint
+    copies: queue.Queue[str] = queue.Queue()  # the thread each one ran on
+    real = hot_sqlite.copy
 
-    def recorded(p: str) -> None:
-        real(p)
-        checkpoints.put(threading.current_thread().name)
+    def recorded(path: str, restart: Callable[[], None]) -> None:
+        real(path, restart)
+        copies.put(threading.current_thread().name)
 
-    monkeypatch.setattr(hot_sqlite, "checkpoint", recorded)
-    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}") as storage:
-        client = await storage.create_client(name="c", redirect_uris=[REDIRECT_URI])
-        account = await storage.create_account()
-
-        async def save(n: int) -> None:
-            for _ in range(n):
-                await storage.save_token(
-                    AccessToken(
-                        token_hash=hash_secret(uuid.uuid4().hex),
-                        client_id=client.client_id,
-                        account_id=account.account_id,
-                        scope="general",
-                        account_live=False,
-                        issued_at=datetime.now(UTC),
-                    )
-                )
-
+    monkeypatch.setattr(hot_sqlite, "copy", recorded)
+    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}") as storage:
+        save = await _token_saver(storage)
         await save(19)
         await anyio.sleep(0.05)
-        assert checkpoints.empty()
+        assert copies.empty()
         after_19 = wal.stat().st_size
         for _ in range(20):
             await save(20)
-            ran_on = await anyio.to_thread.run_sync(lambda: checkpoints.get(timeout=5))
+            ran_on = await anyio.to_thread.run_sync(lambda: copies.get(timeout=5))
             assert ran_on == "sqlite-checkpoint"
-        # Without checkpoints the log would hold all 419 commits: about 20 times as much.
-        assert wal.stat().st_size < 4 * after_19
+        # It holds the commits since the last rewind (a round or a few, as the threads
+        # go); without checkpoints it would hold all 419: about 20 times those of 19.
+        assert _log_pages(tmp_path / "oauth.db") * PAGE < 8 * after_19
+
+
+async def test_the_log_is_rewound_while_another_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes that go on while the log is copied leave it never wholly copied, and such a
+    log is never rewound by itself: a restart then copies the rest under the write lock
+    and rewinds it, though another process writes all along."""
+    monkeypatch.setattr(hot_sqlite, "COPY_EVERY", 20)
+    monkeypatch.setattr(hot_sqlite, "RESTART_PAGES", 0)
+    path = tmp_path / "oauth.db"
+    restarts: list[tuple[str, bool]] = []  # (thread, rewound)
+    real = hot_sqlite.restart
+
+    def recorded(p: str) -> bool:
+        rewound = real(p)
+        restarts.append((threading.current_thread().name, rewound))
+        return rewound
+
+    monkeypatch.setattr(hot_sqlite, "restart", recorded)
+    stop = threading.Event()
+
+    def other_process() -> None:  # writes a page about every millisecond
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+        conn.execute("CREATE TABLE IF NOT EXISTS other (n INTEGER PRIMARY KEY, v BLOB)")
+        while not stop.is_set():
+            conn.execute("INSERT INTO other (v) VALUES (randomblob(3000))")
+            time.sleep(0.001)
+        conn.close()
+
+    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}") as storage:
+        save = await _token_saver(storage)
+        writer = threading.Thread(target=other_process)
+        writer.start()
+        try:
+            for _ in range(40):
+                await save(20)
+                await anyio.sleep(0.01)  # the copy and the restart run
+        finally:
+            stop.set()
+            await anyio.to_thread.run_sync(writer.join)
+        pages = _log_pages(path)
+    assert {thread for thread, _ in restarts} == {"sqlite-restart"}
+    assert any(rewound for _, rewound in restarts), "no restart could rewind the log"
+    # 40 rounds wrote about 40 x 20 x 6 pages of tokens, and the other process as many.
+    assert pages < 2000, f"the log holds {pages} pages: it was not rewound"
+
+
+PAGE = 4096 + 24  # a page in the log, with its frame header
+
+
+def _log_pages(path: Path) -> int:
+    """How many pages the log holds now."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        conn.close()
+    return int(pages)
+
+
+async def _token_saver(storage: SQLAlchemyStorage) -> Callable[[int], Awaitable[None]]:
+    client = await storage.create_client(name="c", redirect_uris=[REDIRECT_URI])
+    account = await storage.create_account()
+
+    async def save(n: int) -> None:
+        for _ in range(n):
+            await storage.save_token(
+                AccessToken(
+                    token_hash=hash_secret(uuid.uuid4().hex),
+                    client_id=client.client_id,
+                    account_id=account.account_id,
+                    scope="general",
+                    account_live=False,
+                    issued_at=datetime.now(UTC),
+                )
+            )
+
+    return save

@@ -13,17 +13,18 @@ SQLite:
   with the lock free and the database free is done at once, without awaiting anything;
 - the one-row inserts of requests served in the same turn of the loop are committed
   together (group commit), as one transaction;
-- it never checkpoints (``wal_autocheckpoint=0``): every thousand commits, a thread of
-  its own is woken to checkpoint (see :func:`checkpoint`), so copying the log into the
-  file and its ``fsync`` happen off the loop.
+- it never checkpoints (``wal_autocheckpoint=0``): every thousand rows written, threads
+  of its own are woken to do it (see ``_Checkpointer``), off the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -35,8 +36,14 @@ __all__ = ["InlineSQLite"]
 
 Statement = tuple[str, Sequence[Any]]
 
-# Commits between two checkpoints (SQLite's own default is 1000 pages).
-CHECKPOINT_EVERY = 1000
+# Rows written between two copies of the log into the database file (a token's row
+# changes about six pages: its table's and its indexes').
+COPY_EVERY = 1000
+# Pages in the log past which it is rewound (20,000 pages of 4 KiB: 80 MiB). A rewind
+# holds writers up for a few milliseconds (an fsync under the write lock): under
+# sustained load, about once a second.
+RESTART_PAGES = 20_000
+RESTART_ATTEMPTS = 200
 # Inserts closer together than this are grouped (see InlineSQLite._grouped).
 GROUP_WITHIN = 0.001
 # How long a statement waits for another process's lock, as a busy timeout would.
@@ -91,7 +98,7 @@ class InlineSQLite:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in PRAGMAS:
             self._conn.execute(f"PRAGMA {pragma}")
-        self._commits = 0
+        self._rows = 0
         self._checkpointer = _Checkpointer(path)
         self._pending: list[_Pending] = []
         self._last_insert = 0.0
@@ -182,7 +189,7 @@ class InlineSQLite:
             except Busy:
                 pass
             else:
-                self._after_commit()
+                self._after_commit(len(statements))
                 return done
         async with self._writers:
             for pause in _pauses():
@@ -191,7 +198,7 @@ class InlineSQLite:
                 except Busy:
                     await anyio.sleep(pause)
                     continue
-                self._after_commit()
+                self._after_commit(len(statements))
                 return done
         raise StorageUnavailable("the SQLite database stayed locked")
 
@@ -219,10 +226,10 @@ class InlineSQLite:
                 raise Busy from exc
             raise
 
-    def _after_commit(self) -> None:
-        self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
-            self._commits = 0
+    def _after_commit(self, rows: int) -> None:
+        self._rows += rows
+        if self._rows >= COPY_EVERY:
+            self._rows = 0
             self._checkpointer.wake()
 
 
@@ -240,18 +247,45 @@ class _Pending:
 
 
 class _Checkpointer:
-    """A thread that copies the log into the database file when woken, so that the copy
-    and its ``fsync`` never hold up the loop, a request or this process's writers."""
+    """Two threads that keep the log short, so that copying it into the database file
+    and its ``fsync`` never hold up the loop, a request or this process's writers.
+
+    When woken, the first, at the lowest CPU priority, copies the log (``PASSIVE``:
+    writers go on meanwhile). Writers go on appending while it copies, so under load the
+    log is never wholly copied, and a log not wholly copied is never rewound: once it
+    is longer than :data:`RESTART_PAGES`, the second thread, at normal priority,
+    restarts it (``RESTART``): it takes the write lock to copy the few pages written
+    since the copy, and rewinds the log. Writers meanwhile find the
+    database locked and wait their turn (a millisecond or so).
+    """
 
     def __init__(self, path: str) -> None:
-        self._path = path
+        self._copier = _Waker(lambda: copy(path, self._restarter.wake), "sqlite-checkpoint")
+        self._restarter = _Waker(lambda: restart(path), "sqlite-restart")
+
+    def wake(self) -> None:
+        self._copier.wake()
+
+    def stop(self) -> None:
+        self._copier.stop()
+        self._restarter.stop()
+
+
+class _Waker:
+    """A thread that runs ``work`` each time it is woken (wakes while it works add up to
+    one more run)."""
+
+    def __init__(self, work: Callable[[], object], name: str) -> None:
+        self._work = work
+        self._name = name
         self._wanted = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._nice = name == "sqlite-checkpoint"
 
     def wake(self) -> None:
-        if self._thread is None:  # started on first use
-            self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        if self._thread is None:  # started on first use, from the loop's thread
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
         self._wanted.set()
 
@@ -262,29 +296,49 @@ class _Checkpointer:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        if self._nice:
+            with contextlib.suppress(OSError, AttributeError):  # where threads have a nice
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         while True:
             self._wanted.wait()
             self._wanted.clear()
             if self._stopping:
                 return
-            checkpoint(self._path)
+            self._work()
 
 
-def checkpoint(path: str) -> None:
-    """Copy the log into the database file, then have the next writer start the log
-    again from its beginning.
+def copy(path: str, restart_wanted: Callable[[], None]) -> None:
+    """Copy the log into the database file without holding writers up; ask for a
+    rewind once the log is longer than :data:`RESTART_PAGES`."""
+    with _connection(path) as conn:
+        _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if pages >= RESTART_PAGES:
+            restart_wanted()
 
-    ``PASSIVE`` copies while writers go on, so it seldom finishes with nothing left; a log
-    that is never wholly copied is never rewound, and grows for as long as writes keep
-    coming. ``RESTART`` then takes the write lock to copy what was written meanwhile (a
-    few pages: a millisecond or so), which is what lets the log be rewound. Writers
-    meanwhile find the database locked and wait their turn; the wait for them here is
-    this thread's, never the loop's.
+
+def restart(path: str) -> bool:
+    """Copy what is left of the log and rewind it; whether it could.
+
+    ``RESTART`` takes the write lock, copies the pages written since the last copy, and
+    rewinds the log once no reader is looking at it. Without a busy timeout: SQLite's own
+    sleeps 1, 2, 5 ms… while it holds the write lock, which holds every writer up as
+    long. Here a ``RESTART`` that found the lock taken, or a reader, lets go at once and
+    is tried again 0.5 ms later.
     """
-    conn = sqlite3.connect(path, isolation_level=None, timeout=1)
+    with _connection(path, timeout=0) as conn:
+        for _ in range(RESTART_ATTEMPTS):
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if not busy:
+                return True
+            time.sleep(0.0005)
+    return False
+
+
+@contextlib.contextmanager
+def _connection(path: str, timeout: float = 1) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=timeout)
     try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        yield conn
     except sqlite3.OperationalError:
         pass  # busy: the next one will do it
     finally:

@@ -131,7 +131,6 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("code_challenge", sa.String(128), nullable=True),
         sa.Column("code_challenge_method", sa.String(16), nullable=True),
         sa.Column("used_at", _UTCDateTime, nullable=True),
-        sqlite_with_rowid=False,
     )
     sa.Table(
         f"{prefix}tokens",
@@ -146,8 +145,8 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("revoked_at", _UTCDateTime, nullable=True),
         sa.Column("family_id", hash_col, nullable=True, index=True),
         sa.Index(f"ix_{prefix}tokens_account_id_client_id", "account_id", "client_id"),
-        # SQLite: the table is its primary-key B-tree, so a check is one descent.
-        sqlite_with_rowid=False,
+        # SQLite: a rowid table (migration 0004), so that a new row and its index entries
+        # go to the end of their B-trees, and only the hash's index takes a random page.
     )
     sa.Table(
         f"{prefix}refresh_tokens",
@@ -163,7 +162,6 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("used_at", _UTCDateTime, nullable=True),
         sa.Column("revoked_at", _UTCDateTime, nullable=True),
         sa.Index(f"ix_{prefix}refresh_tokens_account_id_client_id", "account_id", "client_id"),
-        sqlite_with_rowid=False,
     )
     return md
 
