@@ -56,9 +56,7 @@ def _rebuild(*, rowid: bool) -> None:
         body = re.sub(r"\)\s*WITHOUT\s+ROWID\s*$", ")", create.strip(), flags=re.IGNORECASE)
         if not rowid:
             body += " WITHOUT ROWID"
-        body = re.sub(
-            r"^CREATE TABLE\s+(\"[^\"]+\"|\S+)", f'CREATE TABLE "{new}"', body, count=1
-        )
+        body = re.sub(r"^CREATE TABLE\s+(\"[^\"]+\"|\S+)", f'CREATE TABLE "{new}"', body, count=1)
         op.execute(body)
         op.execute(f'INSERT INTO "{new}" SELECT * FROM "{table}"')  # noqa: S608 - prefix checked
         op.execute(f'DROP TABLE "{table}"')

@@ -326,6 +326,9 @@ def restart(path: str) -> bool:
     is tried again 0.5 ms later.
     """
     with _connection(path, timeout=0) as conn:
+        # First copy, without the lock, what was written during the low-priority copy:
+        # what is left for the locked part is then a few pages.
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         for _ in range(RESTART_ATTEMPTS):
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             if not busy:
