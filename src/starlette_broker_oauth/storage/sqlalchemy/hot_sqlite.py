@@ -93,9 +93,10 @@ class InlineSQLite:
     def __init__(self, path: str, writers: anyio.Lock) -> None:
         self._path = path
         self._writers = writers
-        # Used from one thread at a time: every call below runs to its end without an
-        # await, so the loop never interleaves two of them.
+        # Every use below runs to its end without an await, so the loop never interleaves
+        # two of them; the guard keeps a storage shared by loops in several threads safe.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._guard = threading.Lock()
         for pragma in PRAGMAS:
             self._conn.execute(f"PRAGMA {pragma}")
         self._rows = 0
@@ -105,7 +106,8 @@ class InlineSQLite:
 
     def close(self) -> None:
         self._checkpointer.stop()
-        self._conn.close()
+        with self._guard:
+            self._conn.close()
 
     async def fetch_row(self, sql: str, args: Sequence[Any]) -> Any:
         """The first row of a read, or ``None``."""
@@ -124,7 +126,8 @@ class InlineSQLite:
     def _first(self, sql: str, args: Sequence[Any]) -> Any:
         try:
             # fetchall runs the statement to its end: no read stays open.
-            rows = self._conn.execute(sql, args).fetchall()
+            with self._guard:
+                rows = self._conn.execute(sql, args).fetchall()
         except sqlite3.OperationalError as exc:
             if _busy(exc):
                 raise Busy from exc
@@ -203,6 +206,10 @@ class InlineSQLite:
         raise StorageUnavailable("the SQLite database stayed locked")
 
     def _commit(self, statements: Sequence[Statement], guarded: bool) -> bool:
+        with self._guard:
+            return self._commit_here(statements, guarded)
+
+    def _commit_here(self, statements: Sequence[Statement], guarded: bool) -> bool:
         conn = self._conn
         try:
             if len(statements) == 1 and not guarded:
