@@ -20,6 +20,7 @@ from starlette_broker_oauth import (
     ConfigurationError,
     OAuthSettings,
     SQLAlchemyStorage,
+    StorageUnavailable,
 )
 from starlette_broker_oauth.models import AccessToken
 from starlette_broker_oauth.security import hash_secret
@@ -321,3 +322,99 @@ async def _token_saver(storage: SQLAlchemyStorage) -> Callable[[int], Awaitable[
             )
 
     return save
+
+
+async def test_postgres_options_of_sqlalchemys_driver_reach_every_connection(
+    settings: OAuthSettings,
+) -> None:
+    """Options written for SQLAlchemy's asyncpg dialect (in the URL or in
+    ``connect_args``) open the storage and serve requests, and the connection arguments
+    reach the hot path's connections as well as the engine's."""
+    if POSTGRES_URL is None:
+        pytest.skip("needs the PostgreSQL of scripts/with-postgres")
+    name = f"broker-{uuid.uuid4().hex[:8]}"
+    storage = SQLAlchemyStorage(
+        f"{POSTGRES_URL}?prepared_statement_cache_size=0",
+        table_prefix=f"t{uuid.uuid4().hex[:10]}_",
+        engine_options={
+            "connect_args": {
+                "prepared_statement_cache_size": 0,
+                "server_settings": {"application_name": name},
+            }
+        },
+    )
+    async with storage:
+        try:
+            world = await seed_platform("postgres", storage, settings)
+            async with world.http:
+                token = (await world.exchange(await world.code())).json()["access_token"]
+                assert (await world.account(token)).status_code == 200
+            async with storage.engine.connect() as conn:
+                connections = await conn.scalar(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
+                    {"n": name},
+                )
+            assert connections is not None
+            assert connections >= 2  # the engine's, and the hot path's
+        finally:
+            await drop_tables(storage)
+
+
+async def test_a_locked_file_answers_a_whole_group_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inserts committed together that find the file locked for longer than the wait
+    allowed all get the storage's 'unavailable' answer once that wait is over (not one
+    wait per insert)."""
+    monkeypatch.setattr(hot_sqlite, "LOCK_WAIT", 0.3)
+    path = tmp_path / "oauth.db"
+    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}") as storage:
+        save = await _token_saver(storage)
+        await save(2)  # inserts now come close together: the next ones form groups
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        outcomes: list[str] = []
+
+        async def one() -> None:
+            try:
+                await save(1)
+                outcomes.append("saved")
+            except StorageUnavailable:
+                outcomes.append("unavailable")
+
+        started = time.monotonic()
+        async with anyio.create_task_group() as tasks:
+            for _ in range(8):
+                tasks.start_soon(one)
+        waited = time.monotonic() - started
+        other.execute("ROLLBACK")
+        other.close()
+    assert outcomes == ["unavailable"] * 8
+    assert waited < 1.5, f"the group waited {waited:.1f}s: once per insert"
+
+
+async def test_a_failed_checkpoint_does_not_stop_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint that fails (the file could not be opened) is logged, and the next one
+    runs: the log is not left to grow."""
+    monkeypatch.setattr(hot_sqlite, "COPY_EVERY", 20)
+    copies: queue.Queue[str] = queue.Queue()
+    real = hot_sqlite.copy
+    failures = [sqlite3.OperationalError("unable to open database file")]
+
+    def flaky(path: str, restart: Callable[[], None]) -> None:
+        if failures:
+            copies.put("failed")
+            raise failures.pop()
+        real(path, restart)
+        copies.put("copied")
+
+    monkeypatch.setattr(hot_sqlite, "copy", flaky)
+    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}") as storage:
+        save = await _token_saver(storage)
+        for expected in ("failed", "copied", "copied"):
+            await save(20)
+            got = await anyio.to_thread.run_sync(lambda: copies.get(timeout=5))
+            assert got == expected
+    assert "SQLite checkpoint (sqlite-checkpoint) failed" in caplog.text

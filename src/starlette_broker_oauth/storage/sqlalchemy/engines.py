@@ -106,6 +106,9 @@ SQLITE_PRAGMAS = (
     "foreign_keys=ON",
     "busy_timeout=30000",
     "synchronous=NORMAL",
+    # The storage's threads copy the log (hot_sqlite.py): a commit here must not do it
+    # while this process's writers wait for their turn.
+    "wal_autocheckpoint=0",
     # Token lookups are random reads over the whole table: map it rather than read it.
     "mmap_size=1073741824",
     "cache_size=-32768",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...errors import StorageUnavailable
 from .engines import is_transient
@@ -40,19 +40,26 @@ class PostgresPool:
         self._timeout = timeout
 
     @classmethod
-    async def create(cls, url: sa.URL, options: dict[str, Any]) -> PostgresPool:
-        """A pool as large as the engine's (``pool_size`` + ``max_overflow``), with its
-        connection arguments (``timeout``, ``command_timeout``, …)."""
+    async def create(cls, engine: AsyncEngine, options: dict[str, Any]) -> PostgresPool:
+        """A pool as large as the engine's (``pool_size`` + ``max_overflow``), connecting
+        as the engine does: its URL and ``connect_args`` read by SQLAlchemy's asyncpg
+        dialect, whose own options are translated (``prepared_statement_cache_size``
+        becomes asyncpg's ``statement_cache_size``), or the engine's ``async_creator``."""
         import asyncpg
 
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        kwargs = {**kwargs, **options.get("connect_args", {})}
+        cache_size = kwargs.pop("prepared_statement_cache_size", None)
+        if cache_size is not None:
+            kwargs.setdefault("statement_cache_size", int(cache_size))
+        kwargs.pop("prepared_statement_name_func", None)  # names SQLAlchemy's statements
+        kwargs.pop("async_creator_fn", None)
+        creator = options.get("async_creator")  # the engine's own way to connect
+        if creator is not None:
+            kwargs["connect"] = lambda *a, **kw: creator()
         size = int(options.get("pool_size", 5)) + int(options.get("max_overflow", 10))
         pool = await asyncpg.create_pool(
-            dsn,
-            min_size=1,
-            max_size=max(size, 1),
-            reset=_no_reset,
-            **dict(options.get("connect_args", {})),
+            *args, min_size=1, max_size=max(size, 1), reset=_no_reset, **kwargs
         )
         return cls(pool, float(options.get("pool_timeout", 10)))
 

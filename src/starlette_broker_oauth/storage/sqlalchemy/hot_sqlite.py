@@ -20,6 +20,7 @@ SQLite:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -33,6 +34,8 @@ import anyio.lowlevel
 from ...errors import StorageUnavailable
 
 __all__ = ["InlineSQLite"]
+
+log = logging.getLogger("starlette_broker_oauth")
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -94,9 +97,10 @@ class InlineSQLite:
         self._path = path
         self._writers = writers
         # Every use below runs to its end without an await, so the loop never interleaves
-        # two of them; the guard keeps a storage shared by loops in several threads safe.
+        # two of them; the guard keeps each whole for loops in other threads.
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._guard = threading.Lock()
+        self._owner = threading.get_ident()  # the loop's thread: groups and turns are its
         for pragma in PRAGMAS:
             self._conn.execute(f"PRAGMA {pragma}")
         self._rows = 0
@@ -137,10 +141,27 @@ class InlineSQLite:
     async def run(self, statements: Sequence[Statement], *, guarded: bool) -> bool:
         """Run the statements as one transaction. ``guarded``: the first must change
         exactly one row, or nothing is written and the answer is ``False``."""
+        if threading.get_ident() != self._owner:
+            return await self._from_another_thread(statements, guarded)
         if len(statements) == 1 and not guarded:
             await self._grouped(statements[0])
             return True
         return await self._transaction(statements, guarded)
+
+    async def _from_another_thread(self, statements: Sequence[Statement], guarded: bool) -> bool:
+        """A write from an event loop in another thread than the one that opened the
+        storage: no group, no turn on the (single-loop) writers' lock; the connection's
+        guard keeps each transaction whole."""
+        for pause in (0.0, *_pauses()):
+            if pause:
+                await anyio.sleep(pause)
+            try:
+                done = self._commit(statements, guarded)
+            except Busy:
+                continue
+            self._after_commit(len(statements))
+            return done
+        raise StorageUnavailable("the SQLite database stayed locked")
 
     async def _grouped(self, statement: Statement) -> None:
         """Group commit: the one-row inserts that requests ask for in the same turn of
@@ -166,6 +187,8 @@ class InlineSQLite:
             group, self._pending = self._pending, []
             try:
                 await self._write_group(group)
+            except Exception as exc:
+                entry.error = exc
             finally:
                 for pending in group:
                     pending.done.set()
@@ -175,11 +198,14 @@ class InlineSQLite:
         try:
             await self._transaction([pending.statement for pending in group], False)
             return
-        except Exception as exc:
+        except sqlite3.IntegrityError:
             if len(group) == 1:
-                group[0].error = exc
-                return
-        for pending in group:  # one of them failed: each on its own, for its own answer
+                raise
+        except Exception as exc:  # the database, not a row: the same answer for all
+            for pending in group:
+                pending.error = exc
+            return
+        for pending in group:  # one row was refused: each on its own, for its own answer
             try:
                 await self._transaction([pending.statement], False)
             except Exception as exc:
@@ -297,10 +323,10 @@ class _Waker:
         self._wanted.set()
 
     def stop(self) -> None:
+        """Let the thread end after its current run (not waited for: it holds nothing
+        the storage needs)."""
         self._stopping = True
         self._wanted.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         if self._nice:
@@ -311,7 +337,10 @@ class _Waker:
             self._wanted.clear()
             if self._stopping:
                 return
-            self._work()
+            try:
+                self._work()
+            except Exception:  # the next wake tries again: the thread must live on
+                log.warning("SQLite checkpoint (%s) failed", self._name, exc_info=True)
 
 
 def copy(path: str, restart_wanted: Callable[[], None]) -> None:
@@ -349,7 +378,9 @@ def _connection(path: str, timeout: float = 1) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(path, isolation_level=None, timeout=timeout)
     try:
         yield conn
-    except sqlite3.OperationalError:
-        pass  # busy: the next one will do it
+    except sqlite3.OperationalError as exc:
+        if not _busy(exc):
+            raise
+        # busy: the next one will do it
     finally:
         conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
@@ -66,6 +67,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         self._token_check = TokenCheck(self.tables)
         self._listener: RevocationListener | None = None
         self._writers: anyio.Lock | None = None
+        self._in_memory = False
+        self._owner = threading.get_ident()
         self._origin = new_client_id()  # names this instance in NOTIFY payloads
         t = self.tables
         self._clients = t.clients
@@ -134,6 +137,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         elif not in_memory:
             await engines.enable_wal(database)
         engine = create_async_engine(self.url, **options)
+        self._in_memory = in_memory
+        self._owner = threading.get_ident()
         if sqlite:
             sa.event.listen(engine.sync_engine, "connect", engines.sqlite_on_connect)
             # SQLite has one writer at a time: this process's writers queue here rather
@@ -196,8 +201,11 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
+        # An in-memory database is one connection: a read ending (a rollback) in the
+        # middle of a write would undo it, so reads take the writers' turn too.
+        turn = self._writer_turn() if self._in_memory else nullcontext()
         with engines.translated():
-            async with self.engine.connect() as conn:
+            async with turn, self.engine.connect() as conn:
                 yield conn
 
     @asynccontextmanager
@@ -346,8 +354,12 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         await self._token_check.execute("insert token", **fields(token))
 
     def _writer_turn(self) -> AbstractAsyncContextManager[object]:
-        """This process's SQLite writers take turns; other databases need no turn."""
-        return self._writers if self._writers is not None else nullcontext()
+        """This process's SQLite writers take turns (on the loop that opened the storage:
+        the lock is that loop's; from another thread, SQLite's busy timeout orders them);
+        other databases need no turn."""
+        if self._writers is not None and threading.get_ident() == self._owner:
+            return self._writers
+        return nullcontext()
 
     async def get_token(self, token_hash: str) -> AccessToken | None:
         row = await self._token_check.one("token", token_hash=token_hash)

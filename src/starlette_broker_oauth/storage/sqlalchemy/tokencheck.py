@@ -95,7 +95,7 @@ class TokenCheck:
             )
         url = engine.url
         if url.get_backend_name() == "postgresql":
-            pool = await PostgresPool.create(url, options)
+            pool = await PostgresPool.create(engine, options)
             self._path, self._close = pool, pool.close
         elif in_memory:
             # An in-memory database exists on one connection: the engine's own.
@@ -188,7 +188,9 @@ class _OnEngine:
         self._writers = writers
 
     async def fetch_row(self, sql: str, args: Sequence[Any]) -> Any:
-        async with self._engine.connect() as conn:
+        # One connection: a read ending (the pool's rollback) in the middle of a write
+        # would undo it, so reads take the writers' turn too.
+        async with self._writers, self._engine.connect() as conn:
             driver: Any = (await conn.get_raw_connection()).driver_connection
             rows = await driver.execute_fetchall(sql, args)
             return rows[0] if rows else None
