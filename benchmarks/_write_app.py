@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage, TokenVerifier, create_oauth_app
 from starlette_broker_oauth.authentication import requires_token
 
-settings = OAuthSettings(issuer="http://127.0.0.1")
+settings = OAuthSettings(issuer="https://broker.example")  # TLS ends at the proxy, as in production
 storage = SQLAlchemyStorage(os.environ["BENCH_DATABASE_URL"], migrate=False)
 oauth = create_oauth_app(settings=settings, storage=storage)
 uncached = TokenVerifier(grants=storage, clients=storage)
