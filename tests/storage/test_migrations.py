@@ -262,11 +262,10 @@ async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
                     )
             if sqlite:
                 async with storage.engine.connect() as conn:
-                    rows: list[Any] = (
-                        await conn.exec_driver_sql(
-                            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
-                        )
-                    ).all()
+                    found = await conn.exec_driver_sql(
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+                    )
+                    rows: list[Any] = list(found.all())
                 kinds = {str(row[0]): "WITHOUT ROWID" in str(row[1]).upper() for row in rows}
                 for table in ("codes", "tokens", "refresh_tokens"):
                     assert kinds[f"{prefix}{table}"] is (revision == "0003")
