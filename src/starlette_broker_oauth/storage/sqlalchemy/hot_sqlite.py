@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -38,6 +38,7 @@ __all__ = ["InlineSQLite"]
 log = logging.getLogger("starlette_broker_oauth")
 
 Statement = tuple[str, Sequence[Any]]
+T = TypeVar("T")
 
 # Rows written between two copies of the log into the database file (a row changes a
 # few pages of its table and indexes). Each copy ends with an fsync, which slows every
@@ -76,15 +77,19 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _pauses() -> Iterator[float]:
-    """Pauses between attempts on a locked database: short first, then up to 1 ms,
-    for :data:`LOCK_WAIT` seconds in all."""
+async def _retrying(attempt: Callable[[], T]) -> T:
+    """``attempt()`` until it does not find the database locked, pausing on the loop
+    between tries (short first, then up to 1 ms: another process holds the lock for a
+    commit, well under a millisecond), for :data:`LOCK_WAIT` seconds in all."""
     deadline = time.monotonic() + LOCK_WAIT
     pause = 0.0001
     while time.monotonic() < deadline:
-        yield pause
-        # Another process holds the lock for a commit: well under a millisecond.
-        pause = min(pause * 2, 0.001)
+        try:
+            return attempt()
+        except Busy:
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.001)
+    raise StorageUnavailable("the SQLite database stayed locked")
 
 
 class InlineSQLite:
@@ -111,7 +116,7 @@ class InlineSQLite:
         self._pending: list[_Pending] = []
         self._last_insert = 0.0
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._checkpointer.stop()
         with self._guard:
             self._conn.close()
@@ -119,16 +124,9 @@ class InlineSQLite:
     async def fetch_row(self, sql: str, args: Sequence[Any]) -> Any:
         """The first row of a read, or ``None``."""
         try:
-            return self._first(sql, args)
+            return self._first(sql, args)  # the token check's path: nothing more
         except Busy:
-            pass
-        for pause in _pauses():
-            await anyio.sleep(pause)
-            try:
-                return self._first(sql, args)
-            except Busy:
-                continue
-        raise StorageUnavailable("the SQLite database stayed locked")
+            return await _retrying(lambda: self._first(sql, args))
 
     def _first(self, sql: str, args: Sequence[Any]) -> Any:
         try:
@@ -155,16 +153,7 @@ class InlineSQLite:
         """A write from an event loop in another thread than the one that opened the
         storage: no group, no turn on the (single-loop) writers' lock; the connection's
         guard keeps each transaction whole."""
-        for pause in (0.0, *_pauses()):
-            if pause:
-                await anyio.sleep(pause)
-            try:
-                done = self._commit(statements, guarded)
-            except Busy:
-                continue
-            self._after_commit(len(statements))
-            return done
-        raise StorageUnavailable("the SQLite database stayed locked")
+        return await _retrying(lambda: self._committed(statements, guarded))
 
     async def _grouped(self, statement: Statement) -> None:
         """Group commit: the one-row inserts that requests ask for in the same turn of
@@ -217,22 +206,16 @@ class InlineSQLite:
     async def _transaction(self, statements: Sequence[Statement], guarded: bool) -> bool:
         if not self._writers.locked():
             try:
-                done = self._commit(statements, guarded)
+                return self._committed(statements, guarded)  # no await: nobody waits
             except Busy:
                 pass
-            else:
-                self._after_commit(len(statements))
-                return done
         async with self._writers:
-            for pause in _pauses():
-                try:
-                    done = self._commit(statements, guarded)
-                except Busy:
-                    await anyio.sleep(pause)
-                    continue
-                self._after_commit(len(statements))
-                return done
-        raise StorageUnavailable("the SQLite database stayed locked")
+            return await _retrying(lambda: self._committed(statements, guarded))
+
+    def _committed(self, statements: Sequence[Statement], guarded: bool) -> bool:
+        done = self._commit(statements, guarded)
+        self._after_commit(len(statements))
+        return done
 
     def _commit(self, statements: Sequence[Statement], guarded: bool) -> bool:
         with self._guard:
@@ -296,7 +279,9 @@ class _Checkpointer:
     """
 
     def __init__(self, path: str) -> None:
-        self._copier = _Waker(lambda: copy(path, self._restarter.wake), "sqlite-checkpoint")
+        self._copier = _Waker(
+            lambda: copy(path, self._restarter.wake), "sqlite-checkpoint", nice=True
+        )
         self._restarter = _Waker(lambda: restart(path), "sqlite-restart")
 
     def wake(self) -> None:
@@ -311,13 +296,13 @@ class _Waker:
     """A thread that runs ``work`` each time it is woken (wakes while it works add up to
     one more run)."""
 
-    def __init__(self, work: Callable[[], object], name: str) -> None:
+    def __init__(self, work: Callable[[], object], name: str, *, nice: bool = False) -> None:
         self._work = work
         self._name = name
+        self._nice = nice  # at the lowest CPU priority
         self._wanted = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._nice = name == "sqlite-checkpoint"
 
     def wake(self) -> None:
         if self._thread is None:  # started on first use, from the loop's thread

@@ -42,6 +42,8 @@ class _HotPath(Protocol):
 
     async def run(self, statements: Sequence[Statement], *, guarded: bool) -> bool: ...
 
+    async def close(self) -> None: ...
+
 
 class TokenCheck:
     """The hot path's statements, and the connection they run on.
@@ -61,7 +63,6 @@ class TokenCheck:
         }
         self._compiled: dict[str, _Compiled] = {}
         self._path: _HotPath | None = None
-        self._close: Callable[[], Any] | None = None
 
     def register(self, name: str, statement: sa.Select[Any] | sa.Insert | sa.Update) -> None:
         """Add a statement; its parameters are ``bindparam`` names (an ``INSERT`` of a
@@ -95,25 +96,21 @@ class TokenCheck:
             )
         url = engine.url
         if url.get_backend_name() == "postgresql":
-            pool = await PostgresPool.create(engine, options)
-            self._path, self._close = pool, pool.close
+            self._path = await PostgresPool.create(engine, options)
         elif in_memory:
             # An in-memory database exists on one connection: the engine's own.
             assert writers is not None
             self._path = _OnEngine(engine, writers)
         else:
             assert writers is not None
-            inline = InlineSQLite(url.database or "", writers)
-            self._path, self._close = inline, inline.close
+            self._path = InlineSQLite(url.database or "", writers)
 
     async def close(self) -> None:
         """Release the hot path's connections."""
-        close, self._close, self._path = self._close, None, None
+        path, self._path = self._path, None
         self._compiled.clear()
-        if close is not None:
-            result = close()
-            if result is not None:
-                await result
+        if path is not None:
+            await path.close()
 
     async def __call__(self, token_hash: str) -> tuple[AccessToken, Client | None] | None:
         """The token with this hash and its client (``None`` if the client is gone)."""
@@ -186,6 +183,9 @@ class _OnEngine:
     def __init__(self, engine: AsyncEngine, writers: anyio.Lock) -> None:
         self._engine = engine
         self._writers = writers
+
+    async def close(self) -> None:
+        """The connection is the engine's: it closes with it."""
 
     async def fetch_row(self, sql: str, args: Sequence[Any]) -> Any:
         # One connection: a read ending (the pool's rollback) in the middle of a write
