@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from .errors import RegistrationError
+from .settings import is_loopback
 
 __all__ = ["check_redirect_uri", "check_redirect_uris"]
 
@@ -34,15 +34,6 @@ _NOT_PRIVATE = frozenset(
         "tel",
     }
 )
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_redirect_uri(uri: str) -> str:
@@ -72,7 +63,7 @@ def check_redirect_uri(uri: str) -> str:
             raise RegistrationError(f"redirect URI {uri!r} has no host")
         return uri
     if scheme == "http":
-        if not host or not _loopback(host):
+        if not host or not is_loopback(host):
             raise RegistrationError(
                 f"redirect URI {uri!r} must use https (http only on a loopback host)"
             )

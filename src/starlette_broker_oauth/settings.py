@@ -25,7 +25,8 @@ DEFAULT_SCOPE_DESCRIPTIONS: Mapping[str, str] = {
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost`` or a loopback address)."""
     if host == "localhost":
         return True
     try:
@@ -94,7 +95,7 @@ class OAuthSettings:
         parts = urlsplit(self.issuer)
         if parts.scheme not in {"https", "http"} or not parts.hostname:
             raise ConfigurationError(f"issuer must be an absolute https URL, got {self.issuer!r}")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ConfigurationError("issuer must use https (http is allowed only on loopback)")
         if parts.query or parts.fragment:
             raise ConfigurationError("issuer must not have a query or fragment (RFC 8414 §2)")
