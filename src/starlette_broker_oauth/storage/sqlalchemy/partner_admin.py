@@ -88,26 +88,23 @@ class PartnerAdmin:
         return PartnerCredentials(key_id=key_id, secret=secret)
 
     async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
-        pc = self._partner_clients
-        async with self._write() as conn:
-            partner, client, allowed = (
-                await conn.execute(self._both_exist(key_id, client_id))
-            ).one()
-            if not (partner and client):
-                return False
-            if not allowed:
-                await conn.execute(sa.insert(pc).values(partner_id=key_id, client_id=client_id))
-        return True
+        return await self._set_allowed(key_id, client_id, allowed=True)
 
     async def disallow_partner_client(self, key_id: str, client_id: str) -> bool:
+        return await self._set_allowed(key_id, client_id, allowed=False)
+
+    async def _set_allowed(self, key_id: str, client_id: str, *, allowed: bool) -> bool:
+        """Let the partner use the client, or not; ``False`` if either is unknown."""
         pc = self._partner_clients
         async with self._write() as conn:
-            partner, client, allowed = (
+            partner, client, was_allowed = (
                 await conn.execute(self._both_exist(key_id, client_id))
             ).one()
             if not (partner and client):
                 return False
-            if allowed:
+            if allowed and not was_allowed:
+                await conn.execute(sa.insert(pc).values(partner_id=key_id, client_id=client_id))
+            elif was_allowed and not allowed:
                 await conn.execute(
                     sa.delete(pc).where(pc.c.partner_id == key_id, pc.c.client_id == client_id)
                 )
