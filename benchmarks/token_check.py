@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,19 +33,13 @@ from pathlib import Path
 import anyio
 import httpx
 import sqlalchemy as sa
+from _wrk import figures, free_port
 
 from starlette_broker_oauth import SQLAlchemyStorage, TokenVerifier
 from starlette_broker_oauth.security import hash_secret
 
 HERE = Path(__file__).parent
 MODES = ["bare", "handwritten", "protected", "cached", "route", "route-cached"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def seed(database: Path, n_tokens: int) -> str:
@@ -104,16 +96,7 @@ def run_wrk(url: str, token: str, duration: int) -> tuple[float, float, float]:
         text=True,
         check=True,
     ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert m, out
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    return rps, pct("50"), pct("99")
+    return figures(out)
 
 
 def serve(mode: str, database: Path, port: int) -> subprocess.Popen[bytes]:

@@ -21,7 +21,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 
 import anyio
 import httpx
+from _wrk import figures, free_port
 
 from starlette_broker_oauth import SQLAlchemyStorage, TokenVerifier
 from starlette_broker_oauth.models import AccessToken, Client
@@ -43,15 +43,6 @@ from starlette_broker_oauth.storage import MemoryStorage
 
 HERE = Path(__file__).parent
 REDIRECT = "https://app.example/cb"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def seed(url: str, prefix_reset: bool) -> dict[str, str]:
@@ -115,16 +106,7 @@ def wrk(
         script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n')
         args += ["-s", str(script)]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert m, out
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    return rps, pct("50"), pct("99")
+    return figures(out)
 
 
 def sequential(base: str, seconds: float, step: Any) -> tuple[float, float, float]:
