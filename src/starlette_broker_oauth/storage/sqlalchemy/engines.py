@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from ...errors import ConfigurationError, StorageUnavailable
 
 __all__ = [
+    "SQLITE_PRAGMAS",
     "async_url",
     "enable_wal",
     "engine_options",

@@ -58,8 +58,10 @@ class PostgresPool:
         if creator is not None:
             kwargs["connect"] = lambda *a, **kw: creator()
         size = int(options.get("pool_size", 5)) + int(options.get("max_overflow", 10))
+        # No connection yet (min_size=0): like the engine, it connects on first use, so a
+        # database away at start-up is a 503 later, not a worker that cannot start.
         pool = await asyncpg.create_pool(
-            *args, min_size=1, max_size=max(size, 1), reset=_no_reset, **kwargs
+            *args, min_size=0, max_size=max(size, 1), reset=_no_reset, **kwargs
         )
         return cls(pool, float(options.get("pool_timeout", 10)))
 

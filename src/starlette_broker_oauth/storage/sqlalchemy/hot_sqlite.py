@@ -32,6 +32,7 @@ import anyio
 import anyio.lowlevel
 
 from ...errors import StorageUnavailable
+from .engines import SQLITE_PRAGMAS
 
 __all__ = ["InlineSQLite"]
 
@@ -55,15 +56,8 @@ RESTART_ATTEMPTS = 200
 GROUP_WITHIN = 0.001
 # How long a statement waits for another process's lock, as a busy timeout would.
 LOCK_WAIT = 30.0
-PRAGMAS = (
-    "foreign_keys=ON",
-    "busy_timeout=0",
-    "synchronous=NORMAL",
-    "wal_autocheckpoint=0",
-    # Token lookups are random reads over the whole table: map it rather than read it.
-    "mmap_size=1073741824",
-    "cache_size=-32768",
-)
+# The engine's settings, but never a wait inside SQLite.
+PRAGMAS = (*(p for p in SQLITE_PRAGMAS if not p.startswith("busy_timeout=")), "busy_timeout=0")
 
 
 class Busy(Exception):
