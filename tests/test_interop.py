@@ -1,8 +1,12 @@
 """Full round trips with OAuth client libraries written elsewhere: Authlib's httpx client
-and requests-oauthlib, over the partner consent flow of the seed."""
+and requests-oauthlib over the partner consent flow of the seed, and panva's certified
+openid-client (on Node) over the demo platform's hosted consent."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,10 +25,12 @@ from .conftest import (
     Platform,
     build_platform,
     drop_tables,
+    free_port,
     new_storage,
     seed_platform,
     serve,
 )
+from .test_cli import demo
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
@@ -137,3 +143,56 @@ def run_round_trip(world: Platform, method: str, pkce: bool) -> None:
         )
         assert gone.status_code == 204
         assert session.get(f"{base}/v2/account", timeout=10).status_code == 401
+
+
+# --- a certified client on Node: openid-client (panva), on oauth4webapi ---------------------
+
+NODE_DIR = Path(__file__).parent / "node"
+NODE_STEPS = [
+    "discovery",
+    "authorization",
+    "code exchange",
+    "protected route",
+    "refresh",
+    "introspection (active)",
+    "revocation",
+    "introspection (revoked)",
+    "protected route refuses a revoked token",
+    "old refresh token refused",
+    "replayed code refused",
+    "wrong secret refused",
+]
+
+
+@pytest.fixture(scope="session")
+def node_client() -> Path:
+    """openid-client and oauth4webapi at the versions the lock file pins, installed by npm."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail("Node.js 20+ and npm are needed for the interop suite (apt-get install nodejs)")
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=NODE_DIR,
+        check=True,
+        timeout=300,
+    )
+    return Path(node)
+
+
+@pytest.mark.parametrize("method", AUTH_METHODS)
+def test_openid_client_standard_flow(node_client: Path, method: str, tmp_path: Path) -> None:
+    """The demo platform, driven by openid-client from discovery to a replayed code: PKCE,
+    state and ``iss`` checked, consent given through the demo's forms, the code exchanged
+    with ``method``, the guarded route called, the refresh token rotated and the old one
+    refused, introspection before and after revocation, a wrong secret refused."""
+    with demo(tmp_path, free_port()):
+        run = subprocess.run(
+            [str(node_client), str(NODE_DIR / "standard_flow.mjs"), "credentials.json", method],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr + run.stdout
+    report = json.loads(run.stdout.splitlines()[-1])
+    assert report == {"method": method, "steps": NODE_STEPS}

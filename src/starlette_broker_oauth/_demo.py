@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 
 from .app import create_oauth_app, http_error
-from .authentication import BearerTokenBackend, TokenUser, bearer_error_response
+from .authentication import BearerTokenBackend, TokenUser, bearer_error_response, requires_token
 from .hosted import HostedConsent, SessionAccount, SessionUser
 from .settings import OAuthSettings
 from .storage.sqlalchemy import SQLAlchemyStorage
@@ -256,14 +256,10 @@ async def home(request: Request) -> Response:
     )
 
 
+@requires_token("general")
 async def account(request: Request) -> Response:
     user = request.user
-    if not isinstance(user, TokenUser):
-        return JSONResponse(
-            {"error": "invalid_token", "error_description": "a bearer token is required"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    assert isinstance(user, TokenUser)
     token = user.token
     cash, equity = BALANCES.get(token.account_id, (0.0, 0.0))
     return JSONResponse(

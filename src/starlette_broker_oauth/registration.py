@@ -1,5 +1,6 @@
-"""What a client may register as a redirect URI (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700
-§2.1): checked by every storage's ``create_client``, and so by the CLI."""
+"""What a client may register: its redirect URIs (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700
+§2.1) and an imported secret; checked by every storage's ``create_client``, and so by the
+CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from urllib.parse import urlsplit
 from .errors import RegistrationError
 from .settings import is_loopback
 
-__all__ = ["check_redirect_uri", "check_redirect_uris"]
+__all__ = ["MIN_SECRET_LENGTH", "check_client_secret", "check_redirect_uri", "check_redirect_uris"]
+
+#: The shortest secret a client may be registered with (a generated one has 43 characters).
+MIN_SECRET_LENGTH = 32
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # RFC 3986 characters, printable ASCII without space, quotes, angle brackets and the like.
 _URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
@@ -82,3 +87,20 @@ def check_redirect_uris(uris: Iterable[str]) -> tuple[str, ...]:
     if not checked:
         raise RegistrationError("a client needs at least one redirect URI")
     return checked
+
+
+def check_client_secret(secret: str) -> str:
+    """``secret`` if a client may be registered with it (an app moved from another
+    server keeps its secret); raises :class:`RegistrationError` saying why.
+
+    Secrets are stored as one SHA-256, which is only safe for high-entropy values: at least
+    :data:`MIN_SECRET_LENGTH` characters, and no control characters. Any other character
+    is allowed; clients send it form-encoded (RFC 6749 §2.3.1).
+    """
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise RegistrationError(
+            f"a client secret needs at least {MIN_SECRET_LENGTH} characters, not {len(secret)}"
+        )
+    if _CONTROL.search(secret):
+        raise RegistrationError("a client secret cannot have control characters")
+    return secret

@@ -13,9 +13,11 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 
 __all__ = [
     "basic_credentials",
+    "client_basic_credentials",
     "hash_secret",
     "new_client_id",
     "new_secret",
@@ -73,3 +75,21 @@ def basic_credentials(header: str | None) -> tuple[str | None, str | None]:
         return None, None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else (None, None)
+
+
+def client_basic_credentials(header: str | None) -> tuple[str | None, str | None]:
+    """An OAuth client's id and secret from an HTTP Basic ``Authorization`` value.
+
+    RFC 6749 §2.3.1 has the client encode both with ``application/x-www-form-urlencoded``
+    before Basic encodes them, so they are decoded here (``%2D`` is ``-``, ``+`` a space).
+    A client that does not encode sends the same values whenever encoding would not change
+    them, which holds for every generated id and secret (no ``%`` or ``+``). A value whose
+    percent-escapes are not UTF-8 is not a credential: ``(None, None)``.
+    """
+    user, password = basic_credentials(header)
+    if user is None or password is None:
+        return None, None
+    try:
+        return unquote_plus(user, errors="strict"), unquote_plus(password, errors="strict")
+    except UnicodeDecodeError:
+        return None, None

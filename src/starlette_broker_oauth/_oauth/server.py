@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import greenlet
-from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Error
+from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidClientError, OAuth2Error
 
 from .._bridge import await_
 from ..core import AuthorizationCore
 from ..errors import Refusal, refusal_for
 from ..models import Account, Client
-from ..security import basic_credentials
+from ..security import client_basic_credentials
 from .endpoints import Introspection, Revocation
 from .grants import CodeGrant, DirectTokenGrant, RefreshGrant, S256Only
 from .models import ClientView
@@ -22,6 +22,8 @@ from .requests import OAuthRequest
 __all__ = ["BrokerAuthorizationServer", "ServerResponse", "refusal"]
 
 ServerResponse = tuple[int, Any, tuple[tuple[str, str], ...]]
+
+CLIENT_REFUSED = "Client authentication failed."
 
 
 def refusal(error: OAuth2Error) -> Refusal:
@@ -60,7 +62,7 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     # client authentication: one rule, in the core
 
     def _authenticate_basic(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
-        client_id, secret = basic_credentials(request.headers.get("authorization"))
+        client_id, secret = client_basic_credentials(request.headers.get("authorization"))
         return self._authenticate(client_id, secret, request)
 
     def _authenticate_post(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
@@ -76,6 +78,17 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             )
         )
         return None if client is None else ClientView(client, self.core)
+
+    def authenticate_client(
+        self, request: OAuthRequest, methods: list[str], endpoint: str = "token"
+    ) -> ClientView:
+        # Authlib's refusal names the methods as a Python list; ours is a sentence, the same
+        # for every cause (an unknown client, a wrong secret, a method not accepted here).
+        try:
+            client: ClientView = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            raise InvalidClientError(status_code=401, description=CLIENT_REFUSED) from None
+        return client
 
     def query_client(self, client_id: str) -> ClientView | None:
         client = self.known_client()

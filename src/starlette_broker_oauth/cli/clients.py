@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from ..models import ClientStatus
+from ..registration import MIN_SECRET_LENGTH
 from ..storage.sqlalchemy import SQLAlchemyStorage
 from .output import (
     Answer,
@@ -17,7 +19,7 @@ from .output import (
     unknown_client,
     yes_no,
 )
-from .parser import Parents, display_name
+from .parser import Parents, display_name, identifier
 
 if TYPE_CHECKING:
     from .parser import Commands
@@ -60,6 +62,15 @@ def register(commands: Commands, parents: Parents) -> None:
         help="(repeat; default: code and token)",
     )
     create.add_argument("--live-trading-approved", action="store_true")
+    create.add_argument(
+        "--client-id", type=identifier, help="keep this id (an app moved from another server)"
+    )
+    create.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="keep the secret read from standard input (one line, at least "
+        f"{MIN_SECRET_LENGTH} characters) instead of generating one",
+    )
     create.set_defaults(handler=create_client)
 
     update = sub.add_parser(
@@ -142,13 +153,26 @@ async def create_client(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
         scopes=args.scopes,
         live_trading_approved=args.live_trading_approved,
         response_types=args.response_types or ("code", "token"),
+        client_id=args.client_id,
+        client_secret=_read_secret() if args.secret_stdin else None,
     )
+    if args.secret_stdin:
+        return Answer(
+            {"client_id": creds.client_id},
+            f"registered client {args.name}\nclient_id:      {creds.client_id}\n"
+            "client_secret:  the one given on standard input",
+        )
     return Answer(
         {"client_id": creds.client_id, "client_secret": creds.client_secret},
         f"registered client {args.name}\n"
         f"client_id:      {creds.client_id}\n"
         f"client_secret:  {creds.client_secret}\n{_SHOWN_ONCE}",
     )
+
+
+def _read_secret() -> str:
+    line = sys.stdin.readline()
+    return line.removesuffix("\n").removesuffix("\r")
 
 
 async def update_client(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:

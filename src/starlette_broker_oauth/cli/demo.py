@@ -17,6 +17,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Seed the demo database, print how to use it, and serve until stopped."""
     import copy
     import secrets
+    from datetime import timedelta
 
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
@@ -27,7 +28,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from .database import open_or_explain
 
     base_url = f"http://{args.host}:{args.port}"
-    settings = OAuthSettings(issuer=base_url)
+    # Hour-long access tokens and refresh tokens, as an app that stays connected needs.
+    settings = OAuthSettings(
+        issuer=base_url,
+        access_token_lifetime=timedelta(hours=1),
+        refresh_token_lifetime=timedelta(days=30),
+    )
     database_url = f"sqlite+aiosqlite:///{os.path.abspath(args.database)}"
     password = secrets.token_urlsafe(9)
 

@@ -130,12 +130,18 @@ class Administration(ABC):
         scopes: Iterable[str] | None = None,
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
+        client_secret: str | None = None,
     ) -> ClientCredentials:
         """Register a client; returns its id and its secret (shown once).
 
+        ``client_id`` and ``client_secret`` are new random values unless given (an app moved
+        from another server keeps its credentials).
+
         Raises:
             RegistrationError: A redirect URI the client may not have
-                (:func:`~starlette_broker_oauth.registration.check_redirect_uri`).
+                (:func:`~starlette_broker_oauth.registration.check_redirect_uri`), or a
+                secret too weak to store as a hash
+                (:func:`~starlette_broker_oauth.registration.check_client_secret`).
             ValueError: ``client_id`` is already registered.
         """
 

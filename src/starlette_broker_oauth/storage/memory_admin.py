@@ -22,7 +22,7 @@ from ..models import (
     PartnerCredentials,
     RefreshToken,
 )
-from ..registration import check_redirect_uris
+from ..registration import check_client_secret, check_redirect_uris
 from ..security import hash_secret, new_client_id, new_secret, utcnow
 from .admin import (
     AccountDetails,
@@ -66,12 +66,13 @@ class MemoryAdministration:
         scopes: Iterable[str] | None = None,
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
+        client_secret: str | None = None,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         client_id = client_id or new_client_id()
         if client_id in self._clients:
             raise ValueError(f"client {client_id!r} already exists")
-        secret = new_secret()
+        secret = new_secret() if client_secret is None else check_client_secret(client_secret)
         self._clients[client_id] = Client(
             client_id=client_id,
             secret_hash=hash_secret(secret),

@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import Client, ClientCredentials, ClientStatus, Connection
-from ...registration import check_redirect_uris
+from ...registration import check_client_secret, check_redirect_uris
 from ...security import hash_secret, new_client_id, new_secret
 from ..admin import PurgeResult, client_changes
 from ..base import gather_connections
@@ -65,10 +65,11 @@ class AdminOperations(PartnerAdmin, AccountAdmin):
         scopes: Iterable[str] | None = None,
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
+        client_secret: str | None = None,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         client_id = client_id or new_client_id()
-        secret = new_secret()
+        secret = new_secret() if client_secret is None else check_client_secret(client_secret)
         try:
             async with self._write() as conn:
                 await conn.execute(
