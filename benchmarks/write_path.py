@@ -227,7 +227,7 @@ class _Grants(MemoryStorage):
         super().__init__()
         self.client = Client(client_id="c", secret_hash="", name="c", redirect_uris=(REDIRECT,))
 
-    async def get_token_with_client(self, token_hash: str, clients: Any) -> Any:
+    async def token_with_client(self, token_hash: str) -> Any:
         token = AccessToken(
             token_hash=token_hash,
             client_id="c",

@@ -31,10 +31,11 @@ from starlette.routing import Mount, Route
 from starlette_broker_oauth import (
     Client,
     ClientRepository,
+    ManagedStorage,
     MemoryStorage,
     OAuthSettings,
     Partner,
-    PartnerAuthenticator,
+    PartnerRepository,
     SQLAlchemyStorage,
     Storage,
     create_oauth_app,
@@ -46,6 +47,8 @@ from starlette_broker_oauth.authentication import (
 )
 from starlette_broker_oauth.clock import ManualClock
 from starlette_broker_oauth.hosted import HostedConsent, SessionAccount, SessionUser
+
+pytest_plugins = ["pytester"]
 
 POSTGRES_URL = os.environ.get("BROKER_OAUTH_TEST_POSTGRES_URL")
 BACKENDS = ["memory", "sqlite"] + (["postgres"] if POSTGRES_URL else [])
@@ -66,7 +69,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return "asyncio"
 
 
-def new_storage(kind: str, tmp_path: Path) -> Storage:
+def new_storage(kind: str, tmp_path: Path) -> ManagedStorage:
     """A fresh, empty storage of the given kind, not yet entered. On PostgreSQL its tables
     get a prefix of their own; :func:`drop_tables` removes them."""
     if kind == "memory":
@@ -87,7 +90,7 @@ async def drop_tables(storage: Storage) -> None:
 
 
 @asynccontextmanager
-async def open_storage(kind: str, tmp_path: Path) -> AsyncIterator[Storage]:
+async def open_storage(kind: str, tmp_path: Path) -> AsyncIterator[ManagedStorage]:
     """A fresh, empty storage of the given kind, entered."""
     storage = new_storage(kind, tmp_path)
     try:
@@ -102,7 +105,7 @@ class Platform:
     """A seeded brokerage platform with the OAuth sub-app mounted."""
 
     kind: str
-    storage: Storage
+    storage: ManagedStorage
     settings: OAuthSettings
     app: Starlette
     http: httpx.AsyncClient
@@ -193,7 +196,7 @@ def build_platform(
 
 
 async def seed_platform(
-    kind: str, storage: Storage, settings: OAuthSettings, base_url: str = ISSUER
+    kind: str, storage: ManagedStorage, settings: OAuthSettings, base_url: str = ISSUER
 ) -> Platform:
     creds = await storage.create_client(
         name="TradingApp",
@@ -319,7 +322,7 @@ def full_settings(**overrides: Any) -> OAuthSettings:
 
 async def seed_full_platform(
     kind: str,
-    storage: Storage,
+    storage: ManagedStorage,
     settings: OAuthSettings,
     *,
     events: list[Any] | None = None,
@@ -378,14 +381,20 @@ class FailingClients(ClientRepository):
         raise self.error
 
 
-class FailingPartners(PartnerAuthenticator):
-    """A partner authenticator whose database is broken."""
+class FailingPartners(PartnerRepository):
+    """A partner repository whose database is broken."""
 
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
+    async def get_partner(self, key_id: str) -> Partner | None:
         raise self.error
 
-    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
+    async def is_client_allowed(self, partner_id: str, client_id: str) -> bool:
+        raise self.error
+
+    async def account_owner(self, account_id: uuid.UUID) -> str | None:
+        raise self.error
+
+    async def partner_count(self) -> int:
         raise self.error

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -727,10 +729,10 @@ def test_every_command_answers_json(cli: CLI) -> None:
         "client_id": None,
         "revoked": 0,
     }
-    assert cli.json("db", "current") == {"revision": "0004"}
-    assert cli.json("db", "upgrade") == {"revision": "0004"}
+    assert cli.json("db", "current") == {"revision": "0005"}
+    assert cli.json("db", "upgrade") == {"revision": "0005"}
     assert cli.json("db", "purge") == {"codes": 0, "tokens": 0, "refresh_tokens": 0}
-    assert cli("db", "current") == "0004\n"
+    assert cli("db", "current") == "0005\n"
 
 
 def test_usage_errors_are_one_line(
@@ -816,3 +818,51 @@ def test_demo_json(tmp_path: Path) -> None:
         finally:
             process.terminate()
     assert {"base_url", "client_id", "client_secret", "partner_key"} <= set(credentials)
+
+
+def test_every_admin_command_is_an_audit_event(cli: CLI, caplog: pytest.LogCaptureFixture) -> None:
+    """The CLI makes its changes through the core's admin service: each is logged to the
+    ``starlette_broker_oauth.audit`` logger as its event, and what it ends is revoked."""
+    caplog.set_level(logging.INFO, logger="starlette_broker_oauth.audit")
+    client = cli.json("client", "create", "--name", "App", "--redirect-uri", "https://a.example/cb")
+    partner = cli.json("partner", "create", "--name", "Broker")
+    cli("partner", "allow", partner["key_id"], client["client_id"])
+    account = cli.json("account", "create", "--partner", partner["key_id"])["account_id"]
+    token = anyio.run(issue, cli.url, partner, client, account)
+    cli("client", "disable", client["client_id"])
+    cli("client", "rotate-secret", client["client_id"])
+    cli("client", "enable", client["client_id"])
+    assert not anyio.run(works, cli.url, token)  # enabling it again revives nothing
+    cli("client", "update", client["client_id"], "--name", "Renamed")
+    cli("connections", "revoke", "--account", account)
+    cli("account", "update", account, "--live")
+    cli("partner", "disallow", partner["key_id"], client["client_id"])
+    cli("account", "delete", account)
+    cli("partner", "delete", partner["key_id"])
+    cli("client", "delete", client["client_id"])
+    audit = [r.getMessage() for r in caplog.records if r.name == "starlette_broker_oauth.audit"]
+    changes = [
+        re.search(r"subject='(\w+)', subject_id='[^']*', action='(\w+)'", line)
+        for line in audit
+        if line.startswith("AdminChange(")
+    ]
+    assert [m.groups() for m in changes if m] == [
+        ("client", "created"),
+        ("partner", "created"),
+        ("partner", "client_allowed"),
+        ("account", "created"),
+        ("client", "disabled"),
+        ("client", "secret_rotated"),
+        ("client", "enabled"),
+        ("client", "updated"),
+        ("account", "updated"),
+        ("partner", "client_disallowed"),
+        ("account", "deleted"),
+        ("partner", "deleted"),
+        ("client", "deleted"),
+    ]
+    revoked = [line for line in audit if line.startswith("TokenRevoked(")]
+    assert len(revoked) == 1
+    assert "reason='client_disabled'" in revoked[0]
+    assert any(line.startswith("ConnectionRevoked(") for line in audit)
+    assert all(client["client_secret"] not in line for line in audit)

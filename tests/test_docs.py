@@ -116,10 +116,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
+from starlette.applications import Starlette
 from starlette_broker_oauth import OAuthSettings, Storage
 
 settings: OAuthSettings
 storage: Storage
+oauth: Starlette
 
 
 @dataclass
@@ -128,9 +130,21 @@ class AccountRow:
     is_live: bool
 
 
+@dataclass
+class AppRow:
+    id: str
+    secret_sha256: str
+    name: str
+    callback_urls: list[str]
+    enabled: bool
+    live_approved: bool
+
+
 class PlatformDatabase(Protocol):
     async def fetch_account(self, account_id: uuid.UUID) -> AccountRow | None: ...
     async def account_partner(self, account_id: uuid.UUID) -> str | None: ...
+    async def fetch_app(self, app_id: str) -> AppRow | None: ...
+    async def disable_app(self, app_id: str) -> None: ...
 
 
 my_db: PlatformDatabase

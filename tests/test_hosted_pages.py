@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -438,3 +438,38 @@ async def test_disconnecting_an_app_that_is_not_connected_does_nothing(
     assert answer.status_code == 303
     assert answer.headers["location"] == f"{ISSUER}/oauth/connections"
     assert [e for e in events if isinstance(e, ConnectionRevoked)] == []
+
+
+async def test_the_notice_cannot_be_forged(full: Platform) -> None:
+    """Text in the query string never reaches the page; the signed notice of one user's
+    disconnection is shown to that user only."""
+    await connect(full, full.paper_account)
+    cookie = session_of(full.paper_account)
+    for forged in (
+        "?disconnected=Your+account+is+locked.+Call+%2B1-555-0100&account="
+        + str(full.paper_account),
+        f"?disconnected={full.client_id}&account={full.paper_account}",
+        "?done=Your+account+is+locked",
+        "?done=eyJ1Ijoie30.forged.signature",
+    ):
+        page = await full.http.get("/oauth/connections" + forged, headers=cookie)
+        assert page.status_code == 200
+        assert 'id="notice"' not in page.text
+        assert "Your account is locked" not in page.text
+    form = AppsPage((await full.http.get("/oauth/connections", headers=cookie)).text).form_for(
+        full.paper_account, full.client_id
+    )
+    answer = await full.http.post(form.action, data=form.fields, headers=cookie)
+    after = answer.headers["location"]
+    assert set(parse_qs(urlsplit(after).query)) == {"done"}
+    shown = await full.http.get(after, headers=cookie)
+    assert 'id="notice"' in shown.text
+    assert "TradingApp was disconnected from" in shown.text
+    # Another user following the same link sees no notice.
+    other = await full.http.get(after, headers=session_of(full.live_account))
+    assert other.status_code == 200
+    assert 'id="notice"' not in other.text
+    # Nor does anyone once it is stale.
+    full.clock.advance(timedelta(minutes=3))
+    stale = await full.http.get(after, headers=cookie)
+    assert 'id="notice"' not in stale.text

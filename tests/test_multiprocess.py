@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 from starlette_broker_oauth import SQLAlchemyStorage
+from starlette_broker_oauth.core import Administrator
+from starlette_broker_oauth.events import OAuthEvent
 
 from .conftest import POSTGRES_URL, free_port
 
@@ -27,6 +29,12 @@ pytestmark = [
 ]
 
 REDIRECT = "https://app.example.com/callback"
+
+
+async def ignore(event: OAuthEvent) -> None:
+    return None
+
+
 # The documented bound for a revocation to reach another worker's cache while its
 # notification connection is up (docs/production.md); the cache TTL is far longer.
 NOTIFY_BOUND = 1.0
@@ -186,10 +194,11 @@ async def test_disabling_a_client_reaches_every_worker(seeded: tuple[str, dict[s
             headers = {"Authorization": f"Bearer {token}"}
             for url in urls:
                 assert (await http.get(url + "/v2/account", headers=headers)).status_code == 200
-            from starlette_broker_oauth import ClientStatus
-
-            async with SQLAlchemyStorage(POSTGRES_URL, table_prefix=prefix, migrate=False) as admin:
-                await admin.set_client_status(c["client_id"], ClientStatus.DISABLED)
+            async with SQLAlchemyStorage(
+                POSTGRES_URL, table_prefix=prefix, migrate=False
+            ) as storage:
+                admin = Administrator(storage, emit=ignore)
+                assert await admin.disable_client(c["client_id"])
             start = time.monotonic()
             for url in urls:
                 while (await http.get(url + "/v2/account", headers=headers)).status_code == 200:

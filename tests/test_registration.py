@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from starlette_broker_oauth.errors import RegistrationError
-from starlette_broker_oauth.storage.base import Storage
+from starlette_broker_oauth.storage.base import ManagedStorage
 
 from .conftest import open_storage
 from .test_cli import admin
@@ -46,13 +46,13 @@ REFUSED = [
 
 
 @pytest.fixture
-async def storage(backend: str, tmp_path: Path) -> AsyncIterator[Storage]:
+async def storage(backend: str, tmp_path: Path) -> AsyncIterator[ManagedStorage]:
     async with open_storage(backend, tmp_path) as storage:
         yield storage
 
 
 @pytest.mark.parametrize("uri", ACCEPTED)
-async def test_acceptable_redirect_uris_are_registered(storage: Storage, uri: str) -> None:
+async def test_acceptable_redirect_uris_are_registered(storage: ManagedStorage, uri: str) -> None:
     creds = await storage.create_client(name="App", redirect_uris=[uri])
     client = await storage.get_client(creds.client_id)
     assert client is not None
@@ -61,7 +61,7 @@ async def test_acceptable_redirect_uris_are_registered(storage: Storage, uri: st
 
 @pytest.mark.parametrize(("uri", "reason"), REFUSED)
 async def test_unacceptable_redirect_uris_are_refused(
-    storage: Storage, uri: str, reason: str
+    storage: ManagedStorage, uri: str, reason: str
 ) -> None:
     with pytest.raises(RegistrationError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         await storage.create_client(
@@ -70,7 +70,7 @@ async def test_unacceptable_redirect_uris_are_refused(
     assert await storage.get_client("refused") is None  # nothing half-written
 
 
-async def test_a_client_needs_a_redirect_uri(storage: Storage) -> None:
+async def test_a_client_needs_a_redirect_uri(storage: ManagedStorage) -> None:
     with pytest.raises(RegistrationError, match="at least one redirect URI"):
         await storage.create_client(name="App", redirect_uris=[])
 

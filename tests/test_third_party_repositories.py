@@ -2,12 +2,11 @@
 
 Written from ``docs/repositories.md`` and the README alone: its own schema, every operation
 one SQLite transaction on its own connection in a worker thread, atomic steps as a single
-conditional ``UPDATE`` whose row count decides, revocations announced after the commit.
+conditional ``UPDATE`` whose row count decides.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import sqlite3
 import uuid
@@ -16,6 +15,7 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlencode, urlsplit
 from uuid import UUID
 
 import anyio.to_thread
@@ -34,18 +34,26 @@ from starlette_broker_oauth import (
     GrantStore,
     OAuthSettings,
     Partner,
-    PartnerAuthenticator,
+    PartnerRepository,
     RefreshToken,
+    SQLAlchemyStorage,
     create_oauth_app,
 )
+from starlette_broker_oauth.core import Administrator, ConnectedApps
+from starlette_broker_oauth.errors import ConfigurationError, TokenError
+from starlette_broker_oauth.hosted import HostedConsent
 from starlette_broker_oauth.security import hash_secret
 from starlette_broker_oauth.storage import gather_connections
+from starlette_broker_oauth.storage.base import RevocationMessage, TokensRevoked
 from starlette_broker_oauth.testing import (
     AccountRepositoryContract,
     ClientRepositoryContract,
     GrantStoreContract,
-    PartnerAuthenticatorContract,
+    PartnerRepositoryContract,
 )
+
+from .conftest import CONSENT_SECRET, CookieSession, pkce_pair
+from .test_consent import Form
 
 T = TypeVar("T")
 
@@ -63,6 +71,8 @@ CREATE TABLE correspondents (
 CREATE TABLE correspondent_apps (
     key_id TEXT NOT NULL, app_id TEXT NOT NULL, PRIMARY KEY (key_id, app_id)
 );
+CREATE TABLE correspondent_accounts (account_uuid TEXT PRIMARY KEY, key_id TEXT NOT NULL);
+CREATE TABLE used_keys (key TEXT PRIMARY KEY, expires_us INTEGER NOT NULL);
 CREATE TABLE auth_codes (
     code_sha256 TEXT PRIMARY KEY, app_id TEXT NOT NULL, account_uuid TEXT NOT NULL,
     redirect_uri TEXT NOT NULL, scope TEXT NOT NULL, issued_us INTEGER NOT NULL,
@@ -199,40 +209,44 @@ class SqliteAccounts(AccountRepository):
         return await self.db.run(work)
 
 
-class SqlitePartners(PartnerAuthenticator):
+class SqlitePartners(PartnerRepository):
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def add(self, key_id: str, secret: str, *, name: str = "") -> Partner:
         row = (key_id, name, hash_secret(secret))
         await self.db.run(lambda c: c.execute("INSERT INTO correspondents VALUES (?, ?, ?)", row))
-        return Partner(partner_id=key_id, name=name)
+        return Partner(partner_id=key_id, name=name, secret_hash=hash_secret(secret))
 
     async def allow(self, key_id: str, client_id: str) -> None:
         sql = "INSERT INTO correspondent_apps VALUES (?, ?)"
         await self.db.run(lambda c: c.execute(sql, (key_id, client_id)))
 
-    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
+    async def own(self, key_id: str, account_id: UUID) -> None:
+        sql = "INSERT INTO correspondent_accounts VALUES (?, ?)"
+        await self.db.run(lambda c: c.execute(sql, (str(account_id), key_id)))
+
+    async def get_partner(self, key_id: str) -> Partner | None:
         sql = "SELECT * FROM correspondents WHERE key_id = ?"
         row = await self.db.run(lambda c: c.execute(sql, (key_id,)).fetchone())
-        stored = NO_PARTNER_HASH if row is None else row["secret_sha256"]
-        # Hash and compare in constant time whether or not the key id exists.
-        matches = hmac.compare_digest(hash_secret(secret), str(stored))
-        if row is None or not matches or not secret:
+        if row is None:
             return None
-        return Partner(partner_id=row["key_id"], name=row["name"])
+        return Partner(partner_id=row["key_id"], name=row["name"], secret_hash=row["secret_sha256"])
 
-    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
-        sql = (
-            "SELECT 1 FROM correspondent_apps ca"
-            " JOIN correspondents p ON p.key_id = ca.key_id"
-            " JOIN broker_apps a ON a.app_id = ca.app_id"
-            " WHERE ca.key_id = ? AND ca.app_id = ?"
-        )
-        row = await self.db.run(
-            lambda c: c.execute(sql, (partner.partner_id, client_id)).fetchone()
-        )
+    async def is_client_allowed(self, partner_id: str, client_id: str) -> bool:
+        sql = "SELECT 1 FROM correspondent_apps WHERE key_id = ? AND app_id = ?"
+        row = await self.db.run(lambda c: c.execute(sql, (partner_id, client_id)).fetchone())
         return row is not None
+
+    async def account_owner(self, account_id: UUID) -> str | None:
+        sql = "SELECT key_id FROM correspondent_accounts WHERE account_uuid = ?"
+        row = await self.db.run(lambda c: c.execute(sql, (str(account_id),)).fetchone())
+        return None if row is None else str(row["key_id"])
+
+    async def partner_count(self) -> int:
+        sql = "SELECT count(*) AS n FROM correspondents"
+        row = await self.db.run(lambda c: c.execute(sql).fetchone())
+        return int(row["n"])
 
 
 def insert_access_token(c: sqlite3.Connection, t: AccessToken) -> None:
@@ -290,11 +304,18 @@ class SqliteGrants(GrantStore):
         self.db = db
 
     async def _revoke_where(
-        self, condition: str, args: tuple[Any, ...], now: datetime
+        self,
+        condition: str,
+        args: tuple[Any, ...],
+        codes: tuple[str, tuple[Any, ...]] | None,
+        now: datetime,
     ) -> list[str]:
-        """Revoke the live access and refresh tokens matching; announce after the commit."""
+        """One transaction: delete the unused codes ``codes`` picks (a condition and its
+        arguments), revoke the live access and refresh tokens ``condition`` picks."""
 
         def work(c: sqlite3.Connection) -> list[str]:
+            if codes is not None:
+                c.execute(f"DELETE FROM auth_codes WHERE used_us IS NULL AND {codes[0]}", codes[1])
             revoked = c.execute(
                 f"UPDATE access_tokens SET revoked_us = ? WHERE revoked_us IS NULL AND {condition}"
                 " RETURNING token_sha256",
@@ -307,10 +328,18 @@ class SqliteGrants(GrantStore):
             )
             return [row["token_sha256"] for row in revoked]
 
-        hashes = await self.db.run(work)
-        for token_hash in hashes:
-            self.announce_revocation(f"t:{token_hash}")
-        return hashes
+        return await self.db.run(work)
+
+    async def use_once(self, key: str, *, now: datetime, expires_at: datetime) -> bool:
+        def work(c: sqlite3.Connection) -> bool:
+            c.execute("DELETE FROM used_keys WHERE key = ? AND expires_us <= ?", (key, to_us(now)))
+            inserted = c.execute(
+                "INSERT INTO used_keys VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (key, to_us(expires_at)),
+            )
+            return inserted.rowcount == 1
+
+        return await self.db.run(work)
 
     async def save_code(self, code: AuthorizationCode) -> None:
         row = (
@@ -411,10 +440,7 @@ class SqliteGrants(GrantStore):
             )
             return access_token_of(row)
 
-        before = await self.db.run(work)
-        if before is not None and before.revoked_at is None:
-            self.announce_revocation(f"t:{token_hash}")
-        return before
+        return await self.db.run(work)
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         sql = "SELECT * FROM refresh_tokens WHERE token_sha256 = ?"
@@ -457,16 +483,35 @@ class SqliteGrants(GrantStore):
 
         return await self.db.run(work)
 
-    async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
-        return await self._revoke_where("family = ?", (family_id,), now)
+    async def revoke_grant(
+        self, family_id: str, *, account_id: UUID, client_id: str, now: datetime
+    ) -> list[str]:
+        codes = ("account_uuid = ? AND app_id = ?", (str(account_id), client_id))
+        return await self._revoke_where("family = ?", (family_id,), codes, now)
 
     async def revoke_tokens(
-        self, *, account_id: UUID, client_id: str | None = None, now: datetime
+        self,
+        *,
+        account_id: UUID | None = None,
+        client_id: str | None = None,
+        live_only: bool = False,
+        now: datetime,
     ) -> list[str]:
-        if client_id is None:
-            return await self._revoke_where("account_uuid = ?", (str(account_id),), now)
-        condition = "account_uuid = ? AND app_id = ?"
-        return await self._revoke_where(condition, (str(account_id), client_id), now)
+        parts, args = [], []
+        if account_id is not None:
+            parts.append("account_uuid = ?")
+            args.append(str(account_id))
+        if client_id is not None:
+            parts.append("app_id = ?")
+            args.append(client_id)
+        if not parts:
+            raise ValueError("revoke_tokens needs an account_id or a client_id")
+        codes = (" AND ".join(parts), tuple(args))
+        if live_only:
+            parts.append("account_live = 1")
+        return await self._revoke_where(
+            " AND ".join(parts), tuple(args), None if live_only else codes, now
+        )
 
 
 # The contract suite, against the repositories above.
@@ -514,22 +559,28 @@ class TestSqliteAccounts(AccountRepositoryContract):
         return await accounts.add(Account(account_id=uuid.uuid4(), live=True))
 
 
-class TestSqlitePartners(PartnerAuthenticatorContract):
+class TestSqlitePartners(PartnerRepositoryContract):
     @pytest.fixture
     async def partners(self, db: Database) -> SqlitePartners:
         clients = SqliteClients(db)
         await clients.add(a_client("mine"))
         await clients.add(a_client("theirs"))
         partners = SqlitePartners(db)
-        await partners.add("partner-1", "partner-secret", name="Correspondent")
         await partners.add("partner-2", "other-secret")
-        await partners.allow("partner-1", "mine")
         await partners.allow("partner-2", "theirs")
         return partners
 
     @pytest.fixture
-    def partner_credentials(self) -> tuple[str, str]:
-        return ("partner-1", "partner-secret")
+    async def known_partner(self, partners: SqlitePartners) -> Partner:
+        partner = await partners.add("partner-1", "partner-secret", name="Correspondent")
+        await partners.allow("partner-1", "mine")
+        return partner
+
+    @pytest.fixture
+    async def owned_account_id(self, partners: SqlitePartners, known_partner: Partner) -> UUID:
+        account_id = uuid.uuid4()
+        await partners.own(known_partner.partner_id, account_id)
+        return account_id
 
     @pytest.fixture
     def partner_client_id(self) -> str:
@@ -574,7 +625,7 @@ async def test_partner_code_exchange_and_revocation(
     http: tuple[httpx.AsyncClient, SqliteGrants, UUID],
 ) -> None:
     client, grants, account_id = http
-    heard: list[str] = []
+    heard: list[RevocationMessage] = []
     grants.add_revocation_listener(heard.append)
     partner_auth = ("partner-1", "partner-secret")
     app_auth = ("app-1", "app-1-secret")
@@ -620,7 +671,7 @@ async def test_partner_code_exchange_and_revocation(
     revoked = await grants.get_token(token_hash)
     assert revoked is not None
     assert revoked.revoked_at is not None
-    assert heard == [f"t:{token_hash}"]
+    assert heard == [TokensRevoked((token_hash,))]
     answer = await client.post("/oauth/introspect", auth=app_auth, data=introspect)
     assert answer.json() == {"active": False}
 
@@ -628,3 +679,184 @@ async def test_partner_code_exchange_and_revocation(
     answer = await client.post("/oauth/token", auth=app_auth, data=exchange)
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_grant"
+
+
+# Mixed platforms: the platform's own repositories beside the built-in storage.
+
+HOSTED_REDIRECT = "https://app.example/cb"
+
+
+async def hosted_flow(http: httpx.AsyncClient, account_id: UUID, client_id: str) -> str:
+    """The hosted consent flow as a browser makes it: the page, Allow, the code."""
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": HOSTED_REDIRECT,
+        "scope": "general",
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    cookie = {"Cookie": f"session={account_id}"}
+    page = await http.get("/oauth/authorize?" + urlencode(params), headers=cookie)
+    assert page.status_code == 200, page.text
+    form = Form(page.text)
+    answer = await http.post(
+        form.action, data=form.submit("approve") | {"account_id": str(account_id)}, headers=cookie
+    )
+    assert answer.status_code == 303, answer.text
+    code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+    return f"{code} {verifier}"
+
+
+async def exchanged(http: httpx.AsyncClient, code_and_verifier: str, auth: tuple[str, str]) -> str:
+    code, verifier = code_and_verifier.split(" ")
+    answer = await http.post(
+        "/oauth/token",
+        auth=auth,
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": HOSTED_REDIRECT,
+            "code_verifier": verifier,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+async def partner_code(
+    http: httpx.AsyncClient, partner: tuple[str, str], client_id: str, account_id: UUID
+) -> httpx.Response:
+    return await http.post(
+        "/v1/oauth/authorize",
+        auth=partner,
+        json={
+            "client_id": client_id,
+            "client_secret": f"{client_id}-secret",
+            "redirect_uri": HOSTED_REDIRECT,
+            "scope": "general",
+            "account_id": str(account_id),
+        },
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mix", ["own clients", "own clients and accounts", "own everything"])
+async def test_a_mixed_platform_serves_partners_and_hosted_consent(
+    db: Database, tmp_path: Path, mix: str
+) -> None:
+    """The platform's own clients (and accounts) beside the built-in storage for the rest,
+    or every repository its own: a partner is allowed one of its clients and owns one of
+    its accounts through the admin service, then a partner token, a hosted consent flow,
+    a disconnection that ends the pending code, and an admin change all work."""
+    clients = SqliteClients(db)
+    await clients.add(a_client("own-app"))
+    settings = OAuthSettings(issuer="https://broker.example.com")
+    storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path / 'builtin.db'}")
+    async with storage:
+        if mix == "own everything":
+            accounts: AccountRepository = SqliteAccounts(db)
+            partners_repo = SqlitePartners(db)
+            grants: GrantStore = SqliteGrants(db)
+            account = await SqliteAccounts(db).add(Account(account_id=uuid.uuid4()))
+            partner = ("partner-1", "partner-secret")
+            await partners_repo.add(*partner)
+            await partners_repo.allow("partner-1", "own-app")
+            await partners_repo.own("partner-1", account.account_id)
+            oauth = create_oauth_app(
+                settings=settings,
+                clients=clients,
+                accounts=accounts,
+                partners=partners_repo,
+                grants=grants,
+                consent=HostedConsent(session=CookieSession(), secret_key=CONSENT_SECRET),
+            )
+            assert oauth.state.admin is None  # nothing built-in to administer
+        else:
+            own_accounts = mix == "own clients and accounts"
+            accounts = SqliteAccounts(db) if own_accounts else storage
+            if own_accounts:
+                account = await SqliteAccounts(db).add(Account(account_id=uuid.uuid4()))
+            else:
+                account = await storage.create_account()
+            oauth = create_oauth_app(
+                settings=settings,
+                storage=storage,
+                clients=clients,
+                accounts=accounts,
+                consent=HostedConsent(session=CookieSession(), secret_key=CONSENT_SECRET),
+            )
+            admin: Administrator = oauth.state.admin
+            created = await admin.create_partner(name="Correspondent")
+            partner = (created.key_id, created.secret)
+            await admin.create_partner(name="Another")  # so that ownership matters
+            assert await admin.allow_partner_client(created.key_id, "own-app")
+            assert await admin.give_account(account.account_id, created.key_id)
+            assert not await admin.allow_partner_client(created.key_id, "nobodys-app")
+            with pytest.raises(ConfigurationError, match="platform's own repository"):
+                await admin.create_client(name="X", redirect_uris=[HOSTED_REDIRECT])
+            grants = storage
+        transport = httpx.ASGITransport(app=oauth)
+        app_auth = ("own-app", "own-app-secret")
+        async with httpx.AsyncClient(transport=transport, base_url=settings.issuer) as http:
+            given = await partner_code(http, partner, "own-app", account.account_id)
+            assert given.status_code == 200, given.text
+            assert given.json()["client_id"] == "own-app"
+            token = await exchanged(
+                http, await hosted_flow(http, account.account_id, "own-app"), app_auth
+            )
+            introspected = await http.post(
+                "/oauth/introspect", auth=app_auth, data={"token": token}
+            )
+            assert introspected.json()["active"] is True
+            pending = await hosted_flow(http, account.account_id, "own-app")
+            apps: ConnectedApps = oauth.state.connected_apps
+            assert await apps.disconnect(account.account_id, "own-app") == 1
+            code, verifier = pending.split(" ")
+            refused = await http.post(
+                "/oauth/token",
+                auth=app_auth,
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": HOSTED_REDIRECT,
+                    "code_verifier": verifier,
+                },
+            )
+            assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+            # The platform disables its own client in its registry, and tells the core.
+            fresh = await exchanged(
+                http, await hosted_flow(http, account.account_id, "own-app"), app_auth
+            )
+            await db.run(
+                lambda c: c.execute(
+                    "UPDATE broker_apps SET status = 'DISABLED' WHERE app_id = ?", ("own-app",)
+                )
+            )
+            if mix != "own everything":
+                assert await oauth.state.admin.client_changed("own-app") == 1
+            stored = await grants.get_token(hash_secret(fresh))
+            assert stored is not None
+            assert (stored.revoked_at is not None) is (mix != "own everything")
+            verifier_ = oauth.state.token_verifier
+            with pytest.raises(TokenError):
+                await verifier_.verify(fresh)  # checked on every use either way
+
+
+@pytest.mark.anyio
+async def test_a_grant_store_that_skips_super_init_is_refused_at_start(db: Database) -> None:
+    class Forgetful(SqliteGrants):
+        def __init__(self, db: Database) -> None:
+            self.db = db  # no super().__init__()
+
+    with pytest.raises(ConfigurationError, match=r"super\(\).__init__\(\)"):
+        create_oauth_app(
+            settings=OAuthSettings(issuer="https://broker.example.com"),
+            clients=SqliteClients(db),
+            accounts=SqliteAccounts(db),
+            partners=SqlitePartners(db),
+            grants=Forgetful(db),
+        )

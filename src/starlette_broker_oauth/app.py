@@ -20,7 +20,7 @@ from ._openapi import openapi_document
 from ._params import basic_credentials, check_standard, optional, query_params, read_params
 from ._render import NO_STORE, broker_error, oauth_error
 from .clock import SYSTEM_CLOCK, Clock
-from .core import AuthorizationCore, ConnectedApps
+from .core import Administrator, AuthorizationCore, ConnectedApps
 from .errors import ConfigurationError, NotFound, UnprocessableEntity
 from .events import EventListener
 from .hosted import HostedConsent
@@ -32,7 +32,8 @@ from .storage.base import (
     AccountRepository,
     ClientRepository,
     GrantStore,
-    PartnerAuthenticator,
+    ManagedStorage,
+    PartnerRepository,
     Storage,
 )
 from .verifier import TokenVerifier
@@ -51,7 +52,7 @@ def create_oauth_app(
     storage: Storage,
     clients: ClientRepository | None = None,
     accounts: AccountRepository | None = None,
-    partners: PartnerAuthenticator | None = None,
+    partners: PartnerRepository | None = None,
     grants: GrantStore | None = None,
     verifier: TokenVerifier | None = None,
     consent: HostedConsent | None = None,
@@ -67,7 +68,7 @@ def create_oauth_app(
     storage: None = None,
     clients: ClientRepository,
     accounts: AccountRepository,
-    partners: PartnerAuthenticator,
+    partners: PartnerRepository,
     grants: GrantStore,
     verifier: TokenVerifier | None = None,
     consent: HostedConsent | None = None,
@@ -82,7 +83,7 @@ def create_oauth_app(
     storage: Storage | None = None,
     clients: ClientRepository | None = None,
     accounts: AccountRepository | None = None,
-    partners: PartnerAuthenticator | None = None,
+    partners: PartnerRepository | None = None,
     grants: GrantStore | None = None,
     verifier: TokenVerifier | None = None,
     consent: HostedConsent | None = None,
@@ -113,7 +114,9 @@ def create_oauth_app(
 
     The returned app also carries ``app.state.connected_apps``
     (:class:`~.core.ConnectedApps`): list an account's connected apps, disconnect one, or
-    cut every token of a closed account.
+    cut every token of a closed account; and, with a built-in ``storage``,
+    ``app.state.admin`` (:class:`~.core.Administrator`): admin changes with their rules
+    and audit events, as the CLI makes them.
     """
     clients = storage if clients is None else clients
     accounts = storage if accounts is None else accounts
@@ -123,6 +126,11 @@ def create_oauth_app(
         raise ConfigurationError(
             "pass storage= (a backend with every repository) or each of "
             "clients=, accounts=, partners=, grants="
+        )
+    if not isinstance(getattr(grants, "revocation_listeners", None), list):
+        raise ConfigurationError(
+            f"{type(grants).__name__}.__init__ must call super().__init__(): GrantStore "
+            "keeps the token caches' revocation listeners"
         )
     clock = clock or SYSTEM_CLOCK
     core = AuthorizationCore(
@@ -137,6 +145,7 @@ def create_oauth_app(
     verifier = verifier or TokenVerifier(
         grants=grants,
         clients=clients,
+        settings=settings,
         cache_ttl=settings.token_cache_ttl,
         cache_size=settings.token_cache_size,
         clock=clock,
@@ -153,7 +162,7 @@ def create_oauth_app(
         Route("/.well-known/oauth-authorization-server", api.metadata, methods=["GET"]),
         Route("/oauth/openapi.json", api.openapi, methods=["GET"]),
     ]
-    connected = ConnectedApps(core)
+    connected = ConnectedApps(core.revocations, clients=clients)
     if consent is not None:
         connections_url = settings.url("/oauth/connections") if consent.connections_page else None
         api.consent = ConsentEndpoints(
@@ -188,6 +197,11 @@ def create_oauth_app(
     app.state.token_verifier = verifier
     app.state.oauth_settings = settings
     app.state.connected_apps = connected
+    app.state.admin = (
+        Administrator(storage, clients=clients, accounts=accounts, emit=core.emit, clock=clock)
+        if isinstance(storage, ManagedStorage)
+        else None
+    )
     app.state.metadata_endpoint = api.metadata
     return app
 

@@ -339,6 +339,7 @@ class TokenErrorKind(enum.Enum):
     EXPIRED = "expired"
     REVOKED = "revoked"
     CLIENT_DISABLED = "client_disabled"
+    NO_LONGER_ALLOWED = "no_longer_allowed"
     INSUFFICIENT_SCOPE = "insufficient_scope"
 
 

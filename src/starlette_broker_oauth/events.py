@@ -18,6 +18,7 @@ from uuid import UUID
 from .security import utcnow
 
 __all__ = [
+    "AdminChange",
     "ClientAuthenticationFailed",
     "CodeIssued",
     "CodeReplayDetected",
@@ -106,6 +107,27 @@ class RefreshTokenReuseDetected(OAuthEvent):
 
     client_id: str
     account_id: UUID
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminChange(OAuthEvent):
+    """An operator changed a registration, through the CLI or ``app.state.admin``.
+
+    Parameters:
+        subject: ``client``, ``partner`` or ``account``.
+        subject_id: Its id.
+        action: ``created``, ``updated``, ``disabled``, ``enabled``, ``deleted``,
+            ``secret_rotated``, ``client_allowed``, ``client_disallowed`` or ``given``.
+        changes: For ``updated``, the fields that changed; for ``client_allowed`` and
+            ``client_disallowed``, the client; for ``given``, the new owner.
+        revoked: How many access tokens the change revoked.
+    """
+
+    subject: str
+    subject_id: str
+    action: str
+    changes: tuple[str, ...] = ()
+    revoked: int = 0
 
 
 EventListener = Callable[[OAuthEvent], Awaitable[None] | None]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -80,10 +80,13 @@ class Partner:
     Parameters:
         partner_id: The partner's key id (the HTTP Basic user name).
         name: Display name.
+        secret_hash: Hash of its secret (``security.hash_secret``); never the secret.
+            Empty for a partner that cannot authenticate with a secret.
     """
 
     partner_id: str
     name: str = ""
+    secret_hash: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

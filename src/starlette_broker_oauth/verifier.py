@@ -11,15 +11,27 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 from urllib.parse import parse_qsl
 from uuid import UUID
 
 from .clock import SYSTEM_CLOCK, Clock
+from .core.policy import token_refusal
 from .errors import TokenError, TokenErrorKind
+from .models import AccessToken, Client
 from .security import hash_secret
-from .storage.base import ClientRepository, GrantStore
+from .settings import OAuthSettings
+from .storage.base import (
+    ClientChanged,
+    ClientRepository,
+    GrantStore,
+    RevocationMessage,
+    Storage,
+    TokensRevoked,
+)
 
 __all__ = [
+    "UNANNOUNCED_CACHE_BOUND",
     "TokenVerifier",
     "VerifiedToken",
     "bearer_credential",
@@ -105,18 +117,31 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+#: The longest a cached token is trusted when the grant store cannot tell every process
+#: of a revocation (SQLite): revocations made in another process reach this one's cache
+#: within this bound.
+UNANNOUNCED_CACHE_BOUND = timedelta(seconds=1)
+
+
 class TokenVerifier:
     """Turns a bearer token into a :class:`VerifiedToken` or a precise :class:`TokenError`.
 
     Parameters:
         grants: Where tokens are stored.
-        clients: Where clients are looked up (a disabled client's tokens stop working).
+        clients: Where clients are looked up: a token stops working once its client is
+            disabled or deleted, may no longer ask for a scope the token carries, or, for
+            a live account, is no longer approved for live trading
+            (:func:`~starlette_broker_oauth.core.policy.token_refusal`).
+        settings: The server's settings (its scopes, and whether live accounts need an
+            approved client); ``create_oauth_app`` passes its own. Without them, a client
+            registered with every scope limits nothing, and live accounts need approval.
         cache_ttl: How long a verified token may be reused without asking the storage;
-            zero turns the cache off. Revocations and disabled clients that the grant
-            store announces (``GrantStore.add_revocation_listener``: every revocation in
-            this process; on PostgreSQL, in every process, through ``LISTEN``/``NOTIFY``)
-            drop entries at once; anything else is noticed within ``cache_ttl``. Expiry is
-            checked on every use.
+            zero turns the cache off. Every revocation and client change the library
+            makes is announced to the cache, which drops what it concerns at once in this
+            process, and in every process when the grant store reaches them
+            (``GrantStore.reaches_every_process``: PostgreSQL). Where it does not (SQLite
+            with several processes), the cache keeps nothing longer than
+            :data:`UNANNOUNCED_CACHE_BOUND` (1 s). Expiry is checked on every use.
         cache_size: Most entries kept; the oldest go first.
         clock: Where time is read, for expiry and cache ages; the system clock by default.
     """
@@ -126,6 +151,7 @@ class TokenVerifier:
         *,
         grants: GrantStore,
         clients: ClientRepository,
+        settings: OAuthSettings | None = None,
         cache_ttl: timedelta = timedelta(0),
         cache_size: int = 10_000,
         clock: Clock = SYSTEM_CLOCK,
@@ -137,6 +163,14 @@ class TokenVerifier:
         # before one does not cache what it read, which may predate the revocation.
         self._generation = 0
         self._clients = clients
+        # One storage that holds tokens and clients reads both in one query.
+        self._storage = (
+            grants if isinstance(grants, Storage) and cast(object, clients) is grants else None
+        )
+        self._supported = None if settings is None else settings.scopes_supported
+        self._live_without_approval = settings is not None and settings.allow_live_without_approval
+        if cache_ttl > UNANNOUNCED_CACHE_BOUND and not grants.reaches_every_process:
+            cache_ttl = UNANNOUNCED_CACHE_BOUND
         self._ttl = cache_ttl.total_seconds()
         self._size = cache_size
         # Keyed by the presented token, so that a hit costs no hashing (SHA-256 through
@@ -202,13 +236,13 @@ class TokenVerifier:
         self._cache.clear()
         self._by_hash.clear()
 
-    def _revocation(self, message: str) -> None:
+    def _revocation(self, message: RevocationMessage) -> None:
         self._generation += 1
-        kind, _, value = message.partition(":")
-        if kind == "t":
-            self.forget(value)
-        elif kind == "c":
-            for token in [k for k, v in self._cache.items() if v[0].client_id == value]:
+        if isinstance(message, TokensRevoked):
+            for token_hash in message.token_hashes:
+                self.forget(token_hash)
+        elif isinstance(message, ClientChanged):
+            for token in [k for k, v in self._cache.items() if v[0].client_id == message.client_id]:
                 self._drop(token)
         else:
             self.clear()
@@ -218,8 +252,17 @@ class TokenVerifier:
         if entry is not None:
             self._by_hash.pop(entry[3], None)
 
+    async def _token_then_client(self, token_hash: str) -> tuple[AccessToken, Client | None] | None:
+        token = await self._grants.get_token(token_hash)
+        if token is None:
+            return None
+        return token, await self._clients.get_client(token.client_id)
+
     async def _load(self, token_hash: str) -> VerifiedToken:
-        found = await self._grants.get_token_with_client(token_hash, self._clients)
+        if self._storage is not None:
+            found = await self._storage.token_with_client(token_hash)
+        else:
+            found = await self._token_then_client(token_hash)
         if found is None:
             raise TokenError(TokenErrorKind.UNKNOWN)
         record, client = found
@@ -227,8 +270,15 @@ class TokenVerifier:
             raise TokenError(TokenErrorKind.REVOKED)
         if record.expires_at is not None and self._time() >= record.expires_at.timestamp():
             raise TokenError(TokenErrorKind.EXPIRED)
-        if client is None or not client.active:
-            raise TokenError(TokenErrorKind.CLIENT_DISABLED)
+        refusal = token_refusal(
+            record.scope,
+            record.account_live,
+            client,
+            supported=self._supported,
+            allow_live_without_approval=self._live_without_approval,
+        )
+        if refusal is not None:
+            raise TokenError(refusal)
         return VerifiedToken(
             account_id=record.account_id,
             client_id=record.client_id,

@@ -30,6 +30,7 @@ from starlette_broker_oauth import (
     create_oauth_app,
 )
 from starlette_broker_oauth.security import hash_secret
+from starlette_broker_oauth.storage.base import RevocationMessage, TokensRevoked
 
 from ..conftest import ISSUER, seed_platform
 
@@ -67,7 +68,7 @@ class World:
     verifier: TokenVerifier
     partner: tuple[str, str]
     token: str
-    heard: list[str]
+    heard: list[RevocationMessage]
     account: uuid.UUID
 
 
@@ -84,7 +85,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             issued = await http.post(
                 "/v1/oauth/token", json=platform.grant_body(), auth=platform.partner
             )
-            heard: list[str] = []
+            heard: list[RevocationMessage] = []
             storage.add_revocation_listener(heard.append)
             yield World(
                 storage=storage,
@@ -121,7 +122,7 @@ async def test_revocation_is_announced_when_it_commits_not_before(world: World) 
         assert verified.scopes == frozenset({"general", "trading"})
         gate.release.set()
     assert results == [204]
-    assert world.heard == [f"t:{hash_secret(world.token)}"]
+    assert world.heard == [TokensRevoked((hash_secret(world.token),))]
     with pytest.raises(TokenError) as refused:
         await world.verifier.verify(world.token)
     assert refused.value.kind is TokenErrorKind.REVOKED
@@ -143,31 +144,31 @@ async def test_a_rolled_back_revocation_is_never_announced(world: World) -> None
     # The next revocation is announced once, for itself alone.
     response = await world.http.delete(f"/v1/oauth/token/{world.token}", auth=world.partner)
     assert response.status_code == 204
-    assert world.heard == [f"t:{hash_secret(world.token)}"]
+    assert world.heard == [TokensRevoked((hash_secret(world.token),))]
 
 
 async def test_a_check_that_races_a_revocation_does_not_cache_it(world: World) -> None:
     """A check that read the token before a revocation was announced must not put what it
     read into the cache after the announcement."""
     token_hash = hash_secret(world.token)
-    original = world.storage.get_token_with_client
+    original = world.storage.token_with_client
     read = anyio.Event()
     resume = anyio.Event()
 
-    async def slow_read(token_hash_: str, clients: Any) -> Any:
-        found = await original(token_hash_, clients)
+    async def slow_read(token_hash_: str) -> Any:
+        found = await original(token_hash_)
         read.set()
         await resume.wait()
         return found
 
-    world.storage.get_token_with_client = slow_read  # type: ignore[method-assign,assignment]
+    world.storage.token_with_client = slow_read  # type: ignore[method-assign,assignment]
     async with anyio.create_task_group() as tg:
         tg.start_soon(world.verifier.verify, world.token)
         await read.wait()
-        world.storage.get_token_with_client = original  # type: ignore[method-assign]
+        world.storage.token_with_client = original  # type: ignore[method-assign]
         assert await world.http.delete(f"/v1/oauth/token/{world.token}", auth=world.partner)
         resume.set()
-    assert world.heard == [f"t:{token_hash}"]
+    assert world.heard == [TokensRevoked((token_hash,))]
     with pytest.raises(TokenError) as refused:
         await world.verifier.verify(world.token)
     assert refused.value.kind is TokenErrorKind.REVOKED

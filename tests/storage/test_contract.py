@@ -38,3 +38,47 @@ class TestPostgreSQLStorage(StorageContract):
     async def storage(self, tmp_path: Path) -> AsyncIterator[Storage]:
         async with open_storage("postgres", tmp_path) as storage:
             yield storage
+
+
+BROKEN = """
+import dataclasses
+
+import pytest
+
+from starlette_broker_oauth import Client, ClientRepository
+from starlette_broker_oauth.testing import ClientRepositoryContract
+
+CLIENT = Client(
+    client_id="app-1", secret_hash="a" * 64, name="Charts", redirect_uris=("https://a/cb",)
+)
+
+
+class Misspelling(ClientRepository):
+    async def get_client(self, client_id):
+        if client_id == CLIENT.client_id:
+            return dataclasses.replace(CLIENT, name="Chrats")
+        return None
+
+
+class TestMisspelling(ClientRepositoryContract):
+    @pytest.fixture
+    async def clients(self):
+        return Misspelling()
+
+    @pytest.fixture
+    async def known_client(self):
+        return CLIENT
+"""
+
+
+def test_a_failing_contract_says_what_differed(pytester: pytest.Pytester) -> None:
+    """Installed, the contract suite's assertions are rewritten like a test's own: a
+    broken repository is told which field came back wrong."""
+    pytester.makepyfile(test_platform=BROKEN)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=3, failed=1)
+    output = result.stdout.str()
+    assert "test_known_client_is_returned_whole" in output
+    assert "Chrats" in output
+    assert "Charts" in output
+    assert "Differing attributes" in output

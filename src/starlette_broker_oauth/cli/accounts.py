@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ..storage.sqlalchemy import SQLAlchemyStorage
+from .audit import administrator
 from .output import (
     Answer,
     account_json,
@@ -88,7 +89,7 @@ async def show_account(storage: SQLAlchemyStorage, args: argparse.Namespace) -> 
 
 
 async def create_account(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    created = await storage.create_account(
+    created = await administrator(storage).create_account(
         account_id=args.account_id, live=args.live, partner=args.partner
     )
     account = await storage.get_account_details(created.account_id)
@@ -97,14 +98,14 @@ async def create_account(storage: SQLAlchemyStorage, args: argparse.Namespace) -
 
 
 async def update_account(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    account = await storage.update_account(args.account_id, live=args.live)
+    account = await administrator(storage).update_account(args.account_id, live=args.live)
     if account is None:
         raise unknown_account(args.account_id)
     return Answer(account_json(account), account_text(account))
 
 
 async def delete_account(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    if not await storage.delete_account(args.account_id):
+    if not await administrator(storage).delete_account(args.account_id):
         raise unknown_account(args.account_id)
     return Answer(
         {"account_id": str(args.account_id), "deleted": True},
@@ -114,7 +115,7 @@ async def delete_account(storage: SQLAlchemyStorage, args: argparse.Namespace) -
 
 async def give_account(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
     account_id: UUID = args.account_id
-    if not await storage.give_account(account_id, args.key_id):
+    if not await administrator(storage).give_account(account_id, args.key_id):
         if await storage.get_account(account_id) is None:
             raise unknown_account(account_id)
         raise unknown_partner(args.key_id)

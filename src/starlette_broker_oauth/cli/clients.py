@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..models import ClientStatus
 from ..registration import MIN_SECRET_LENGTH
 from ..storage.sqlalchemy import SQLAlchemyStorage
+from .audit import administrator
 from .output import (
     Answer,
     CommandError,
@@ -109,8 +110,8 @@ def register(commands: Commands, parents: Parents) -> None:
     delete.set_defaults(handler=delete_client)
 
     for name, text, handler in (
-        ("disable", "stop its codes and tokens", disable_client),
-        ("enable", "allow it again", enable_client),
+        ("disable", "revoke its codes and tokens, and refuse it new ones", disable_client),
+        ("enable", "let it get new codes and tokens (its old ones stay revoked)", enable_client),
         ("rotate-secret", "issue a new secret (the old one stops working)", rotate_secret),
     ):
         action = sub.add_parser(name, help=text, parents=db)
@@ -143,7 +144,7 @@ async def show_client(storage: SQLAlchemyStorage, args: argparse.Namespace) -> A
 
 
 async def create_client(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    creds = await storage.create_client(
+    creds = await administrator(storage).create_client(
         name=args.name,
         redirect_uris=args.redirect_uris,
         description=args.description,
@@ -198,14 +199,14 @@ async def update_client(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
             "'broker-oauth client update --help')",
             code=2,
         )
-    client = await storage.update_client(args.client_id, **changes)
+    client = await administrator(storage).update_client(args.client_id, **changes)
     if client is None:
         raise unknown_client(args.client_id)
     return Answer(client_json(client), client_text(client))
 
 
 async def delete_client(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    if not await storage.delete_client(args.client_id):
+    if not await administrator(storage).delete_client(args.client_id):
         raise unknown_client(args.client_id)
     return Answer(
         {"client_id": args.client_id, "deleted": True},
@@ -222,7 +223,12 @@ async def enable_client(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
 
 
 async def _set_status(storage: SQLAlchemyStorage, client_id: str, status: ClientStatus) -> Answer:
-    if not await storage.set_client_status(client_id, status):
+    admin = administrator(storage)
+    if status is ClientStatus.DISABLED:
+        changed = await admin.disable_client(client_id)
+    else:
+        changed = await admin.enable_client(client_id)
+    if not changed:
         raise unknown_client(client_id)
     return Answer(
         {"client_id": client_id, "status": status.value}, f"client {client_id} is {status.value}"
@@ -230,7 +236,7 @@ async def _set_status(storage: SQLAlchemyStorage, client_id: str, status: Client
 
 
 async def rotate_secret(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    rotated = await storage.reset_client_secret(args.client_id)
+    rotated = await administrator(storage).rotate_client_secret(args.client_id)
     if rotated is None:
         raise unknown_client(args.client_id)
     return Answer(

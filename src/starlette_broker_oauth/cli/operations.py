@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..security import utcnow
 from ..storage.sqlalchemy import SQLAlchemyStorage
+from .audit import connected_apps
 from .output import Answer, table, unknown_account
 from .parser import Parents
 
@@ -92,13 +93,17 @@ async def list_connections(storage: SQLAlchemyStorage, args: argparse.Namespace)
 async def revoke_connections(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
     if await storage.get_account(args.account) is None:
         raise unknown_account(args.account)
-    revoked = await storage.revoke_tokens(
-        account_id=args.account, client_id=args.client, now=utcnow()
-    )
+    connected = connected_apps(storage)
+    if args.client is None:
+        revoked = await connected.disconnect_all(args.account, reason="operator_disconnected")
+    else:
+        revoked = await connected.disconnect(
+            args.account, args.client, reason="operator_disconnected"
+        )
     apps = f"app {args.client}" if args.client else "every app"
-    count = f"{len(revoked)} access token{'' if len(revoked) == 1 else 's'}"
+    count = f"{revoked} access token{'' if revoked == 1 else 's'}"
     return Answer(
-        {"account_id": str(args.account), "client_id": args.client, "revoked": len(revoked)},
+        {"account_id": str(args.account), "client_id": args.client, "revoked": revoked},
         f"revoked {count} of account {args.account} ({apps})",
     )
 

@@ -7,6 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..storage.sqlalchemy import SQLAlchemyStorage
+from .audit import administrator
 from .output import (
     Answer,
     CommandError,
@@ -82,14 +83,14 @@ async def list_partners(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
 
 
 async def show_partner(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    partner = await storage.get_partner(args.key_id)
+    partner = await storage.get_partner_details(args.key_id)
     if partner is None:
         raise unknown_partner(args.key_id)
     return Answer(partner_json(partner), partner_text(partner))
 
 
 async def create_partner(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    creds = await storage.create_partner(name=args.name, key_id=args.key_id)
+    creds = await administrator(storage).create_partner(name=args.name, key_id=args.key_id)
     return Answer(
         {"key_id": creds.key_id, "secret": creds.secret},
         f"registered partner {args.name}\n"
@@ -100,20 +101,20 @@ async def create_partner(storage: SQLAlchemyStorage, args: argparse.Namespace) -
 
 
 async def update_partner(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    partner = await storage.update_partner(args.key_id, name=args.name)
+    partner = await administrator(storage).update_partner(args.key_id, name=args.name)
     if partner is None:
         raise unknown_partner(args.key_id)
     return Answer(partner_json(partner), partner_text(partner))
 
 
 async def delete_partner(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    if not await storage.delete_partner(args.key_id):
+    if not await administrator(storage).delete_partner(args.key_id):
         raise unknown_partner(args.key_id)
     return Answer({"key_id": args.key_id, "deleted": True}, f"deleted partner {args.key_id}")
 
 
 async def allow(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    if not await storage.allow_partner_client(args.key_id, args.client_id):
+    if not await administrator(storage).allow_partner_client(args.key_id, args.client_id):
         raise await _which_is_unknown(storage, args)
     return Answer(
         {"key_id": args.key_id, "client_id": args.client_id, "allowed": True},
@@ -122,7 +123,7 @@ async def allow(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
 
 
 async def disallow(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    if not await storage.disallow_partner_client(args.key_id, args.client_id):
+    if not await administrator(storage).disallow_partner_client(args.key_id, args.client_id):
         raise await _which_is_unknown(storage, args)
     return Answer(
         {"key_id": args.key_id, "client_id": args.client_id, "allowed": False},
@@ -131,13 +132,13 @@ async def disallow(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answ
 
 
 async def _which_is_unknown(storage: SQLAlchemyStorage, args: argparse.Namespace) -> CommandError:
-    if await storage.get_partner(args.key_id) is None:
+    if await storage.get_partner_details(args.key_id) is None:
         return unknown_partner(args.key_id)
     return unknown_client(args.client_id)
 
 
 async def rotate_secret(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
-    renewed = await storage.reset_partner_secret(args.key_id)
+    renewed = await administrator(storage).rotate_partner_secret(args.key_id)
     if renewed is None:
         raise unknown_partner(args.key_id)
     return Answer(

@@ -6,10 +6,13 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
 * ``records.py`` - minting codes and tokens;
 * ``authority.py`` - :class:`AuthorizationCore`: the policy applied to the repositories,
   with issuance, redemption, rotation and revocation and their audit events;
-* ``revocation.py`` - revoking a token, a grant, an account's tokens; the partner's DELETE;
+* ``revocation.py`` - everything that ends access: a token, a grant with its pending
+  codes, an account's or a client's tokens; announced to token caches;
+* ``administration.py`` - :class:`Administrator`: admin changes with their rules;
 * ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut.
 """
 
+from .administration import Administrator
 from .authority import AuthorizationCore
 from .connections import ConnectedApp, ConnectedApps
 from .policy import AUTHORIZATION_PARAMS, Policy
@@ -17,6 +20,7 @@ from .records import IssuedCode, IssuedToken, Minter
 
 __all__ = [
     "AUTHORIZATION_PARAMS",
+    "Administrator",
     "AuthorizationCore",
     "ConnectedApp",
     "ConnectedApps",

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from uuid import UUID
+
+import anyio
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import (
@@ -41,7 +44,7 @@ from ..events import (
 from ..models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
 from ..security import hash_secret, secrets_equal
 from ..settings import OAuthSettings
-from ..storage.base import AccountRepository, ClientRepository, GrantStore, PartnerAuthenticator
+from ..storage.base import AccountRepository, ClientRepository, GrantStore, PartnerRepository
 from .policy import Policy
 from .records import IssuedCode, IssuedToken, Minter
 from .revocation import Revocations
@@ -52,8 +55,19 @@ log = logging.getLogger("starlette_broker_oauth")
 
 _NO_SECRET = hash_secret("")
 
+#: The least time a refused client or partner authentication takes, in seconds: above
+#: what a repository's lookup of an id, found or not, takes.
+REFUSAL_FLOOR = 0.002
 
-class AuthorizationCore(Revocations, Policy):
+
+async def _after_floor(started: float) -> None:
+    """Wait until :data:`REFUSAL_FLOOR` has passed since ``started`` (without blocking)."""
+    left = REFUSAL_FLOOR - (time.perf_counter() - started)
+    if left > 0:
+        await anyio.sleep(left)
+
+
+class AuthorizationCore(Policy):
     """The broker's rules over the repositories: its :class:`Policy`, applied to what the
     repositories hold, with minting, redemption, rotation and revocation.
 
@@ -71,7 +85,7 @@ class AuthorizationCore(Revocations, Policy):
         settings: OAuthSettings,
         clients: ClientRepository,
         accounts: AccountRepository,
-        partners: PartnerAuthenticator,
+        partners: PartnerRepository,
         grants: GrantStore,
         clock: Clock = SYSTEM_CLOCK,
         on_event: EventListener | None = None,
@@ -84,6 +98,7 @@ class AuthorizationCore(Revocations, Policy):
         self.clock = clock
         self.on_event = on_event
         self.mint = Minter(settings, clock)
+        self.revocations = Revocations(grants=grants, emit=self.emit, clock=clock)
 
     # events
 
@@ -101,28 +116,81 @@ class AuthorizationCore(Revocations, Policy):
     # who is calling
 
     async def authenticate_partner(self, key_id: str | None, secret: str | None) -> Partner:
-        """The partner with these HTTP Basic credentials; refuses missing or wrong ones."""
-        partner = None
-        if key_id is not None and secret is not None:
-            partner = await self.partners.authenticate_partner(key_id, secret)
-        if partner is None:
+        """The partner with these HTTP Basic credentials; refuses missing or wrong ones.
+
+        An unknown key id and a wrong secret are refused alike, as clients are
+        (:meth:`authenticate_client`)."""
+        started = time.perf_counter()
+        partner = None if not key_id or secret is None else await self.partners.get_partner(key_id)
+        stored = partner.secret_hash if partner is not None and partner.secret_hash else _NO_SECRET
+        matches = secrets_equal(hash_secret(secret or ""), stored)
+        if partner is None or not matches or not partner.secret_hash:
+            await _after_floor(started)
             raise PartnerUnauthenticated("partner authentication failed")
         return partner
+
+    async def may_act_for(self, partner: Partner, account_id: UUID) -> bool:
+        """Whether ``partner`` may get codes and tokens for the account, and revoke its
+        tokens: it owns the account, or nobody does and it is the platform's only
+        partner (so a platform with one partner needs no setup)."""
+        owner = await self.partners.account_owner(account_id)
+        if owner is not None:
+            return secrets_equal(owner, partner.partner_id)
+        return await self.partners.partner_count() == 1
 
     async def partner_account(self, partner: Partner, account_id: UUID) -> Account:
         """The account, if the partner may act for it; another partner's account is refused
         exactly like an unknown one."""
-        account = await self.partners.account_for_partner(partner, account_id, self.accounts)
+        account = None
+        if await self.may_act_for(partner, account_id):
+            account = await self.accounts.get_account(account_id)
         if account is None:
             raise UnknownAccount()
         return account
 
     async def partner_client(self, partner: Partner, client_id: str) -> Client:
         """The client, if the partner may use it; an unknown client gets the same refusal."""
-        client = await self.partners.client_for_partner(partner, client_id, self.clients)
+        client = None
+        if await self.partners.is_client_allowed(partner.partner_id, client_id):
+            client = await self.clients.get_client(client_id)
         if client is None:
             raise InvalidClient(InvalidClient.ONE_ANSWER)
         return client
+
+    async def partner_revoke(self, partner: Partner, value: str) -> None:
+        """A partner revokes an access token, and with it the whole grant the token came
+        from (a token issued directly is its own grant). A token of a client, or an
+        account, the partner may not use is left alone and answered like an unknown one,
+        so values cannot be probed."""
+        token = await self.grants.get_token(hash_secret(value))
+        if (
+            token is None
+            or not await self.partners.is_client_allowed(partner.partner_id, token.client_id)
+            or not await self.may_act_for(partner, token.account_id)
+        ):
+            return
+        if token.family_id is None:
+            await self.revocations.revoke_token(
+                token.token_hash, client_id=token.client_id, reason="partner_delete"
+            )
+            # Unused codes of the client for the account go too: none may bring it back.
+            await self.grants.revoke_grant(
+                token.token_hash,
+                account_id=token.account_id,
+                client_id=token.client_id,
+                now=self.clock.now(),
+            )
+        else:
+            await self.revocations.revoke_grant(
+                token.family_id,
+                account_id=token.account_id,
+                client_id=token.client_id,
+                reason="partner_delete",
+            )
+
+    async def revoke(self, token: AccessToken | RefreshToken, *, reason: str) -> None:
+        """Revoke a token a client presented (``/oauth/revoke``)."""
+        await self.revocations.revoke(token, reason=reason)
 
     async def authenticate_client(
         self,
@@ -134,12 +202,15 @@ class AuthorizationCore(Revocations, Policy):
     ) -> Client | None:
         """The client these credentials authenticate, or ``None``.
 
-        An unknown client costs the same hash and comparison as a wrong secret, and both
-        end in ``None``: client ids cannot be probed. A failure is an audit event.
-        ``known`` is the client as this request already read it, if it did.
+        An unknown client and a wrong secret end alike, in ``None``, after the same
+        hash and comparison, and no sooner than :data:`REFUSAL_FLOOR` after the attempt
+        began: how long the repository takes to find a client, or not to, cannot tell a
+        prober which ids exist (``benchmarks/client_auth.py``). A failure is an audit
+        event. ``known`` is the client as this request already read it, if it did.
         """
         if not client_id or not secret:
             return None
+        started = time.perf_counter()
         if known is not None and known.client_id == client_id:
             client: Client | None = known
         else:
@@ -152,6 +223,7 @@ class AuthorizationCore(Revocations, Policy):
                 client_id=client_id[:128], endpoint=endpoint, at=self.clock.now()
             )
         )
+        await _after_floor(started)
         return None
 
     async def check_grant(
@@ -280,6 +352,9 @@ class AuthorizationCore(Revocations, Policy):
         ``scope`` may only narrow the grant (RFC 6749 §6).
         """
         account = await self._redeemable(client, old.account_id)
+        if not set(old.scope.split()) <= self.scopes_for(client):
+            # The client may no longer ask for part of what the grant holds.
+            raise InvalidGrant("The grant holds a scope the client may no longer have.")
         granted = old.scope
         if scope:
             if not set(scope.split()) <= set(old.scope.split()):
@@ -318,7 +393,12 @@ class AuthorizationCore(Revocations, Policy):
                 client_id=record.client_id, account_id=record.account_id, at=self.clock.now()
             )
         )
-        await self.revoke_family(record.code_hash, client_id=record.client_id, reason="code_replay")
+        await self.revocations.revoke_grant(
+            record.code_hash,
+            account_id=record.account_id,
+            client_id=record.client_id,
+            reason="code_replay",
+        )
         log.warning("authorization code replayed; its grant is revoked")
         raise CodeReplayed()
 
@@ -328,8 +408,11 @@ class AuthorizationCore(Revocations, Policy):
                 client_id=record.client_id, account_id=record.account_id, at=self.clock.now()
             )
         )
-        await self.revoke_family(
-            record.family_id, client_id=record.client_id, reason="refresh_reuse"
+        await self.revocations.revoke_grant(
+            record.family_id,
+            account_id=record.account_id,
+            client_id=record.client_id,
+            reason="refresh_reuse",
         )
         log.warning("refresh token reused; its grant is revoked")
         raise RefreshTokenReused()
@@ -358,10 +441,11 @@ class AuthorizationCore(Revocations, Policy):
         return token.is_expired(self.clock.now())
 
     async def is_revoked(self, token: AccessToken | RefreshToken) -> bool:
-        """Whether the token no longer works: revoked, rotated out, or its client disabled."""
+        """Whether the token no longer works: revoked, rotated out, or no longer allowed
+        by its client's registration (:meth:`Policy.token_refusal`)."""
         if token.revoked_at is not None:
             return True
         if isinstance(token, RefreshToken) and token.used_at is not None:
             return True
         client = await self.clients.get_client(token.client_id)
-        return client is None or not client.active
+        return self.token_refusal(token.scope, token.account_live, client) is not None

@@ -7,7 +7,8 @@ from uuid import UUID
 
 from ..events import ConnectionRevoked
 from ..models import Client, Connection
-from .authority import AuthorizationCore
+from ..storage.base import ClientRepository
+from .revocation import Revocations
 
 __all__ = ["ConnectedApp", "ConnectedApps"]
 
@@ -43,25 +44,28 @@ class ConnectedApps:
     event (and a ``TokenRevoked`` for the access tokens it cut).
 
     Parameters:
-        core: The domain core.
+        revocations: The core's revocations (and through them the grant store).
+        clients: Where clients are looked up.
     """
 
-    def __init__(self, core: AuthorizationCore) -> None:
-        self.core = core
+    def __init__(self, revocations: Revocations, *, clients: ClientRepository) -> None:
+        self.revocations = revocations
+        self.clients = clients
 
     async def list(self, account_id: UUID) -> list[ConnectedApp]:
         """The apps connected to an account, ordered by client id."""
-        connections = await self.core.grants.list_connections(account_id, now=self.core.clock.now())
+        grants, clock = self.revocations.grants, self.revocations.clock
+        connections = await grants.list_connections(account_id, now=clock.now())
         return [
-            ConnectedApp(connection=c, client=await self.core.clients.get_client(c.client_id))
+            ConnectedApp(connection=c, client=await self.clients.get_client(c.client_id))
             for c in connections
         ]
 
     async def disconnect(
         self, account_id: UUID, client_id: str, *, reason: str = "user_disconnected"
     ) -> int:
-        """Revoke every access and refresh token of ``client_id`` for the account; how
-        many access tokens stopped working."""
+        """Revoke every access and refresh token, and every pending code, of
+        ``client_id`` for the account; how many access tokens stopped working."""
         return await self._revoke(account_id, client_id, reason)
 
     async def disconnect_all(self, account_id: UUID, *, reason: str = "account_closed") -> int:
@@ -70,14 +74,16 @@ class ConnectedApps:
         return await self._revoke(account_id, None, reason)
 
     async def _revoke(self, account_id: UUID, client_id: str | None, reason: str) -> int:
-        revoked = await self.core.revoke_account(account_id, client_id=client_id, reason=reason)
-        await self.core.emit(
+        revoked = await self.revocations.revoke_tokens(
+            account_id=account_id, client_id=client_id, reason=reason
+        )
+        await self.revocations.emit(
             ConnectionRevoked(
                 account_id=account_id,
                 client_id=client_id,
                 token_ids=tuple(revoked),
                 reason=reason,
-                at=self.core.clock.now(),
+                at=self.revocations.clock.now(),
             )
         )
         return len(revoked)

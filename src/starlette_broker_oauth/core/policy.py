@@ -7,6 +7,7 @@ from ..errors import (
     InvalidRedirectURI,
     InvalidScope,
     LiveTradingNotApproved,
+    TokenErrorKind,
     UnknownAccount,
     UnsupportedResponseType,
 )
@@ -14,7 +15,7 @@ from ..models import Account, Client
 from ..security import secrets_equal
 from ..settings import OAuthSettings
 
-__all__ = ["AUTHORIZATION_PARAMS", "Policy"]
+__all__ = ["AUTHORIZATION_PARAMS", "Policy", "token_refusal"]
 
 #: The parameters of an authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3).
 AUTHORIZATION_PARAMS = (
@@ -26,6 +27,33 @@ AUTHORIZATION_PARAMS = (
     "code_challenge",
     "code_challenge_method",
 )
+
+
+def token_refusal(
+    scope: str,
+    account_live: bool,
+    client: Client | None,
+    *,
+    supported: frozenset[str] | None = None,
+    allow_live_without_approval: bool = False,
+) -> TokenErrorKind | None:
+    """Why a stored, unrevoked, unexpired token may no longer be used; ``None`` if it may.
+
+    Checked on every token check, introspection and refresh, so that no token outlives
+    the registration that admitted it: its client must exist and be active, may still
+    ask for every scope the token carries (within ``supported``, the server's scopes),
+    and, for a live account, must still be approved for live trading (unless the
+    platform allows it without). The client is read with the token, so this costs no
+    extra storage read.
+    """
+    if client is None or not client.active:
+        return TokenErrorKind.CLIENT_DISABLED
+    allowed = supported if client.scopes is None else client.scopes
+    if allowed is not None and not set(scope.split()) <= allowed:
+        return TokenErrorKind.NO_LONGER_ALLOWED
+    if account_live and not (client.live_trading_approved or allow_live_without_approval):
+        return TokenErrorKind.NO_LONGER_ALLOWED
+    return None
 
 
 class Policy:
@@ -59,6 +87,18 @@ class Policy:
     def redirect_uri_registered(self, client: Client, redirect_uri: str) -> bool:
         """RFC 9700 §4.1.3: an exact string match with a registered URI, no normalisation."""
         return any(secrets_equal(redirect_uri, uri) for uri in client.redirect_uris)
+
+    def token_refusal(
+        self, scope: str, account_live: bool, client: Client | None
+    ) -> TokenErrorKind | None:
+        """:func:`token_refusal` with this server's settings."""
+        return token_refusal(
+            scope,
+            account_live,
+            client,
+            supported=self.settings.scopes_supported,
+            allow_live_without_approval=self.settings.allow_live_without_approval,
+        )
 
     def grant_type_allowed(self, grant_type: str) -> bool:
         """The token endpoint's grant types: the code, and refresh when it is on."""

@@ -1,93 +1,108 @@
-"""Revocation: of one token, a grant, an account's tokens or one client's for it, and
-the partner's DELETE; each with its ``TokenRevoked`` audit event."""
+"""Everything that ends access, in one place: a token, a grant with its pending codes, an
+account's or a client's tokens. Each revocation is one transaction of the grant store;
+then it is announced to every token cache and reported as a ``TokenRevoked`` event.
+
+What a revocation covers is decided here, never in a repository:
+
+* an access token presented to ``/oauth/revoke`` ends only itself (RFC 7009 §2.1);
+* a refresh token presented there, a partner's ``DELETE``, a replayed code and a reused
+  refresh token end the whole grant (every access and refresh token of the code it came
+  from) and every unused code of that client for that account, so that a code issued
+  just before cannot bring the grant back;
+* a disconnection ends every token and unused code of a client for an account (or, for
+  ``disconnect_all``, of every client);
+* admin changes end what they no longer allow (:mod:`.administration`).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from ..clock import Clock
 from ..events import OAuthEvent, TokenRevoked
-from ..models import AccessToken, Partner, RefreshToken
-from ..security import hash_secret
-from ..storage.base import GrantStore, PartnerAuthenticator
+from ..models import AccessToken, RefreshToken
+from ..storage.base import ClientChanged, GrantStore, TokensRevoked
 
 __all__ = ["Revocations"]
 
 
 class Revocations:
-    """The revocations of :class:`~.authority.AuthorizationCore`, which mixes them in.
+    """The revocations of the core and of its admin service.
 
-    Revocations reach token caches through the grant store's announcements, made after
-    each transaction commits.
+    Parameters:
+        grants: Where codes and tokens are kept.
+        emit: Hands an audit event to the platform's listener.
+        clock: Where time is read.
     """
 
-    grants: GrantStore
-    partners: PartnerAuthenticator
-    clock: Clock
-
-    if TYPE_CHECKING:
-
-        async def emit(self, event: OAuthEvent) -> None: ...
+    def __init__(
+        self, *, grants: GrantStore, emit: Callable[[OAuthEvent], Awaitable[None]], clock: Clock
+    ) -> None:
+        self.grants = grants
+        self.emit = emit
+        self.clock = clock
 
     async def revoke(self, token: AccessToken | RefreshToken, *, reason: str) -> None:
-        """Revoke a token a client or partner presented: a refresh token ends its whole
-        grant (RFC 7009 §2.1), an access token only itself."""
+        """Revoke a token a client presented: a refresh token ends its whole grant
+        (RFC 7009 §2.1), an access token only itself."""
         if isinstance(token, RefreshToken):
-            await self.revoke_family(token.family_id, client_id=token.client_id, reason=reason)
+            await self.revoke_grant(
+                token.family_id,
+                account_id=token.account_id,
+                client_id=token.client_id,
+                reason=reason,
+            )
         else:
             await self.revoke_token(token.token_hash, client_id=token.client_id, reason=reason)
 
     async def revoke_token(self, token_hash: str, *, client_id: str | None, reason: str) -> None:
-        """Revoke one access token; the event goes out only if it was live until now."""
+        """Revoke one access token; announced and reported only if it was live."""
         was = await self.grants.revoke_token(token_hash, now=self.clock.now())
         if was is not None and was.revoked_at is None:
             await self._revoked([token_hash], client_id, reason)
 
-    async def revoke_family(self, family_id: str, *, client_id: str | None, reason: str) -> None:
-        """Revoke every access and refresh token of one grant (one authorization code)."""
-        revoked = await self.grants.revoke_family(family_id, now=self.clock.now())
-        await self._revoked(revoked, client_id, reason)
-
-    async def revoke_account(
-        self, account_id: UUID, *, client_id: str | None = None, reason: str
+    async def revoke_grant(
+        self, family_id: str, *, account_id: UUID, client_id: str, reason: str
     ) -> list[str]:
-        """Revoke every token of an account, or only those of one client for it."""
-        revoked = await self.grants.revoke_tokens(
-            account_id=account_id, client_id=client_id, now=self.clock.now()
+        """End a grant: its access and refresh tokens, and the client's unused codes for
+        the account."""
+        revoked = await self.grants.revoke_grant(
+            family_id, account_id=account_id, client_id=client_id, now=self.clock.now()
         )
         await self._revoked(revoked, client_id, reason)
         return revoked
 
-    async def partner_revoke(self, partner: Partner, value: str) -> None:
-        """A partner revokes an access token, and with it the whole grant the token came
-        from: every access and refresh token of that code's family (a token issued
-        directly is its own grant). A token of a client, or an account, the partner may
-        not use is left alone and answered like an unknown one, so values cannot be
-        probed."""
-        token = await self.grants.get_token(hash_secret(value))
-        if (
-            token is None
-            or not await self.partners.partner_can_use_client(partner, token.client_id)
-            or not await self.partners.partner_can_use_account(partner, token.account_id)
-        ):
-            return
-        if token.family_id is None:
-            await self.revoke_token(
-                token.token_hash, client_id=token.client_id, reason="partner_delete"
-            )
-        else:
-            await self.revoke_family(
-                token.family_id, client_id=token.client_id, reason="partner_delete"
-            )
+    async def revoke_tokens(
+        self,
+        *,
+        account_id: UUID | None = None,
+        client_id: str | None = None,
+        live_only: bool = False,
+        reason: str,
+    ) -> list[str]:
+        """End every token and unused code of an account, a client, or a client for an
+        account (with ``live_only``, only tokens for live accounts)."""
+        revoked = await self.grants.revoke_tokens(
+            account_id=account_id, client_id=client_id, live_only=live_only, now=self.clock.now()
+        )
+        await self._revoked(revoked, client_id, reason)
+        return revoked
+
+    async def client_changed(self, client_id: str) -> None:
+        """Tell every token cache to check the client's tokens again (its registration
+        now allows less)."""
+        await self.grants.announce(ClientChanged(client_id))
 
     async def _revoked(self, token_hashes: list[str], client_id: str | None, reason: str) -> None:
-        if token_hashes:
-            await self.emit(
-                TokenRevoked(
-                    client_id=client_id,
-                    token_ids=tuple(token_hashes),
-                    reason=reason,
-                    at=self.clock.now(),
-                )
+        if not token_hashes:
+            return
+        await self.grants.announce(TokensRevoked(tuple(token_hashes)))
+        await self.emit(
+            TokenRevoked(
+                client_id=client_id,
+                token_ids=tuple(token_hashes),
+                reason=reason,
+                at=self.clock.now(),
             )
+        )

@@ -7,6 +7,7 @@ CSRF-protected form, answering with a 303 back to the page.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -24,6 +25,9 @@ from .session import SessionUser
 __all__ = ["ConnectionsEndpoints"]
 
 _SALT = "starlette-broker-oauth/connections"
+_FLASH_SALT = "starlette-broker-oauth/connections/done"
+# A notice is shown on the page the POST redirects to, and only briefly after it.
+_FLASH_MAX_AGE = timedelta(minutes=2)
 
 
 class ConnectionsEndpoints(HostedEndpoints):
@@ -43,6 +47,11 @@ class ConnectionsEndpoints(HostedEndpoints):
         self.action = action
         self.tokens = FormTokens(
             config.secret_key, salt=_SALT, max_age=config.form_max_age, clock=clock
+        )
+        # The notice after a disconnection: signed by the POST that made it, for the user
+        # who made it, so that no link can put words on the page.
+        self.flash = FormTokens(
+            config.secret_key, salt=_FLASH_SALT, max_age=_FLASH_MAX_AGE, clock=clock
         )
 
     async def handle(self, request: Request) -> Response:
@@ -86,10 +95,31 @@ class ConnectionsEndpoints(HostedEndpoints):
         query = ""
         if client_id in listed:  # only an app the page showed; nothing else is an event
             await self.connected.disconnect(account_id, client_id, reason="user_disconnected")
-            query = "?" + urlencode({"disconnected": client_id, "account": str(account_id)})
+            done = {"u": user_key(user), "a": str(account_id), "c": client_id}
+            query = "?" + urlencode({"done": self.flash.dumps(done)})
         return RedirectResponse(
             self.action + query, status_code=303, headers={"Cache-Control": "no-store"}
         )
+
+    async def _notice(
+        self, request: Request, user: SessionUser, sections: list[AccountConnections]
+    ) -> str:
+        """What the disconnection this user just made did, from the token its POST signed;
+        nothing for a token that is missing, forged, stale, or another user's."""
+        given = query_params(request).get("done", [])
+        done = self.flash.loads(given[0]) if len(given) == 1 else None
+        if done is None or done.get("u") != user_key(user):
+            return ""
+        client_id = str(done.get("c", ""))
+        for section in sections:
+            # Said only while true: the app has not been connected again since.
+            if section.account_id == done.get("a") and all(
+                view.app.client_id != client_id for view in section.apps
+            ):
+                client = await self.core.clients.get_client(client_id)
+                name = client.name if client is not None and client.name else client_id
+                return f"{name} was disconnected from {section.label}."
+        return ""
 
     async def _page(self, request: Request, user: SessionUser) -> ConnectionsPage:
         settings = self.core.settings
@@ -128,18 +158,7 @@ class ConnectionsEndpoints(HostedEndpoints):
                     apps=tuple(views),
                 )
             )
-        notice = ""
-        query = query_params(request)
-        gone, where = query.get("disconnected", []), query.get("account", [])
-        if len(gone) == 1 and len(where) == 1:
-            # Said only when it is true: that account of this user no longer has the app.
-            for section in sections:
-                if section.account_id == where[0] and all(
-                    view.app.client_id != gone[0] for view in section.apps
-                ):
-                    client = await self.core.clients.get_client(gone[0])
-                    name = client.name if client is not None and client.name else gone[0]
-                    notice = f"{name} was disconnected from {section.label}."
+        notice = await self._notice(request, user, sections)
         return ConnectionsPage(
             frame=self.frame(request, user),
             accounts=tuple(sections),

@@ -20,7 +20,6 @@ __all__ = [
     "PartnerDetails",
     "PurgeResult",
     "client_changes",
-    "partner_owns_accounts",
 ]
 
 
@@ -101,17 +100,12 @@ def client_changes(
     return changes
 
 
-def partner_owns_accounts(key_id: str, count: int) -> str:
-    """Why :meth:`Administration.delete_partner` refuses a partner that owns accounts."""
-    owned, them = ("an account", "it") if count == 1 else (f"{count} accounts", "them")
-    return f"partner {key_id!r} owns {owned}: give {them} to another partner or delete {them} first"
-
-
 class Administration(ABC):
-    """The admin operations every :class:`~.base.Storage` has (the CLI uses them).
+    """The admin operations of the built-in storages: they store and fetch.
 
-    Operations that revoke tokens announce them like every revocation
-    (:class:`~.base.GrantStore`), so token caches drop them.
+    Use them through :class:`~starlette_broker_oauth.core.Administrator`, which applies
+    the rules around each change (what it revokes, what it refuses) and emits its audit
+    event; the CLI does.
     """
 
     # clients
@@ -175,9 +169,8 @@ class Administration(ABC):
 
     @abstractmethod
     async def delete_client(self, client_id: str) -> bool:
-        """Delete a client with its codes, revoke its access and refresh tokens, and
-        announce them (each revoked access token, then ``c:<client id>``); partners may no
-        longer use it. ``False`` if it does not exist."""
+        """Delete a client with its codes; partners may no longer use it. ``False`` if it
+        does not exist."""
 
     @abstractmethod
     async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
@@ -202,7 +195,7 @@ class Administration(ABC):
         """Every partner, ordered by key id."""
 
     @abstractmethod
-    async def get_partner(self, key_id: str) -> PartnerDetails | None:
+    async def get_partner_details(self, key_id: str) -> PartnerDetails | None:
         """The partner with this key id, or ``None``."""
 
     @abstractmethod
@@ -211,14 +204,9 @@ class Administration(ABC):
 
     @abstractmethod
     async def delete_partner(self, key_id: str) -> bool:
-        """Delete a partner and its permissions to use clients; ``False`` if it does not
-        exist.
-
-        Raises:
-            ValueError: The partner owns accounts. Give them to another partner, or
-                delete them, first: an account no partner owns may be used by the
-                platform's only partner.
-        """
+        """Delete a partner, its permissions to use clients and its ownership of
+        accounts; ``False`` if it does not exist. (The core refuses to delete a partner
+        that owns accounts.)"""
 
     @abstractmethod
     async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
@@ -226,12 +214,14 @@ class Administration(ABC):
 
     @abstractmethod
     async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
-        """Let the partner see and use the client; ``False`` if either does not exist."""
+        """Record that the partner may see and use the client (of the built-in table or
+        of the platform's own: the core checks that it exists); ``False`` if the partner
+        does not exist."""
 
     @abstractmethod
     async def disallow_partner_client(self, key_id: str, client_id: str) -> bool:
         """Stop the partner seeing and using the client (tokens already issued stay);
-        ``False`` if either does not exist."""
+        ``False`` if the partner does not exist."""
 
     # accounts
 
@@ -262,18 +252,18 @@ class Administration(ABC):
     @abstractmethod
     async def update_account(self, account_id: UUID, *, live: bool) -> AccountDetails | None:
         """Make an account live or paper; the account as it is now, or ``None`` if it does
-        not exist. Every token records whether its account was live, so changing it
-        revokes the account's access and refresh tokens (announced)."""
+        not exist."""
 
     @abstractmethod
     async def delete_account(self, account_id: UUID) -> bool:
-        """Delete an account with its codes and its owner, revoke its access and refresh
-        tokens (announced); ``False`` if it does not exist."""
+        """Delete an account with its codes and its owner; ``False`` if it does not
+        exist."""
 
     @abstractmethod
     async def give_account(self, account_id: UUID, key_id: str) -> bool:
-        """Make the partner ``key_id`` the owner of the account (its only owner);
-        ``False`` if either does not exist."""
+        """Make the partner ``key_id`` the owner of the account (its only owner), which
+        may be in the built-in table or the platform's own (the core checks that it
+        exists); ``False`` if the partner does not exist."""
 
     # housekeeping
 

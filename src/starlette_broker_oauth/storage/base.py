@@ -2,9 +2,10 @@
 
 A platform plugs in its own :class:`ClientRepository` and :class:`AccountRepository`
 (it already has accounts, perhaps an app registry) and its own
-:class:`PartnerAuthenticator`; the :class:`GrantStore` holds the library's own
-codes and tokens. :class:`Storage` bundles all four with admin operations and is an
-async context manager the host enters in its lifespan.
+:class:`PartnerRepository`; the :class:`GrantStore` holds the library's own codes and
+tokens. Repositories store and fetch; every rule is the core's. :class:`Storage` bundles
+all four with admin operations and is an async context manager the host enters in its
+lifespan.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -31,12 +33,18 @@ from .admin import AccountDetails, Administration, PartnerDetails, PurgeResult
 __all__ = [
     "AccountDetails",
     "AccountRepository",
+    "CacheReset",
+    "ClientChanged",
     "ClientRepository",
     "GrantStore",
-    "PartnerAuthenticator",
+    "ManagedStorage",
     "PartnerDetails",
+    "PartnerRepository",
     "PurgeResult",
+    "RevocationListener",
+    "RevocationMessage",
     "Storage",
+    "TokensRevoked",
     "gather_connections",
 ]
 
@@ -57,79 +65,94 @@ class AccountRepository(ABC):
         """The account with this id, or ``None``."""
 
 
-class PartnerAuthenticator(ABC):
-    """Authenticates the partners that call ``/v1/oauth/*`` and says which clients they use."""
+class PartnerRepository(ABC):
+    """What is stored about the partners that call ``/v1/oauth/*``.
+
+    It answers facts; the core decides. The core authenticates a partner against
+    :attr:`~starlette_broker_oauth.models.Partner.secret_hash` (doing the same work for an
+    unknown key id), and lets it act for an account it owns, or for an account nobody
+    owns when it is the platform's only partner.
+    """
 
     @abstractmethod
-    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
-        """The partner whose HTTP Basic credentials these are, or ``None``.
-
-        Implementations compare secrets in constant time and take the same time for an
-        unknown key id as for a wrong secret.
-        """
+    async def get_partner(self, key_id: str) -> Partner | None:
+        """The partner with this key id, with its secret's hash; ``None`` if unknown."""
 
     @abstractmethod
-    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
-        """Whether ``partner`` may see and use the client ``client_id``."""
+    async def is_client_allowed(self, partner_id: str, client_id: str) -> bool:
+        """Whether the partner was allowed the client (``partner allow``); ``False`` for
+        an unknown partner or client."""
 
-    async def client_for_partner(
-        self, partner: Partner, client_id: str, clients: ClientRepository
-    ) -> Client | None:
-        """The client, if ``partner`` may use it; ``None`` otherwise (or if unknown).
+    @abstractmethod
+    async def account_owner(self, account_id: UUID) -> str | None:
+        """The key id of the partner that owns the account; ``None`` if none does."""
 
-        The default asks :meth:`partner_can_use_client`, then ``clients``; a backend that
-        holds both answers in one query when ``clients`` is itself.
-        """
-        if not await self.partner_can_use_client(partner, client_id):
-            return None
-        return await clients.get_client(client_id)
-
-    async def account_for_partner(
-        self, partner: Partner, account_id: UUID, accounts: AccountRepository
-    ) -> Account | None:
-        """The account, if ``partner`` may act for it; ``None`` otherwise (or if unknown).
-
-        The default asks :meth:`partner_can_use_account`, then ``accounts``; a backend
-        that holds both answers in one query when ``accounts`` is itself.
-        """
-        if not await self.partner_can_use_account(partner, account_id):
-            return None
-        return await accounts.get_account(account_id)
-
-    async def partner_can_use_account(self, partner: Partner, account_id: UUID) -> bool:
-        """Whether ``partner`` may act for the account: get codes and tokens for it, and
-        revoke its tokens. On the Broker API a partner acts only for its own end users.
-
-        The default allows every partner every account, which is right for a platform
-        with one partner; a platform with several overrides it (the built-in storages
-        record which partner owns each account).
-        """
-        return True
+    @abstractmethod
+    async def partner_count(self) -> int:
+        """How many partners there are."""
 
 
-RevocationListener = Callable[[str], None]
+@dataclass(frozen=True, slots=True)
+class TokensRevoked:
+    """Access tokens were revoked: drop them (their SHA-256, as stored)."""
+
+    token_hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientChanged:
+    """A client's registration changed (disabled, deleted, narrowed): re-check its tokens."""
+
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheReset:
+    """Announcements may have been missed: forget everything."""
+
+
+RevocationMessage = TokensRevoked | ClientChanged | CacheReset
+RevocationListener = Callable[[RevocationMessage], None]
 
 
 class GrantStore(ABC):
-    """Stores authorization codes and access tokens, by hash only.
+    """Stores authorization codes and tokens, by hash only.
 
-    Revocations are announced to listeners (token caches) as messages: ``t:<token hash>``
-    (a token was revoked), ``c:<client id>`` (a client was disabled) and ``*`` (forget
-    everything: notifications may have been missed). This is the one channel by which a
-    revocation reaches a cache. A backend announces a revocation only once it is durable
-    (after its transaction commits; never for one rolled back), and to this process at
-    once. A backend shared by several processes also delivers every process's revocations
-    to every process (PostgreSQL: ``LISTEN``/``NOTIFY``).
+    Every write that must happen once is one atomic step, and every revocation one
+    transaction. What each revocation covers is the core's decision: the store does
+    what it is asked.
+
+    Revocations reach token caches as :data:`RevocationMessage` values, through
+    :meth:`announce`: the core calls it after each revocation returns (so after its
+    transaction committed). A store shared by several processes delivers the messages to
+    every process and says so with :attr:`reaches_every_process` (the SQL storage on
+    PostgreSQL: ``LISTEN``/``NOTIFY``); otherwise token caches re-check within a second.
+    Subclasses that define ``__init__`` call ``super().__init__()``.
     """
+
+    def __init__(self) -> None:
+        self.revocation_listeners: list[RevocationListener] = []
+
+    @property
+    def reaches_every_process(self) -> bool:
+        """Whether :meth:`announce` reaches the listeners of every process using this
+        store. ``False`` by default: a store of one process, or one that cannot tell
+        other processes."""
+        return False
 
     def add_revocation_listener(self, listener: RevocationListener) -> None:
         """Call ``listener(message)`` on every revocation this store learns of."""
-        listeners: list[RevocationListener] = self.__dict__.setdefault("_revocation_listeners", [])
-        listeners.append(listener)
+        self.revocation_listeners.append(listener)
 
-    def announce_revocation(self, message: str) -> None:
-        """Tell the listeners (backends call this; see the class docstring)."""
-        for listener in list(self.__dict__.get("_revocation_listeners", ())):
+    async def announce(self, message: RevocationMessage) -> None:
+        """Tell every listener of ``message``: those of this process at once, and, where
+        the store reaches them, those of other processes. The default tells this
+        process's listeners."""
+        self.tell_listeners(message)
+
+    def tell_listeners(self, message: RevocationMessage) -> None:
+        """Hand ``message`` to this process's listeners; a failing one is logged."""
+        for listener in list(self.revocation_listeners):
             try:
                 listener(message)
             except Exception:
@@ -161,6 +184,14 @@ class GrantStore(ABC):
         """
 
     @abstractmethod
+    async def save_token(self, token: AccessToken) -> None:
+        """Store a new access token."""
+
+    @abstractmethod
+    async def get_token(self, token_hash: str) -> AccessToken | None:
+        """The token with this hash (revoked or not), or ``None``."""
+
+    @abstractmethod
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         """The refresh token with this hash (used, revoked or not), or ``None``."""
 
@@ -181,62 +212,43 @@ class GrantStore(ABC):
         """
 
     @abstractmethod
-    async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
-        """Revoke every access and refresh token of a grant; the access-token hashes."""
+    async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
+        """Revoke one access token; the token as it was before, or ``None`` if unknown."""
+
+    @abstractmethod
+    async def revoke_grant(
+        self, family_id: str, *, account_id: UUID, client_id: str, now: datetime
+    ) -> list[str]:
+        """In one transaction: revoke every access and refresh token of the grant
+        ``family_id``, and delete every unused code of ``client_id`` for ``account_id``
+        (a code issued before the revocation must not bring the grant back). The hashes
+        of the access tokens that were live until now."""
 
     @abstractmethod
     async def revoke_tokens(
-        self, *, account_id: UUID, client_id: str | None = None, now: datetime
+        self,
+        *,
+        account_id: UUID | None = None,
+        client_id: str | None = None,
+        live_only: bool = False,
+        now: datetime,
     ) -> list[str]:
-        """Revoke every access and refresh token of an account, or only those issued to
-        ``client_id`` for it; the hashes of the access tokens this revoked."""
+        """In one transaction: revoke every access and refresh token, and delete every
+        unused code, of the account and/or the client given (at least one is), only
+        those for live accounts with ``live_only``. The hashes of the access tokens that
+        were live until now."""
 
+    @abstractmethod
     async def use_once(self, key: str, *, now: datetime, expires_at: datetime) -> bool:
         """Record ``key`` (a hash) as used: ``True`` the first time, ``False`` while it is
-        recorded (until ``expires_at``). Hosted consent uses it so that one approval
-        yields one code.
-
-        The default keeps the keys in this process; a store shared by several processes
-        overrides it with one atomic write (the built-in SQL storage does).
-        """
-        used: dict[str, datetime] = self.__dict__.setdefault("_used_keys", {})
-        for old in [k for k, expiry in used.items() if expiry <= now]:
-            del used[old]
-        if key in used:
-            return False
-        used[key] = expires_at
-        return True
+        recorded (until ``expires_at``), in every process that shares the store. Hosted
+        consent relies on it so that one approval yields one code."""
 
     @abstractmethod
     async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
         """The clients connected to an account, by ``client_id``: those holding an access
         token that is unrevoked and unexpired at ``now``, or a refresh token that is also
         unused (a grant whose access token expired is still connected through it)."""
-
-    @abstractmethod
-    async def save_token(self, token: AccessToken) -> None:
-        """Store a new access token."""
-
-    @abstractmethod
-    async def get_token(self, token_hash: str) -> AccessToken | None:
-        """The token with this hash (revoked or not), or ``None``."""
-
-    @abstractmethod
-    async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
-        """Revoke the token; the token as it was, or ``None`` if unknown."""
-
-    async def get_token_with_client(
-        self, token_hash: str, clients: ClientRepository
-    ) -> tuple[AccessToken, Client | None] | None:
-        """The token and its client, for the token check on every protected request.
-
-        The default asks :meth:`get_token`, then ``clients``; a backend that holds both
-        tables answers in one query when ``clients`` is itself.
-        """
-        token = await self.get_token(token_hash)
-        if token is None:
-            return None
-        return token, await clients.get_client(token.client_id)
 
 
 def gather_connections(
@@ -265,11 +277,8 @@ def gather_connections(
     ]
 
 
-class Storage(
-    ClientRepository, AccountRepository, PartnerAuthenticator, GrantStore, Administration
-):
-    """Every repository on one backend, plus the admin operations the CLI uses
-    (:class:`~.admin.Administration`).
+class Storage(ClientRepository, AccountRepository, PartnerRepository, GrantStore):
+    """Every repository on one backend.
 
     Enter it (``async with storage:``) before serving requests and leave it on shutdown.
     """
@@ -291,3 +300,19 @@ class Storage(
 
     async def close(self) -> None:
         """Release resources."""
+
+    async def token_with_client(self, token_hash: str) -> tuple[AccessToken, Client | None] | None:
+        """The token and its client, for the token check on every protected request,
+        when this storage holds both (``create_oauth_app(storage=…)`` with neither
+        overridden). The default reads one, then the other; a backend answers in one
+        query."""
+        token = await self.get_token(token_hash)
+        if token is None:
+            return None
+        return token, await self.get_client(token.client_id)
+
+
+class ManagedStorage(Storage, Administration):
+    """A storage with the admin operations too (:class:`~.admin.Administration`): the
+    built-in ones, which :class:`~starlette_broker_oauth.core.Administrator` and the CLI
+    manage."""

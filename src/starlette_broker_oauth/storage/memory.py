@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
@@ -16,22 +17,20 @@ from ..models import (
     Partner,
     RefreshToken,
 )
-from ..security import hash_secret, secrets_equal
-from .base import Storage, gather_connections
+from .base import ManagedStorage, gather_connections
 from .memory_admin import MemoryAdministration
 
 __all__ = ["MemoryStorage"]
 
-_NO_SECRET = hash_secret("")
 
-
-class MemoryStorage(MemoryAdministration, Storage):
+class MemoryStorage(MemoryAdministration, ManagedStorage):
     """Every repository in process memory; lost when the process ends.
 
     Each operation runs without awaiting, so it is atomic on the event loop.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._clients: dict[str, Client] = {}
         self._accounts: dict[UUID, Account] = {}
         self._partners: dict[str, tuple[Partner, str]] = {}
@@ -40,6 +39,11 @@ class MemoryStorage(MemoryAdministration, Storage):
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
+        self._used_keys: dict[str, datetime] = {}
+
+    @property
+    def reaches_every_process(self) -> bool:
+        return True  # only the process that holds it can use it
 
     # ClientRepository, AccountRepository
 
@@ -49,21 +53,23 @@ class MemoryStorage(MemoryAdministration, Storage):
     async def get_account(self, account_id: UUID) -> Account | None:
         return self._accounts.get(account_id)
 
-    # PartnerAuthenticator
+    # PartnerRepository
 
-    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
-        partner, secret_hash = self._partners.get(key_id, (None, _NO_SECRET))
-        matches = secrets_equal(hash_secret(secret), secret_hash)
-        return partner if matches and partner is not None else None
+    async def get_partner(self, key_id: str) -> Partner | None:
+        found = self._partners.get(key_id)
+        if found is None:
+            return None
+        partner, secret_hash = found
+        return dataclasses.replace(partner, secret_hash=secret_hash)
 
-    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
-        return client_id in self._partner_clients.get(partner.partner_id, ())
+    async def is_client_allowed(self, partner_id: str, client_id: str) -> bool:
+        return client_id in self._partner_clients.get(partner_id, ())
 
-    async def partner_can_use_account(self, partner: Partner, account_id: UUID) -> bool:
-        owner = self._owners.get(account_id)
-        if owner is None:  # no owner: the platform's only partner may use it
-            return list(self._partners) == [partner.partner_id]
-        return owner == partner.partner_id
+    async def account_owner(self, account_id: UUID) -> str | None:
+        return self._owners.get(account_id)
+
+    async def partner_count(self) -> int:
+        return len(self._partners)
 
     # GrantStore
 
@@ -122,29 +128,55 @@ class MemoryStorage(MemoryAdministration, Storage):
         self._refresh[refresh_token.token_hash] = refresh_token
         return True
 
-    async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
-        for refresh in [r for r in self._refresh.values() if r.family_id == family_id]:
-            if refresh.revoked_at is None:
-                self._refresh[refresh.token_hash] = dataclasses.replace(refresh, revoked_at=now)
-        hits = [t for t in self._tokens.values() if t.family_id == family_id and not t.revoked_at]
-        for token in hits:
-            self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
-            self.announce_revocation(f"t:{token.token_hash}")
-        return [token.token_hash for token in hits]
+    async def revoke_grant(
+        self, family_id: str, *, account_id: UUID, client_id: str, now: datetime
+    ) -> list[str]:
+        self._drop_codes(lambda c: c.account_id == account_id and c.client_id == client_id)
+        return self._revoke_where(lambda t: t.family_id == family_id, now)
 
     async def revoke_tokens(
-        self, *, account_id: UUID, client_id: str | None = None, now: datetime
+        self,
+        *,
+        account_id: UUID | None = None,
+        client_id: str | None = None,
+        live_only: bool = False,
+        now: datetime,
     ) -> list[str]:
-        def mine(token: AccessToken | RefreshToken) -> bool:
-            return token.account_id == account_id and client_id in (None, token.client_id)
+        if account_id is None and client_id is None:
+            raise ValueError("revoke_tokens needs an account_id or a client_id")
 
-        for refresh in [r for r in self._refresh.values() if mine(r) and not r.revoked_at]:
+        def mine(record: AccessToken | RefreshToken | AuthorizationCode) -> bool:
+            return account_id in (None, record.account_id) and client_id in (
+                None,
+                record.client_id,
+            )
+
+        if not live_only:
+            self._drop_codes(mine)
+        return self._revoke_where(lambda t: mine(t) and (t.account_live or not live_only), now)
+
+    def _drop_codes(self, picked: Callable[[AuthorizationCode], bool]) -> None:
+        for code in [c for c in self._codes.values() if c.used_at is None and picked(c)]:
+            del self._codes[code.code_hash]
+
+    def _revoke_where(
+        self, picked: Callable[[AccessToken | RefreshToken], bool], now: datetime
+    ) -> list[str]:
+        for refresh in [r for r in self._refresh.values() if picked(r) and not r.revoked_at]:
             self._refresh[refresh.token_hash] = dataclasses.replace(refresh, revoked_at=now)
-        hits = [t for t in self._tokens.values() if mine(t) and not t.revoked_at]
+        hits = [t for t in self._tokens.values() if picked(t) and not t.revoked_at]
         for token in hits:
             self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
-            self.announce_revocation(f"t:{token.token_hash}")
         return [token.token_hash for token in hits]
+
+    async def use_once(self, key: str, *, now: datetime, expires_at: datetime) -> bool:
+        used = self._used_keys
+        for old in [k for k, expiry in used.items() if expiry <= now]:
+            del used[old]
+        if key in used:
+            return False
+        used[key] = expires_at
+        return True
 
     async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
         working: list[AccessToken | RefreshToken] = [
@@ -174,5 +206,4 @@ class MemoryStorage(MemoryAdministration, Storage):
         token = self._tokens.get(token_hash)
         if token is not None and token.revoked_at is None:
             self._tokens[token_hash] = dataclasses.replace(token, revoked_at=now)
-            self.announce_revocation(f"t:{token_hash}")
         return token

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import TYPE_CHECKING
@@ -23,13 +23,12 @@ from ..models import (
     RefreshToken,
 )
 from ..registration import check_client_secret, check_redirect_uris
-from ..security import hash_secret, new_client_id, new_secret, utcnow
+from ..security import hash_secret, new_client_id, new_secret
 from .admin import (
     AccountDetails,
     PartnerDetails,
     PurgeResult,
     client_changes,
-    partner_owns_accounts,
 )
 
 __all__ = ["MemoryAdministration"]
@@ -128,8 +127,6 @@ class MemoryAdministration:
         for allowed in self._partner_clients.values():
             allowed.discard(client_id)
         self._codes = {k: c for k, c in self._codes.items() if c.client_id != client_id}
-        self._revoke_where(lambda token: token.client_id == client_id)
-        self.announce_revocation(f"c:{client_id}")
         return True
 
     async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
@@ -137,8 +134,6 @@ class MemoryAdministration:
         if client is None:
             return False
         self._clients[client_id] = dataclasses.replace(client, status=status)
-        if status is ClientStatus.DISABLED:
-            self.announce_revocation(f"c:{client_id}")
         return True
 
     async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:
@@ -162,7 +157,7 @@ class MemoryAdministration:
     async def list_partners(self) -> list[PartnerDetails]:
         return [self._partner_details(key_id) for key_id in sorted(self._partners)]
 
-    async def get_partner(self, key_id: str) -> PartnerDetails | None:
+    async def get_partner_details(self, key_id: str) -> PartnerDetails | None:
         return self._partner_details(key_id) if key_id in self._partners else None
 
     def _partner_details(self, key_id: str) -> PartnerDetails:
@@ -183,9 +178,8 @@ class MemoryAdministration:
     async def delete_partner(self, key_id: str) -> bool:
         if key_id not in self._partners:
             return False
-        owned = sum(owner == key_id for owner in self._owners.values())
-        if owned:
-            raise ValueError(partner_owns_accounts(key_id, owned))
+        for account_id in [a for a, owner in self._owners.items() if owner == key_id]:
+            del self._owners[account_id]
         del self._partners[key_id]
         self._partner_clients.pop(key_id, None)
         return True
@@ -198,13 +192,13 @@ class MemoryAdministration:
         return PartnerCredentials(key_id=key_id, secret=secret)
 
     async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
-        if key_id not in self._partners or client_id not in self._clients:
+        if key_id not in self._partners:
             return False
         self._partner_clients[key_id].add(client_id)
         return True
 
     async def disallow_partner_client(self, key_id: str, client_id: str) -> bool:
-        if key_id not in self._partners or client_id not in self._clients:
+        if key_id not in self._partners:
             return False
         self._partner_clients.get(key_id, set()).discard(client_id)
         return True
@@ -245,9 +239,7 @@ class MemoryAdministration:
         account = self._accounts.get(account_id)
         if account is None:
             return None
-        if account.live != live:
-            self._accounts[account_id] = dataclasses.replace(account, live=live)
-            self._revoke_where(lambda token: token.account_id == account_id)
+        self._accounts[account_id] = dataclasses.replace(account, live=live)
         return self._account_details(account_id)
 
     async def delete_account(self, account_id: UUID) -> bool:
@@ -255,23 +247,13 @@ class MemoryAdministration:
             return False
         self._owners.pop(account_id, None)
         self._codes = {k: c for k, c in self._codes.items() if c.account_id != account_id}
-        self._revoke_where(lambda token: token.account_id == account_id)
         return True
 
     async def give_account(self, account_id: UUID, key_id: str) -> bool:
-        if account_id not in self._accounts or key_id not in self._partners:
+        if key_id not in self._partners:
             return False
         self._owners[account_id] = key_id
         return True
-
-    def _revoke_where(self, mine: Callable[[AccessToken | RefreshToken], bool]) -> None:
-        """Revoke the access and refresh tokens ``mine`` picks, and announce them."""
-        now = utcnow()
-        for refresh in [r for r in self._refresh.values() if mine(r) and not r.revoked_at]:
-            self._refresh[refresh.token_hash] = dataclasses.replace(refresh, revoked_at=now)
-        for token in [t for t in self._tokens.values() if mine(t) and not t.revoked_at]:
-            self._tokens[token.token_hash] = dataclasses.replace(token, revoked_at=now)
-            self.announce_revocation(f"t:{token.token_hash}")
 
     # housekeeping
 

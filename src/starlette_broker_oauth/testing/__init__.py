@@ -25,27 +25,40 @@ The contracts:
 
 * :class:`ClientRepositoryContract` - lookups of registered clients;
 * :class:`AccountRepositoryContract` - lookups of accounts;
-* :class:`PartnerAuthenticatorContract` - partner credentials and partner-client access;
+* :class:`PartnerRepositoryContract` - partners with their secrets' hashes, the clients
+  each was allowed, who owns an account, how many partners there are;
 * :class:`GrantStoreContract` - codes and tokens: atomic redemption and rotation under
-  concurrency, grant, account and client revocation, and revocation announcements;
-* :class:`StorageContract` - all four on one backend, plus the admin operations
+  concurrency, revocation of a grant with its pending codes, of an account's and of a
+  client's tokens, single-use keys, and announcements;
+* :class:`StorageContract` - all four on one built-in backend, plus the admin operations
   (registering, listing, changing and deleting clients, partners and accounts, what
-  deleting revokes, disabling, secret rotation, purge), seeding the others' fixtures
-  itself.
+  deleting revokes through the core, disabling, secret rotation, purge), seeding the
+  others' fixtures itself.
 """
 
-from .grants import GrantStoreContract
-from .repositories import (
+import pytest
+
+# The contracts' assertions say what differed when they fail, as a test's own do.
+pytest.register_assert_rewrite(
+    "starlette_broker_oauth.testing._base",
+    "starlette_broker_oauth.testing.admin",
+    "starlette_broker_oauth.testing.grants",
+    "starlette_broker_oauth.testing.repositories",
+    "starlette_broker_oauth.testing.storage",
+)
+
+from .grants import GrantStoreContract  # noqa: E402
+from .repositories import (  # noqa: E402
     AccountRepositoryContract,
     ClientRepositoryContract,
-    PartnerAuthenticatorContract,
+    PartnerRepositoryContract,
 )
-from .storage import StorageContract
+from .storage import StorageContract  # noqa: E402
 
 __all__ = [
     "AccountRepositoryContract",
     "ClientRepositoryContract",
     "GrantStoreContract",
-    "PartnerAuthenticatorContract",
+    "PartnerRepositoryContract",
     "StorageContract",
 ]

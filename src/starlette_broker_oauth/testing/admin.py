@@ -8,19 +8,36 @@ import uuid
 
 import pytest
 
+from ..core.administration import Administrator
 from ..errors import RegistrationError
+from ..events import AdminChange, OAuthEvent
 from ..models import Account, Client, Partner
 from ..storage.admin import AccountDetails, PartnerDetails
-from ..storage.base import Storage
+from ..storage.base import ClientChanged, ManagedStorage, TokensRevoked
 from .grants import GrantStoreContract
 
 __all__ = ["StorageAdminContract"]
 
 
 class StorageAdminContract(GrantStoreContract):
-    """Part of :class:`~.storage.StorageContract`, which provides the fixtures."""
+    """Part of :class:`~.storage.StorageContract`, which provides the fixtures.
 
-    async def test_clients_are_listed_by_id(self, storage: Storage) -> None:
+    Changes with rules (what deleting revokes, what may not be deleted) are made through
+    the core's :class:`~starlette_broker_oauth.core.Administrator`, as the CLI makes them.
+    """
+
+    @staticmethod
+    def administrator(storage: ManagedStorage) -> tuple[Administrator, list[AdminChange]]:
+        """The core's admin service on ``storage``, and the admin events it emits."""
+        events: list[AdminChange] = []
+
+        async def emit(event: OAuthEvent) -> None:
+            if isinstance(event, AdminChange):
+                events.append(event)
+
+        return Administrator(storage, emit=emit), events
+
+    async def test_clients_are_listed_by_id(self, storage: ManagedStorage) -> None:
         assert await storage.list_clients() == []
         ids = [
             (
@@ -33,7 +50,7 @@ class StorageAdminContract(GrantStoreContract):
         assert listed == [await storage.get_client(client_id) for client_id in sorted(ids)]
 
     async def test_update_client_changes_what_is_given(
-        self, storage: Storage, known_client: Client
+        self, storage: ManagedStorage, known_client: Client
     ) -> None:
         client_id = known_client.client_id
         renamed = await storage.update_client(client_id, name="Renamed")
@@ -72,7 +89,7 @@ class StorageAdminContract(GrantStoreContract):
         assert await storage.get_client("no-such-client") is None
 
     async def test_update_client_refuses_a_redirect_uri_it_may_not_have(
-        self, storage: Storage, known_client: Client
+        self, storage: ManagedStorage, known_client: Client
     ) -> None:
         for uris in (["http://app.example/cb"], ["https://app.example/cb#x"], []):
             with pytest.raises(RegistrationError):
@@ -81,7 +98,7 @@ class StorageAdminContract(GrantStoreContract):
                 )
         assert await storage.get_client(known_client.client_id) == known_client
 
-    async def test_ids_are_registered_once(self, storage: Storage) -> None:
+    async def test_ids_are_registered_once(self, storage: ManagedStorage) -> None:
         await storage.create_client(
             name="First", redirect_uris=["https://a.example/cb"], client_id="taken"
         )
@@ -91,15 +108,15 @@ class StorageAdminContract(GrantStoreContract):
             )
         found = await storage.get_client("taken")
         assert found is not None and found.name == "First"
-        first = await storage.create_partner(name="First", key_id="partner-key")
+        await storage.create_partner(name="First", key_id="partner-key")
         with pytest.raises(ValueError, match="already exists"):
             await storage.create_partner(name="Second", key_id="partner-key")
-        assert await storage.authenticate_partner("partner-key", first.secret) == Partner(
+        assert await storage.get_partner("partner-key") == Partner(
             partner_id="partner-key", name="First"
         )
 
     async def test_deleting_a_client_revokes_its_grants(
-        self, storage: Storage, known_client: Client, partner_credentials: tuple[str, str]
+        self, storage: ManagedStorage, known_client: Client, partner_credentials: tuple[str, str]
     ) -> None:
         client_id, key_id = known_client.client_id, partner_credentials[0]
         assert await storage.allow_partner_client(key_id, client_id)
@@ -111,8 +128,12 @@ class StorageAdminContract(GrantStoreContract):
         kept = self.token(client_id=other.client_id)
         await storage.save_token(kept)
         heard = self.heard(storage)
-        assert await storage.delete_client(client_id) is True
-        assert heard == [f"t:{token.token_hash}", f"c:{client_id}"]
+        admin, events = self.administrator(storage)
+        assert await admin.delete_client(client_id) is True
+        assert heard == [TokensRevoked((token.token_hash,)), ClientChanged(client_id)]
+        assert [(e.subject, e.subject_id, e.action, e.revoked) for e in events] == [
+            ("client", client_id, "deleted", 1)
+        ]
         assert await storage.get_client(client_id) is None
         assert await storage.get_code(pending.code_hash) is None
         assert await storage.get_code(code.code_hash) is None
@@ -121,14 +142,14 @@ class StorageAdminContract(GrantStoreContract):
         gone = await storage.get_refresh_token(refresh.token_hash)
         assert gone is not None and gone.revoked_at is not None
         assert await storage.get_token(kept.token_hash) == kept
-        partner = await storage.get_partner(key_id)
+        partner = await storage.get_partner_details(key_id)
         assert partner is not None and partner.clients == ()
         assert [c.client_id for c in await storage.list_clients()] == [other.client_id]
-        assert await storage.delete_client(client_id) is False
-        assert heard == [f"t:{token.token_hash}", f"c:{client_id}"]
+        assert await admin.delete_client(client_id) is False
+        assert len(heard) == 2 and len(events) == 1
 
     async def test_partners_are_listed_with_their_clients_and_accounts(
-        self, storage: Storage
+        self, storage: ManagedStorage
     ) -> None:
         assert await storage.list_partners() == []
         first = await storage.create_partner(name="First", key_id="b-first")
@@ -152,59 +173,58 @@ class StorageAdminContract(GrantStoreContract):
         )
         expected_second = PartnerDetails(key_id=second.key_id, name="Second")
         assert await storage.list_partners() == [expected_second, expected_first]
-        assert await storage.get_partner(first.key_id) == expected_first
-        assert await storage.get_partner(second.key_id) == expected_second
-        assert await storage.get_partner("no-such-partner") is None
+        assert await storage.get_partner_details(first.key_id) == expected_first
+        assert await storage.get_partner_details(second.key_id) == expected_second
+        assert await storage.get_partner_details("no-such-partner") is None
 
     async def test_update_partner_renames_it(
-        self, storage: Storage, partner_credentials: tuple[str, str]
+        self, storage: ManagedStorage, partner_credentials: tuple[str, str]
     ) -> None:
-        key_id, secret = partner_credentials
+        key_id = partner_credentials[0]
         renamed = await storage.update_partner(key_id, name="Renamed")
         assert renamed == PartnerDetails(key_id=key_id, name="Renamed")
-        assert await storage.authenticate_partner(key_id, secret) == Partner(
-            partner_id=key_id, name="Renamed"
-        )
+        assert await storage.get_partner(key_id) == Partner(partner_id=key_id, name="Renamed")
         assert await storage.update_partner("no-such-partner", name="X") is None
 
     async def test_disallowing_a_client(
-        self, storage: Storage, partner_credentials: tuple[str, str], partner_client_id: str
+        self, storage: ManagedStorage, partner_credentials: tuple[str, str], partner_client_id: str
     ) -> None:
-        key_id, secret = partner_credentials
-        partner = await storage.authenticate_partner(key_id, secret)
-        assert partner is not None
-        assert await storage.partner_can_use_client(partner, partner_client_id)
+        key_id = partner_credentials[0]
+        assert await storage.is_client_allowed(key_id, partner_client_id)
         assert await storage.disallow_partner_client(key_id, partner_client_id) is True
-        assert not await storage.partner_can_use_client(partner, partner_client_id)
+        assert not await storage.is_client_allowed(key_id, partner_client_id)
         assert await storage.disallow_partner_client(key_id, partner_client_id) is True
         assert await storage.disallow_partner_client("no-such-partner", partner_client_id) is False
-        assert await storage.disallow_partner_client(key_id, "no-such-client") is False
+        admin, _ = self.administrator(storage)
+        assert await admin.disallow_partner_client(key_id, "no-such-client") is False
         assert await storage.get_client(partner_client_id) is not None
 
     async def test_deleting_a_partner(
-        self, storage: Storage, partner_credentials: tuple[str, str], partner_client_id: str
+        self, storage: ManagedStorage, partner_credentials: tuple[str, str], partner_client_id: str
     ) -> None:
-        key_id, secret = partner_credentials
+        key_id = partner_credentials[0]
+        admin, events = self.administrator(storage)
         other = await storage.create_partner(name="Other")
         account = await storage.create_account(partner=key_id)
         # An account it owns would pass to the only partner left: it is given away first.
         with pytest.raises(ValueError, match="owns an account"):
-            await storage.delete_partner(key_id)
-        assert await storage.get_partner(key_id) is not None
+            await admin.delete_partner(key_id)
+        assert await storage.get_partner_details(key_id) is not None
         assert await storage.give_account(account.account_id, other.key_id)
-        assert await storage.delete_partner(key_id) is True
+        assert await admin.delete_partner(key_id) is True
+        assert [(e.subject, e.action) for e in events] == [("partner", "deleted")]
+        assert await storage.get_partner_details(key_id) is None
         assert await storage.get_partner(key_id) is None
-        assert await storage.authenticate_partner(key_id, secret) is None
         assert [p.key_id for p in await storage.list_partners()] == [other.key_id]
         assert await storage.get_client(partner_client_id) is not None
-        assert await storage.delete_partner(key_id) is False
+        assert await admin.delete_partner(key_id) is False
         # A new partner of the same key id starts with nothing.
         again = await storage.create_partner(name="Again", key_id=key_id)
-        assert await storage.get_partner(again.key_id) == PartnerDetails(
+        assert await storage.get_partner_details(again.key_id) == PartnerDetails(
             key_id=key_id, name="Again"
         )
 
-    async def test_accounts_are_listed_with_their_owners(self, storage: Storage) -> None:
+    async def test_accounts_are_listed_with_their_owners(self, storage: ManagedStorage) -> None:
         assert await storage.list_accounts() == []
         owner = await storage.create_partner(name="Owner")
         other = await storage.create_partner(name="Other")
@@ -232,30 +252,35 @@ class StorageAdminContract(GrantStoreContract):
         )
         assert await storage.get_account_details(uuid.uuid4()) is None
 
-    async def test_making_an_account_live_revokes_its_tokens(self, storage: Storage) -> None:
+    async def test_making_an_account_live_revokes_its_tokens(self, storage: ManagedStorage) -> None:
         account = await storage.create_account()
         token = self.token(account_id=account.account_id)
         elsewhere = self.token()
         for t in (token, elsewhere):
             await storage.save_token(t)
         heard = self.heard(storage)
-        same = await storage.update_account(account.account_id, live=False)
+        admin, events = self.administrator(storage)
+        same = await admin.update_account(account.account_id, live=False)
         assert same == AccountDetails(account_id=account.account_id, live=False)
         assert heard == []
         assert await storage.get_token(token.token_hash) == token
-        live = await storage.update_account(account.account_id, live=True)
+        live = await admin.update_account(account.account_id, live=True)
         assert live == AccountDetails(account_id=account.account_id, live=True)
         assert await storage.get_account(account.account_id) == Account(
             account_id=account.account_id, live=True
         )
-        assert heard == [f"t:{token.token_hash}"]
+        assert heard == [TokensRevoked((token.token_hash,))]
+        assert [(e.action, e.changes, e.revoked) for e in events] == [
+            ("updated", (), 0),
+            ("updated", ("live",), 1),
+        ]
         revoked = await storage.get_token(token.token_hash)
         assert revoked is not None and revoked.revoked_at is not None
         assert await storage.get_token(elsewhere.token_hash) == elsewhere
-        assert await storage.update_account(uuid.uuid4(), live=True) is None
+        assert await admin.update_account(uuid.uuid4(), live=True) is None
 
     async def test_deleting_an_account_revokes_its_grants(
-        self, storage: Storage, known_client: Client, partner_credentials: tuple[str, str]
+        self, storage: ManagedStorage, known_client: Client, partner_credentials: tuple[str, str]
     ) -> None:
         key_id = partner_credentials[0]
         account = await storage.create_account(partner=key_id)
@@ -266,8 +291,9 @@ class StorageAdminContract(GrantStoreContract):
         pending = self.code(client_id=known_client.client_id, account_id=account.account_id)
         await storage.save_code(pending)
         heard = self.heard(storage)
-        assert await storage.delete_account(account.account_id) is True
-        assert heard == [f"t:{token.token_hash}"]
+        admin, _ = self.administrator(storage)
+        assert await admin.delete_account(account.account_id) is True
+        assert heard == [TokensRevoked((token.token_hash,))]
         assert await storage.get_account(account.account_id) is None
         assert await storage.get_account_details(account.account_id) is None
         assert await storage.get_code(pending.code_hash) is None
@@ -276,8 +302,8 @@ class StorageAdminContract(GrantStoreContract):
         assert revoked is not None and revoked.revoked_at is not None
         gone = await storage.get_refresh_token(refresh.token_hash)
         assert gone is not None and gone.revoked_at is not None
-        partner = await storage.get_partner(key_id)
+        partner = await storage.get_partner_details(key_id)
         assert partner is not None and partner.accounts == 0
         assert await storage.get_client(known_client.client_id) == known_client
-        assert await storage.delete_account(account.account_id) is False
-        assert heard == [f"t:{token.token_hash}"]
+        assert await admin.delete_account(account.account_id) is False
+        assert heard == [TokensRevoked((token.token_hash,))]

@@ -8,9 +8,15 @@ from typing import Any
 
 import anyio
 
-from ..models import AccessToken, AuthorizationCode, Client, RefreshToken
+from ..models import AccessToken, AuthorizationCode, RefreshToken
 from ..security import hash_secret, new_secret
-from ..storage.base import ClientRepository, GrantStore
+from ..storage.base import (
+    CacheReset,
+    ClientChanged,
+    GrantStore,
+    RevocationMessage,
+    TokensRevoked,
+)
 from ._base import CONCURRENCY, Contract, utc_now
 
 __all__ = ["GrantStoreContract"]
@@ -75,14 +81,14 @@ class GrantStoreContract(Contract):
         return RefreshToken(**values)
 
     @staticmethod
-    def heard(grants: GrantStore) -> list[str]:
-        """Subscribe to the store's announcements; the list fills as they arrive. ``*``
-        (forget everything) may come at any time, from a store that lost track of
-        others' revocations, and is left out."""
-        messages: list[str] = []
+    def heard(grants: GrantStore) -> list[RevocationMessage]:
+        """Subscribe to the store's announcements; the list fills as they arrive.
+        :class:`CacheReset` (forget everything) may come at any time, from a store that
+        lost track of others' revocations, and is left out."""
+        messages: list[RevocationMessage] = []
 
-        def hear(message: str) -> None:
-            if message != "*":
+        def hear(message: RevocationMessage) -> None:
+            if not isinstance(message, CacheReset):
                 messages.append(message)
 
         grants.add_revocation_listener(hear)
@@ -170,21 +176,27 @@ class GrantStoreContract(Contract):
         assert await grants.get_token(token.token_hash) == token
         assert await grants.get_token(hash_secret("unknown")) is None
 
-    async def test_revoke_token_once_and_announce_once(self, grants: GrantStore) -> None:
+    async def test_announcements_reach_listeners(self, grants: GrantStore) -> None:
         heard = self.heard(grants)
+        more: list[RevocationMessage] = []
+        grants.add_revocation_listener(more.append)
+        revoked, changed = TokensRevoked(("a" * 64, "b" * 64)), ClientChanged("client-a")
+        await grants.announce(revoked)
+        await grants.announce(changed)
+        assert heard == [revoked, changed]
+        assert [m for m in more if not isinstance(m, CacheReset)] == [revoked, changed]
+
+    async def test_revoke_token_once(self, grants: GrantStore) -> None:
         token = self.token()
         await grants.save_token(token)
         now = utc_now()
         was = await grants.revoke_token(token.token_hash, now=now)
         assert was == token  # as it was: not yet revoked
-        assert heard == [f"t:{token.token_hash}"]
         again = await grants.revoke_token(token.token_hash, now=now + timedelta(seconds=1))
         assert again is not None and again.revoked_at == now  # the first revocation stands
-        assert heard == [f"t:{token.token_hash}"]
         assert await grants.revoke_token(hash_secret("unknown"), now=now) is None
-        assert heard == [f"t:{token.token_hash}"]
 
-    async def test_revoke_family_ends_the_whole_grant(self, grants: GrantStore) -> None:
+    async def test_revoke_grant_ends_it_with_its_pending_codes(self, grants: GrantStore) -> None:
         code, first, refresh = await self.issued(grants, refresh=True)
         assert refresh is not None
         second = self.token(code)
@@ -197,10 +209,17 @@ class GrantStoreContract(Contract):
             now=utc_now(),
         )
         _, other, _ = await self.issued(grants, refresh=True)
-        heard = self.heard(grants)
-        revoked = await grants.revoke_family(code.code_hash, now=utc_now())
+        # Codes not yet exchanged: the same client's for the same account go with the
+        # grant; another client's, and another account's, stay.
+        pending = self.code(client_id=code.client_id, account_id=code.account_id)
+        foreign = self.code(client_id="client-b", account_id=code.account_id)
+        elsewhere = self.code(client_id=code.client_id)
+        for waiting in (pending, foreign, elsewhere):
+            await grants.save_code(waiting)
+        revoked = await grants.revoke_grant(
+            code.code_hash, account_id=code.account_id, client_id=code.client_id, now=utc_now()
+        )
         assert sorted(revoked) == sorted([first.token_hash, second.token_hash])
-        assert sorted(heard) == sorted(f"t:{h}" for h in revoked)
         for token in (first, second):
             stored = await grants.get_token(token.token_hash)
             assert stored is not None and stored.revoked_at is not None
@@ -208,27 +227,86 @@ class GrantStoreContract(Contract):
         assert stored_refresh is not None and stored_refresh.revoked_at is not None
         untouched = await grants.get_token(other.token_hash)
         assert untouched is not None and untouched.revoked_at is None
-        assert await grants.revoke_family(code.code_hash, now=utc_now()) == []
-        assert len(heard) == 2
+        assert await grants.get_code(pending.code_hash) is None, "a pending code survived"
+        assert await grants.get_code(foreign.code_hash) == foreign
+        assert await grants.get_code(elsewhere.code_hash) == elsewhere
+        used = await grants.get_code(code.code_hash)
+        assert used is not None and used.used_at is not None, "the used code is kept (replays)"
+        assert not await grants.redeem_code(
+            pending.code_hash,
+            client_id=pending.client_id,
+            token=self.token(pending),
+            now=utc_now(),
+        )
+        assert (
+            await grants.revoke_grant(
+                code.code_hash,
+                account_id=code.account_id,
+                client_id=code.client_id,
+                now=utc_now(),
+            )
+            == []
+        )
 
     async def test_revoke_tokens_of_an_account(self, grants: GrantStore) -> None:
         account = uuid.uuid4()
         _, a1, r1 = await self.issued(grants, refresh=True, account_id=account)
         _, b1, _ = await self.issued(grants, account_id=account, client_id="client-b")
         _, elsewhere, _ = await self.issued(grants)
-        heard = self.heard(grants)
+        pending_a = self.code(account_id=account)
+        pending_b = self.code(account_id=account, client_id="client-b")
+        pending_elsewhere = self.code()
+        for waiting in (pending_a, pending_b, pending_elsewhere):
+            await grants.save_code(waiting)
         only_b = await grants.revoke_tokens(account_id=account, client_id="client-b", now=utc_now())
         assert only_b == [b1.token_hash]
+        assert await grants.get_code(pending_b.code_hash) is None
+        assert await grants.get_code(pending_a.code_hash) == pending_a
         still = await grants.get_token(a1.token_hash)
         assert still is not None and still.revoked_at is None
         rest = await grants.revoke_tokens(account_id=account, now=utc_now())
         assert rest == [a1.token_hash]
+        assert await grants.get_code(pending_a.code_hash) is None
         assert r1 is not None
         refresh = await grants.get_refresh_token(r1.token_hash)
         assert refresh is not None and refresh.revoked_at is not None
         other = await grants.get_token(elsewhere.token_hash)
         assert other is not None and other.revoked_at is None
-        assert heard == [f"t:{b1.token_hash}", f"t:{a1.token_hash}"]
+        assert await grants.get_code(pending_elsewhere.code_hash) == pending_elsewhere
+
+    async def test_revoke_tokens_of_a_client(self, grants: GrantStore) -> None:
+        _, paper, paper_refresh = await self.issued(grants, refresh=True, client_id="client-c")
+        live_code = self.code(client_id="client-c")
+        await grants.save_code(live_code)
+        live = self.token(live_code, account_live=True)
+        live_refresh = self.refresh(live)
+        assert await grants.redeem_code(
+            live_code.code_hash,
+            client_id="client-c",
+            token=live,
+            refresh_token=live_refresh,
+            now=utc_now(),
+        )
+        _, other, _ = await self.issued(grants, client_id="client-d")
+        pending = self.code(client_id="client-c")
+        await grants.save_code(pending)
+        # Only its tokens for live accounts (live approval withdrawn); codes stay.
+        assert await grants.revoke_tokens(client_id="client-c", live_only=True, now=utc_now()) == [
+            live.token_hash
+        ]
+        stored_live_refresh = await grants.get_refresh_token(live_refresh.token_hash)
+        assert stored_live_refresh is not None and stored_live_refresh.revoked_at is not None
+        stored_paper = await grants.get_token(paper.token_hash)
+        assert stored_paper is not None and stored_paper.revoked_at is None
+        assert await grants.get_code(pending.code_hash) == pending
+        # Everything of it (disabled or deleted).
+        assert await grants.revoke_tokens(client_id="client-c", now=utc_now()) == [paper.token_hash]
+        assert paper_refresh is not None
+        stored_refresh = await grants.get_refresh_token(paper_refresh.token_hash)
+        assert stored_refresh is not None and stored_refresh.revoked_at is not None
+        assert await grants.get_code(pending.code_hash) is None
+        untouched = await grants.get_token(other.token_hash)
+        assert untouched is not None and untouched.revoked_at is None
 
     async def test_connections_of_an_account(self, grants: GrantStore) -> None:
         account, now = uuid.uuid4(), utc_now()
@@ -275,16 +353,6 @@ class GrantStoreContract(Contract):
         # Once it has expired, the key is free again.
         later = until + timedelta(seconds=1)
         assert await grants.use_once(key, now=later, expires_at=later + timedelta(minutes=1))
-
-    async def test_token_with_client_default(self, grants: GrantStore) -> None:
-        class OneClient(ClientRepository):
-            async def get_client(self, client_id: str) -> Client | None:
-                return None
-
-        token = self.token()
-        await grants.save_token(token)
-        assert await grants.get_token_with_client(token.token_hash, OneClient()) == (token, None)
-        assert await grants.get_token_with_client(hash_secret("unknown"), OneClient()) is None
 
     # refresh tokens
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from uuid import UUID
 
 from ..models import Account, Client, Partner
-from ..storage.base import AccountRepository, ClientRepository, PartnerAuthenticator
+from ..storage.base import AccountRepository, ClientRepository, PartnerRepository
 from ._base import Contract
 
-__all__ = ["AccountRepositoryContract", "ClientRepositoryContract", "PartnerAuthenticatorContract"]
+__all__ = ["AccountRepositoryContract", "ClientRepositoryContract", "PartnerRepositoryContract"]
 
 
 class ClientRepositoryContract(Contract):
@@ -66,49 +67,57 @@ class AccountRepositoryContract(Contract):
         assert await accounts.get_account(known_account.account_id) == known_account
 
 
-class PartnerAuthenticatorContract(Contract):
-    """What every :class:`~.storage.base.PartnerAuthenticator` must do.
+class PartnerRepositoryContract(Contract):
+    """What every :class:`~.storage.base.PartnerRepository` must do.
 
     Fixtures to provide:
-        partners: The authenticator under test.
-        partner_credentials: ``(key_id, secret)`` of a partner it knows.
-        partner_client_id: A client that partner may use.
-        foreign_client_id: A client that exists but that partner may not use.
+        partners: The repository under test.
+        known_partner: A :class:`~.models.Partner` it holds, as it should return it
+            (with its ``secret_hash``).
+        partner_client_id: A client that partner was allowed.
+        foreign_client_id: A client that exists but that partner was not allowed.
+        owned_account_id: An account that partner owns.
     """
 
-    async def test_right_credentials_authenticate(
-        self, partners: PartnerAuthenticator, partner_credentials: tuple[str, str]
+    async def test_known_partner_is_returned_whole(
+        self, partners: PartnerRepository, known_partner: Partner
     ) -> None:
-        key_id, secret = partner_credentials
-        partner = await partners.authenticate_partner(key_id, secret)
-        assert isinstance(partner, Partner)
-        assert partner.partner_id == key_id
+        found = await partners.get_partner(known_partner.partner_id)
+        assert found == known_partner
+        assert found.secret_hash == known_partner.secret_hash
+        assert len(found.secret_hash) == 64 and int(found.secret_hash, 16) >= 0
 
-    async def test_wrong_secret_and_unknown_key_are_refused(
-        self, partners: PartnerAuthenticator, partner_credentials: tuple[str, str]
+    async def test_unknown_partner_is_none(
+        self, partners: PartnerRepository, known_partner: Partner
     ) -> None:
-        key_id, secret = partner_credentials
-        assert await partners.authenticate_partner(key_id, secret + "x") is None
-        assert await partners.authenticate_partner(key_id, secret[:-1]) is None
-        assert await partners.authenticate_partner(key_id, "") is None
-        assert await partners.authenticate_partner("no-such-partner", secret) is None
-        assert await partners.authenticate_partner("", "") is None
+        assert await partners.get_partner("no-such-partner-" + uuid.uuid4().hex) is None
+        key_id = known_partner.partner_id
+        for near in (key_id.upper(), key_id + " ", key_id[:-1]):
+            if near != key_id:
+                assert await partners.get_partner(near) is None, near
 
-    async def test_partner_uses_only_its_clients(
+    async def test_a_partner_uses_only_the_clients_it_was_allowed(
         self,
-        partners: PartnerAuthenticator,
-        partner_credentials: tuple[str, str],
+        partners: PartnerRepository,
+        known_partner: Partner,
         partner_client_id: str,
         foreign_client_id: str,
     ) -> None:
-        partner = await partners.authenticate_partner(*partner_credentials)
-        assert partner is not None
-        assert await partners.partner_can_use_client(partner, partner_client_id) is True
-        assert await partners.partner_can_use_client(partner, foreign_client_id) is False
-        assert await partners.partner_can_use_client(partner, "no-such-client") is False
+        key_id = known_partner.partner_id
+        assert await partners.is_client_allowed(key_id, partner_client_id) is True
+        assert await partners.is_client_allowed(key_id, foreign_client_id) is False
+        assert await partners.is_client_allowed(key_id, "no-such-client") is False
+        stranger = "no-such-partner-" + uuid.uuid4().hex
+        assert await partners.is_client_allowed(stranger, partner_client_id) is False
 
-    async def test_unknown_partner_uses_nothing(
-        self, partners: PartnerAuthenticator, partner_client_id: str
+    async def test_an_account_has_at_most_one_owner(
+        self, partners: PartnerRepository, known_partner: Partner, owned_account_id: UUID
     ) -> None:
-        stranger = Partner(partner_id="no-such-partner-" + uuid.uuid4().hex)
-        assert await partners.partner_can_use_client(stranger, partner_client_id) is False
+        assert await partners.account_owner(owned_account_id) == known_partner.partner_id
+        assert await partners.account_owner(uuid.uuid4()) is None
+
+    async def test_partners_are_counted(
+        self, partners: PartnerRepository, known_partner: Partner
+    ) -> None:
+        count = await partners.partner_count()
+        assert isinstance(count, int) and count >= 1

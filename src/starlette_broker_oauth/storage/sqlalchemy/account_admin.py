@@ -11,7 +11,6 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...security import utcnow
 from ..admin import AccountDetails
 
 __all__ = ["AccountAdmin"]
@@ -32,9 +31,7 @@ class AccountAdmin:
 
         def _read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
-        def _revoking(
-            self,
-        ) -> AbstractAsyncContextManager[tuple[AsyncConnection, list[str]]]: ...
+        def _write(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
     async def list_accounts(self, partner: str | None = None) -> list[AccountDetails]:
         p, pa = self._partners, self._partner_accounts
@@ -57,17 +54,9 @@ class AccountAdmin:
         return None if row is None else _details(row)
 
     async def update_account(self, account_id: UUID, *, live: bool) -> AccountDetails | None:
-        a, t, r = self._accounts, self._tokens, self._refresh
-        async with self._revoking() as (conn, announce):
-            changed = await conn.execute(
-                sa.update(a).where(a.c.account_id == account_id, a.c.live != live).values(live=live)
-            )
-            if changed.rowcount:  # its tokens say the account is what it no longer is
-                announce.extend(
-                    await self._revoke_in(
-                        conn, t.c.account_id == account_id, r.c.account_id == account_id
-                    )
-                )
+        a = self._accounts
+        async with self._write() as conn:
+            await conn.execute(sa.update(a).where(a.c.account_id == account_id).values(live=live))
             row = (
                 await conn.execute(self._account_query().where(a.c.account_id == account_id))
             ).first()
@@ -75,40 +64,11 @@ class AccountAdmin:
 
     async def delete_account(self, account_id: UUID) -> bool:
         a, pa, c = self._accounts, self._partner_accounts, self._codes
-        t, r = self._tokens, self._refresh
-        async with self._revoking() as (conn, announce):
+        async with self._write() as conn:
             await conn.execute(sa.delete(pa).where(pa.c.account_id == account_id))
-            deleted = await conn.execute(sa.delete(a).where(a.c.account_id == account_id))
-            if not deleted.rowcount:
-                return False
             await conn.execute(sa.delete(c).where(c.c.account_id == account_id))
-            announce.extend(
-                await self._revoke_in(
-                    conn, t.c.account_id == account_id, r.c.account_id == account_id
-                )
-            )
-        return True
-
-    async def _revoke_in(
-        self,
-        conn: AsyncConnection,
-        tokens: sa.ColumnElement[bool],
-        refresh: sa.ColumnElement[bool],
-    ) -> list[str]:
-        """Revoke the access and refresh tokens the conditions pick, in this transaction;
-        the messages announcing the access tokens."""
-        t, r = self._tokens, self._refresh
-        now = utcnow()
-        await conn.execute(
-            sa.update(r).where(refresh, r.c.revoked_at.is_(None)).values(revoked_at=now)
-        )
-        revoked = await conn.execute(
-            sa.update(t)
-            .where(tokens, t.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-            .returning(t.c.token_hash)
-        )
-        return [f"t:{token_hash}" for token_hash in revoked.scalars()]
+            deleted = await conn.execute(sa.delete(a).where(a.c.account_id == account_id))
+        return bool(deleted.rowcount)
 
     def _account_query(self) -> sa.Select[Any]:
         a, pa = self._accounts, self._partner_accounts

@@ -48,10 +48,6 @@ class AdminOperations(PartnerAdmin, AccountAdmin):
 
         def _read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
-        def _revoking(
-            self,
-        ) -> AbstractAsyncContextManager[tuple[AsyncConnection, list[str]]]: ...
-
     async def create_client(
         self,
         *,
@@ -132,27 +128,18 @@ class AdminOperations(PartnerAdmin, AccountAdmin):
 
     async def delete_client(self, client_id: str) -> bool:
         c, pc, codes = self._clients, self._partner_clients, self._codes
-        t, r = self._tokens, self._refresh
-        async with self._revoking() as (conn, announce):
+        async with self._write() as conn:
             await conn.execute(sa.delete(pc).where(pc.c.client_id == client_id))
-            deleted = await conn.execute(sa.delete(c).where(c.c.client_id == client_id))
-            if not deleted.rowcount:
-                return False
             await conn.execute(sa.delete(codes).where(codes.c.client_id == client_id))
-            announce.extend(
-                await self._revoke_in(conn, t.c.client_id == client_id, r.c.client_id == client_id)
-            )
-            announce.append(f"c:{client_id}")
-        return True
+            deleted = await conn.execute(sa.delete(c).where(c.c.client_id == client_id))
+        return bool(deleted.rowcount)
 
     async def set_client_status(self, client_id: str, status: ClientStatus) -> bool:
         c = self._clients
-        async with self._revoking() as (conn, announce):
+        async with self._write() as conn:
             result = await conn.execute(
                 sa.update(c).where(c.c.client_id == client_id).values(status=status.value)
             )
-            if result.rowcount and status is ClientStatus.DISABLED:
-                announce.append(f"c:{client_id}")
         return bool(result.rowcount)
 
     async def reset_client_secret(self, client_id: str) -> ClientCredentials | None:

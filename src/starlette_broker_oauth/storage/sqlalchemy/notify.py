@@ -18,9 +18,31 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["RevocationListener", "notify"]
+from ..base import CacheReset, ClientChanged, RevocationMessage, TokensRevoked
+
+__all__ = ["RevocationListener", "from_wire", "notify", "wire_messages"]
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :message)")
+
+
+def wire_messages(message: RevocationMessage) -> list[str]:
+    """The ``NOTIFY`` payloads of a message (before the sender's name): ``t:<hash>`` per
+    revoked token, ``c:<client id>``, or ``*``."""
+    if isinstance(message, TokensRevoked):
+        return [f"t:{token_hash}" for token_hash in message.token_hashes]
+    if isinstance(message, ClientChanged):
+        return [f"c:{message.client_id}"]
+    return ["*"]
+
+
+def from_wire(payload: str) -> RevocationMessage:
+    """The message of a payload; anything not understood (a newer sender) resets caches."""
+    kind, _, value = payload.partition(":")
+    if kind == "t" and value:
+        return TokensRevoked((value,))
+    if kind == "c" and value:
+        return ClientChanged(value)
+    return CacheReset()
 
 
 async def notify(

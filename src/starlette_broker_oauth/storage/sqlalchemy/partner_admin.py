@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import PartnerCredentials
 from ...security import hash_secret, new_client_id, new_secret
-from ..admin import PartnerDetails, partner_owns_accounts
+from ..admin import PartnerDetails
 
 __all__ = ["PartnerAdmin"]
 
@@ -49,7 +49,7 @@ class PartnerAdmin:
     async def list_partners(self) -> list[PartnerDetails]:
         return await self._partner_details(None)
 
-    async def get_partner(self, key_id: str) -> PartnerDetails | None:
+    async def get_partner_details(self, key_id: str) -> PartnerDetails | None:
         found = await self._partner_details(key_id)
         return found[0] if found else None
 
@@ -59,22 +59,15 @@ class PartnerAdmin:
             result = await conn.execute(
                 sa.update(p).where(p.c.partner_id == key_id).values(name=name)
             )
-        return await self.get_partner(key_id) if result.rowcount else None
+        return await self.get_partner_details(key_id) if result.rowcount else None
 
     async def delete_partner(self, key_id: str) -> bool:
         p, pa, pc = self._partners, self._partner_accounts, self._partner_clients
-        owned = sa.select(sa.func.count()).where(pa.c.partner_id == key_id).scalar_subquery()
         async with self._write() as conn:
-            row = (
-                await conn.execute(sa.select(p.c.partner_id, owned).where(p.c.partner_id == key_id))
-            ).first()
-            if row is None:
-                return False
-            if row[1]:
-                raise ValueError(partner_owns_accounts(key_id, int(row[1])))
             await conn.execute(sa.delete(pc).where(pc.c.partner_id == key_id))
-            await conn.execute(sa.delete(p).where(p.c.partner_id == key_id))
-        return True
+            await conn.execute(sa.delete(pa).where(pa.c.partner_id == key_id))
+            deleted = await conn.execute(sa.delete(p).where(p.c.partner_id == key_id))
+        return bool(deleted.rowcount)
 
     async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
         p = self._partners
@@ -94,13 +87,21 @@ class PartnerAdmin:
         return await self._set_allowed(key_id, client_id, allowed=False)
 
     async def _set_allowed(self, key_id: str, client_id: str, *, allowed: bool) -> bool:
-        """Let the partner use the client, or not; ``False`` if either is unknown."""
-        pc = self._partner_clients
+        """Record that the partner may use the client, or not; ``False`` if the partner
+        is unknown."""
+        p, pc = self._partners, self._partner_clients
         async with self._write() as conn:
-            partner, client, was_allowed = (
-                await conn.execute(self._both_exist(key_id, client_id))
+            known, was_allowed = (
+                await conn.execute(
+                    sa.select(
+                        sa.select(p.c.partner_id).where(p.c.partner_id == key_id).exists(),
+                        sa.select(pc.c.partner_id)
+                        .where(pc.c.partner_id == key_id, pc.c.client_id == client_id)
+                        .exists(),
+                    )
+                )
             ).one()
-            if not (partner and client):
+            if not known:
                 return False
             if allowed and not was_allowed:
                 await conn.execute(sa.insert(pc).values(partner_id=key_id, client_id=client_id))
@@ -109,17 +110,6 @@ class PartnerAdmin:
                     sa.delete(pc).where(pc.c.partner_id == key_id, pc.c.client_id == client_id)
                 )
         return True
-
-    def _both_exist(self, key_id: str, client_id: str) -> sa.Select[bool, bool, bool]:
-        """Whether the partner exists, the client exists, and the one may use the other."""
-        p, c, pc = self._partners, self._clients, self._partner_clients
-        return sa.select(
-            sa.select(p.c.partner_id).where(p.c.partner_id == key_id).exists(),
-            sa.select(c.c.client_id).where(c.c.client_id == client_id).exists(),
-            sa.select(pc.c.partner_id)
-            .where(pc.c.partner_id == key_id, pc.c.client_id == client_id)
-            .exists(),
-        )
 
     async def _partner_details(self, key_id: str | None) -> list[PartnerDetails]:
         """Every partner's details, or the one partner's."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -16,21 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ...errors import ConfigurationError
 from ...models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
-from ...security import hash_secret, new_client_id, secrets_equal
-from ..base import ClientRepository, Storage
+from ...security import new_client_id
+from ..base import ManagedStorage, RevocationMessage
+from ..base import RevocationListener as RevocationListenerFunction
 from . import engines, migrations
 from .admin import AdminOperations
-from .notify import RevocationListener, notify
+from .notify import RevocationListener, from_wire, notify, wire_messages
 from .schema import Tables, client_from, fields
 from .tenancy import Tenancy
 from .tokencheck import TokenCheck
 
 __all__ = ["SQLAlchemyStorage"]
 
-_NO_SECRET = hash_secret("")
 
-
-class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
+class SQLAlchemyStorage(AdminOperations, Tenancy, ManagedStorage):
     """All repositories on one async SQLAlchemy engine.
 
     Parameters:
@@ -54,6 +53,7 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         migrate: bool = True,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__()
         self.url = engines.async_url(database_url)
         self.tables = Tables(table_prefix)
         self.metadata = self.tables.metadata
@@ -175,18 +175,35 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         """The PostgreSQL ``NOTIFY`` channel of revocations."""
         return f"{self._prefix}revocations"
 
-    def add_revocation_listener(self, listener: Callable[[str], None]) -> None:
+    @property
+    def reaches_every_process(self) -> bool:
+        """On PostgreSQL, announcements reach every process (``NOTIFY``)."""
+        return self._postgres
+
+    def add_revocation_listener(self, listener: RevocationListenerFunction) -> None:
         super().add_revocation_listener(listener)
         if self._engine is not None:
             self._start_listening()
 
+    async def announce(self, message: RevocationMessage) -> None:
+        if self._postgres:
+            with engines.translated():
+                async with self.engine.begin() as conn:
+                    await notify(
+                        conn, self.revocation_channel, wire_messages(message), origin=self._origin
+                    )
+        self.tell_listeners(message)
+
+    def _heard(self, wire: str) -> None:
+        self.tell_listeners(from_wire(wire))
+
     def _start_listening(self) -> None:
         """On PostgreSQL, once something listens (a token cache), hold a ``LISTEN``
         connection for the revocations of other processes."""
-        if self._postgres and self._listener is None and self.__dict__.get("_revocation_listeners"):
+        if self._postgres and self._listener is None and self.revocation_listeners:
             dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._listener = RevocationListener(
-                dsn, self.revocation_channel, self.announce_revocation, origin=self._origin
+                dsn, self.revocation_channel, self._heard, origin=self._origin
             )
             self._listener.start()
 
@@ -214,20 +231,6 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
             async with self._writer_turn(), self.engine.begin() as conn:
                 yield conn
 
-    @asynccontextmanager
-    async def _revoking(self) -> AsyncIterator[tuple[AsyncConnection, list[str]]]:
-        """A write transaction whose revocation messages (appended to the list) are
-        announced only once it commits: to this process's listeners at once, and on
-        PostgreSQL to every process through ``NOTIFY``. A rolled-back transaction
-        announces nothing; transactions never share messages."""
-        messages: list[str] = []
-        async with self._write() as conn:
-            yield conn, messages
-            if messages and self._postgres:
-                await notify(conn, self.revocation_channel, messages, origin=self._origin)
-        for message in messages:
-            self.announce_revocation(message)
-
     # ClientRepository, AccountRepository
 
     async def get_client(self, client_id: str) -> Client | None:
@@ -238,26 +241,29 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         row = await self._token_check.one("account", account_id=account_id)
         return None if row is None else Account(account_id=row["account_id"], live=row["live"])
 
-    # PartnerAuthenticator
+    # PartnerRepository
 
-    async def authenticate_partner(self, key_id: str, secret: str) -> Partner | None:
+    async def get_partner(self, key_id: str) -> Partner | None:
         row = await self._token_check.one("partner", key_id=key_id)
-        stored = _NO_SECRET if row is None else row["secret_hash"]
-        if secrets_equal(hash_secret(secret), stored) and row is not None:
-            return Partner(partner_id=row["partner_id"], name=row["name"])
-        return None
+        if row is None:
+            return None
+        return Partner(
+            partner_id=row["partner_id"], name=row["name"], secret_hash=row["secret_hash"]
+        )
 
-    async def partner_can_use_client(self, partner: Partner, client_id: str) -> bool:
-        pc = self._partner_clients
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(sa.literal(1)).where(
-                        pc.c.partner_id == partner.partner_id, pc.c.client_id == client_id
-                    )
-                )
-            ).first()
+    async def is_client_allowed(self, partner_id: str, client_id: str) -> bool:
+        row = await self._token_check.one(
+            "partner_client", partner_id=partner_id, client_id=client_id
+        )
         return row is not None
+
+    async def account_owner(self, account_id: UUID) -> str | None:
+        row = await self._token_check.one("account_owner", account_id=account_id)
+        return None if row is None else str(row["partner_id"])
+
+    async def partner_count(self) -> int:
+        row = await self._token_check.one("partner_count")
+        return 0 if row is None else int(row["partners"])
 
     # GrantStore
 
@@ -314,29 +320,62 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
             ]
         )
 
-    async def revoke_family(self, family_id: str, *, now: datetime) -> list[str]:
-        t, r = self._tokens, self._refresh
-        return await self._revoke_where(t.c.family_id == family_id, r.c.family_id == family_id, now)
+    async def revoke_grant(
+        self, family_id: str, *, account_id: UUID, client_id: str, now: datetime
+    ) -> list[str]:
+        t, r, c = self._tokens, self._refresh, self._codes
+        return await self._revoke_where(
+            t.c.family_id == family_id,
+            r.c.family_id == family_id,
+            sa.and_(c.c.account_id == account_id, c.c.client_id == client_id),
+            now,
+        )
 
     async def revoke_tokens(
-        self, *, account_id: UUID, client_id: str | None = None, now: datetime
+        self,
+        *,
+        account_id: UUID | None = None,
+        client_id: str | None = None,
+        live_only: bool = False,
+        now: datetime,
     ) -> list[str]:
-        t, r = self._tokens, self._refresh
-        tokens: sa.ColumnElement[bool] = t.c.account_id == account_id
-        refresh: sa.ColumnElement[bool] = r.c.account_id == account_id
+        if account_id is None and client_id is None:
+            raise ValueError("revoke_tokens needs an account_id or a client_id")
+        t, r, c = self._tokens, self._refresh, self._codes
+        tokens: list[sa.ColumnElement[bool]] = []
+        refresh: list[sa.ColumnElement[bool]] = []
+        codes: list[sa.ColumnElement[bool]] = []
+        if account_id is not None:
+            tokens.append(t.c.account_id == account_id)
+            refresh.append(r.c.account_id == account_id)
+            codes.append(c.c.account_id == account_id)
         if client_id is not None:
-            tokens = sa.and_(tokens, t.c.client_id == client_id)
-            refresh = sa.and_(refresh, r.c.client_id == client_id)
-        return await self._revoke_where(tokens, refresh, now)
+            tokens.append(t.c.client_id == client_id)
+            refresh.append(r.c.client_id == client_id)
+            codes.append(c.c.client_id == client_id)
+        if live_only:
+            tokens.append(t.c.account_live.is_(True))
+            refresh.append(r.c.account_live.is_(True))
+        return await self._revoke_where(
+            sa.and_(*tokens),
+            sa.and_(*refresh),
+            None if live_only else sa.and_(*codes),
+            now,
+        )
 
     async def _revoke_where(
         self,
         tokens: sa.ColumnElement[bool],
         refresh: sa.ColumnElement[bool],
+        codes: sa.ColumnElement[bool] | None,
         now: datetime,
     ) -> list[str]:
-        t, r = self._tokens, self._refresh
-        async with self._revoking() as (conn, announce):
+        """One transaction: the unused codes go first, so that a redemption racing it
+        either finds its code gone or has committed a token this then revokes."""
+        t, r, c = self._tokens, self._refresh, self._codes
+        async with self._write() as conn:
+            if codes is not None:
+                await conn.execute(sa.delete(c).where(codes, c.c.used_at.is_(None)))
             await conn.execute(
                 sa.update(r).where(refresh, r.c.revoked_at.is_(None)).values(revoked_at=now)
             )
@@ -346,9 +385,7 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
                 .values(revoked_at=now)
                 .returning(t.c.token_hash)
             )
-            hashes = list(result.scalars())
-            announce.extend(f"t:{h}" for h in hashes)
-        return hashes
+            return list(result.scalars())
 
     async def save_token(self, token: AccessToken) -> None:
         await self._token_check.execute("insert token", **fields(token))
@@ -365,16 +402,12 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
         row = await self._token_check.one("token", token_hash=token_hash)
         return None if row is None else AccessToken(**row)
 
-    async def get_token_with_client(
-        self, token_hash: str, clients: ClientRepository
-    ) -> tuple[AccessToken, Client | None] | None:
-        if clients is not self:
-            return await super().get_token_with_client(token_hash, clients)
+    async def token_with_client(self, token_hash: str) -> tuple[AccessToken, Client | None] | None:
         return await self._token_check(token_hash)
 
     async def revoke_token(self, token_hash: str, *, now: datetime) -> AccessToken | None:
         t = self._tokens
-        async with self._revoking() as (conn, announce):
+        async with self._write() as conn:
             row = (
                 await conn.execute(
                     sa.update(t)
@@ -384,11 +417,6 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, Storage):
                 )
             ).first()
             if row is not None:  # as it was: unrevoked
-                announce.append(f"t:{token_hash}")
-                revoked: AccessToken | None = dataclasses.replace(
-                    AccessToken(**row._asdict()), revoked_at=None
-                )
-            else:
-                row = (await conn.execute(sa.select(t).where(t.c.token_hash == token_hash))).first()
-                revoked = None if row is None else AccessToken(**row._asdict())
-        return revoked
+                return dataclasses.replace(AccessToken(**row._asdict()), revoked_at=None)
+            row = (await conn.execute(sa.select(t).where(t.c.token_hash == token_hash))).first()
+            return None if row is None else AccessToken(**row._asdict())

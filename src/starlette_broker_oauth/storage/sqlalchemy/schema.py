@@ -87,22 +87,14 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
             sa.ForeignKey(f"{prefix}partners.partner_id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column(
-            "client_id",
-            sa.String(128),
-            sa.ForeignKey(f"{prefix}clients.client_id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        # A client of the built-in table or of the platform's own (migration 0005).
+        sa.Column("client_id", sa.String(128), primary_key=True),
     )
     sa.Table(
         f"{prefix}partner_accounts",
         md,
-        sa.Column(
-            "account_id",
-            sa.Uuid,
-            sa.ForeignKey(f"{prefix}accounts.account_id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        # An account of the built-in table or of the platform's own (migration 0005).
+        sa.Column("account_id", sa.Uuid, primary_key=True),
         sa.Column(
             "partner_id",
             sa.String(128),

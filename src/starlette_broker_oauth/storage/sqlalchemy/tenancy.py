@@ -1,21 +1,19 @@
 """Which partner owns which account, and keys that may be used once: the parts of
-:class:`~.repository.SQLAlchemyStorage` that confine partners and forms."""
+:class:`~.repository.SQLAlchemyStorage` that record partners' accounts and forms."""
 
 from __future__ import annotations
 
 import uuid
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...models import Account, Client, Partner
-from ..base import AccountRepository, ClientRepository
-from .schema import client_from
+from ...models import Account
 from .tokencheck import TokenCheck
 
 __all__ = ["Tenancy"]
@@ -48,16 +46,6 @@ class Tenancy:
 
         def _read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
-    async def partner_can_use_account(self, partner: Partner, account_id: UUID) -> bool:
-        pa, p = self._partner_accounts, self._partners
-        owner = sa.select(pa.c.partner_id).where(pa.c.account_id == account_id).scalar_subquery()
-        partners = sa.select(sa.func.count()).select_from(p).scalar_subquery()
-        async with self._read() as conn:
-            row = (await conn.execute(sa.select(owner, partners))).one()
-        if row[0] is None:
-            return bool(row[1] == 1)  # the caller is authenticated: it is the only one
-        return bool(row[0] == partner.partner_id)
-
     def hot_reads(self) -> dict[str, sa.Select[Any]]:
         """The reads of every request, run on the token check's raw connection (one driver
         round trip each): records by key, and the partner endpoints' partner, partner's
@@ -70,8 +58,6 @@ class Tenancy:
             self._partner_accounts,
         )
         account = sa.bindparam("account_id", type_=sa.Uuid)
-        owner = sa.select(pa.c.partner_id).where(pa.c.account_id == account).scalar_subquery()
-        partners = sa.select(sa.func.count()).select_from(p).scalar_subquery()
         code, token, refresh = self._codes, self._tokens, self._refresh
         return {
             "client": sa.select(c).where(c.c.client_id == sa.bindparam("client_id")),
@@ -82,45 +68,13 @@ class Tenancy:
             "token": sa.select(token).where(token.c.token_hash == sa.bindparam("token_hash")),
             "refresh": sa.select(refresh).where(refresh.c.token_hash == sa.bindparam("token_hash")),
             "partner": sa.select(p).where(p.c.partner_id == sa.bindparam("key_id")),
-            "partner_client": sa.select(c)
-            .join(pc, pc.c.client_id == c.c.client_id)
-            .where(
+            "partner_client": sa.select(pc.c.client_id).where(
                 pc.c.partner_id == sa.bindparam("partner_id"),
-                c.c.client_id == sa.bindparam("client_id"),
+                pc.c.client_id == sa.bindparam("client_id"),
             ),
-            "partner_account": sa.select(
-                a.c.account_id, a.c.live, owner.label("owner"), partners.label("partners")
-            ).where(a.c.account_id == account),
+            "account_owner": sa.select(pa.c.partner_id).where(pa.c.account_id == account),
+            "partner_count": sa.select(sa.func.count().label("partners")).select_from(p),
         }
-
-    async def client_for_partner(
-        self, partner: Partner, client_id: str, clients: ClientRepository
-    ) -> Client | None:
-        if cast(object, clients) is not self:
-            found: Client | None = await cast(Any, super()).client_for_partner(
-                partner, client_id, clients
-            )
-            return found
-        row = await self._token_check.one(
-            "partner_client", partner_id=partner.partner_id, client_id=client_id
-        )
-        return None if row is None else client_from(row)
-
-    async def account_for_partner(
-        self, partner: Partner, account_id: UUID, accounts: AccountRepository
-    ) -> Account | None:
-        if cast(object, accounts) is not self:
-            account: Account | None = await cast(Any, super()).account_for_partner(
-                partner, account_id, accounts
-            )
-            return account
-        row = await self._token_check.one("partner_account", account_id=account_id)
-        if row is None:
-            return None
-        owner = row["owner"]
-        if not (owner == partner.partner_id or (owner is None and row["partners"] == 1)):
-            return None
-        return Account(account_id=row["account_id"], live=bool(row["live"]))
 
     async def create_account(
         self, *, account_id: UUID | None = None, live: bool = False, partner: str | None = None
@@ -141,12 +95,8 @@ class Tenancy:
         return account
 
     async def give_account(self, account_id: UUID, key_id: str) -> bool:
-        a = self._accounts
         async with self._write() as conn:
-            exists = (
-                await conn.execute(sa.select(a.c.account_id).where(a.c.account_id == account_id))
-            ).first()
-            if exists is None or not await self._partner_exists(conn, key_id):
+            if not await self._partner_exists(conn, key_id):
                 return False
             await self._own(conn, account_id, key_id)
         return True

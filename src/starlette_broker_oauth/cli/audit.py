@@ -1,0 +1,35 @@
+"""The core's services for the CLI's commands, with their audit events logged.
+
+Every change a command makes goes through the core, as the platform's own code would:
+:class:`~starlette_broker_oauth.core.Administrator` for registrations,
+:class:`~starlette_broker_oauth.core.ConnectedApps` for disconnections. Their audit events
+go to the ``starlette_broker_oauth.audit`` logger (INFO), which the operator's logging
+configuration ships where it wants.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..core import Administrator, ConnectedApps
+from ..events import OAuthEvent
+from ..storage.sqlalchemy import SQLAlchemyStorage
+
+__all__ = ["administrator", "connected_apps"]
+
+log = logging.getLogger("starlette_broker_oauth.audit")
+
+
+async def record(event: OAuthEvent) -> None:
+    """Log an audit event."""
+    log.info("%r", event)
+
+
+def administrator(storage: SQLAlchemyStorage) -> Administrator:
+    """The admin service on the command's storage."""
+    return Administrator(storage, emit=record)
+
+
+def connected_apps(storage: SQLAlchemyStorage) -> ConnectedApps:
+    """Accounts' connected apps on the command's storage."""
+    return ConnectedApps(administrator(storage).revocations, clients=storage)

@@ -1,0 +1,390 @@
+"""Admin changes with their rules: what each one ends, what it refuses, its audit event.
+
+Every change an operator makes goes through :class:`Administrator`, from the CLI or from
+the platform's code (``app.state.admin``). The storage only stores; the rules are here.
+Per rule, whether a change revokes or is checked on every use:
+
+* a client **disabled** or **deleted**: every token, refresh token and pending code of it
+  is revoked, so re-enabling it (after rotating its secret, say) brings nothing back.
+  Its status is also checked on every token check, introspection and refresh;
+* a client's **live-trading approval withdrawn**: its tokens for live accounts are
+  revoked (granting it again revives none), and approval is checked on every use;
+* a client's **scopes narrowed**: checked on every token check, introspection and
+  refresh (a token or grant carrying a scope the client may no longer have stops
+  working), and announced to token caches. Revoking instead would need the store to
+  compare scope sets row by row; the check costs nothing, since the client is read with
+  the token;
+* an account **made live or paper**, or **deleted**: its tokens and pending codes are
+  revoked (each token records whether its account was live when it was issued);
+* a **partner** that owns accounts is not deleted: its accounts would pass to whichever
+  partner remains alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from types import EllipsisType
+from uuid import UUID
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import ConfigurationError
+from ..events import AdminChange, OAuthEvent
+from ..models import Account, Client, ClientCredentials, ClientStatus, PartnerCredentials
+from ..storage.admin import AccountDetails, PartnerDetails
+from ..storage.base import AccountRepository, ClientRepository, ManagedStorage
+from .revocation import Revocations
+
+__all__ = ["Administrator", "partner_owns_accounts"]
+
+
+def partner_owns_accounts(key_id: str, count: int) -> str:
+    """Why :meth:`Administrator.delete_partner` refuses a partner that owns accounts."""
+    owned, them = ("an account", "it") if count == 1 else (f"{count} accounts", "them")
+    return f"partner {key_id!r} owns {owned}: give {them} to another partner or delete {them} first"
+
+
+class Administrator:
+    """Registers and changes clients, partners and accounts, applying the rules of each
+    change (see the module's docstring) and emitting one
+    :class:`~starlette_broker_oauth.events.AdminChange` per change.
+
+    Parameters:
+        storage: A built-in storage (its admin operations and its grant store).
+        clients: Where the platform's clients are, when not in ``storage``: partners may
+            be allowed them, and registering clients here is refused.
+        accounts: Where the platform's accounts are, when not in ``storage``: partners
+            may be given them, and creating accounts here is refused.
+        emit: Receives the audit events; a coroutine function.
+        clock: Where time is read.
+    """
+
+    def __init__(
+        self,
+        storage: ManagedStorage,
+        *,
+        clients: ClientRepository | None = None,
+        accounts: AccountRepository | None = None,
+        emit: Callable[[OAuthEvent], Awaitable[None]],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.storage = storage
+        self.clients: ClientRepository = storage if clients is None else clients
+        self.accounts: AccountRepository = storage if accounts is None else accounts
+        self.emit = emit
+        self.clock = clock
+        self.revocations = Revocations(grants=storage, emit=emit, clock=clock)
+
+    async def _changed(
+        self,
+        subject: str,
+        subject_id: object,
+        action: str,
+        *,
+        changes: Iterable[str] = (),
+        revoked: int = 0,
+    ) -> None:
+        await self.emit(
+            AdminChange(
+                subject=subject,
+                subject_id=str(subject_id),
+                action=action,
+                changes=tuple(sorted(changes)),
+                revoked=revoked,
+                at=self.clock.now(),
+            )
+        )
+
+    def _own_clients(self) -> None:
+        if self.clients is not self.storage:
+            raise ConfigurationError(
+                "clients are in the platform's own repository: register and change them "
+                "there, then announce changes with Administrator.client_changed"
+            )
+
+    def _own_accounts(self) -> None:
+        if self.accounts is not self.storage:
+            raise ConfigurationError(
+                "accounts are in the platform's own repository: create and change them "
+                "there, and revoke what a change ends with Administrator.account_changed"
+            )
+
+    # clients
+
+    async def create_client(
+        self,
+        *,
+        name: str,
+        redirect_uris: Iterable[str],
+        description: str = "",
+        url: str = "",
+        terms_of_use: str = "",
+        privacy_policy: str = "",
+        live_trading_approved: bool = False,
+        scopes: Iterable[str] | None = None,
+        response_types: Iterable[str] = ("code", "token"),
+        client_id: str | None = None,
+        client_secret: str | None = None,
+    ) -> ClientCredentials:
+        """Register a client (:meth:`Administration.create_client
+        <starlette_broker_oauth.storage.admin.Administration.create_client>`)."""
+        self._own_clients()
+        created = await self.storage.create_client(
+            name=name,
+            redirect_uris=redirect_uris,
+            description=description,
+            url=url,
+            terms_of_use=terms_of_use,
+            privacy_policy=privacy_policy,
+            live_trading_approved=live_trading_approved,
+            scopes=scopes,
+            response_types=response_types,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+        await self._changed("client", created.client_id, "created")
+        return created
+
+    async def update_client(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        url: str | None = None,
+        terms_of_use: str | None = None,
+        privacy_policy: str | None = None,
+        redirect_uris: Iterable[str] | None = None,
+        scopes: Iterable[str] | EllipsisType | None = ...,
+        live_trading_approved: bool | None = None,
+        response_types: Iterable[str] | None = None,
+    ) -> Client | None:
+        """Change what is given of a client's registration; ``None`` if it does not
+        exist. Withdrawing live approval revokes its tokens for live accounts; narrowing
+        its scopes stops the tokens that carry a removed scope."""
+        self._own_clients()
+        before = await self.storage.get_client(client_id)
+        after = await self.storage.update_client(
+            client_id,
+            name=name,
+            description=description,
+            url=url,
+            terms_of_use=terms_of_use,
+            privacy_policy=privacy_policy,
+            redirect_uris=redirect_uris,
+            scopes=scopes,
+            live_trading_approved=live_trading_approved,
+            response_types=response_types,
+        )
+        if before is None or after is None:
+            return None
+        changes = [
+            field
+            for field in (
+                "name",
+                "description",
+                "url",
+                "terms_of_use",
+                "privacy_policy",
+                "redirect_uris",
+                "scopes",
+                "live_trading_approved",
+                "response_types",
+            )
+            if getattr(before, field) != getattr(after, field)
+        ]
+        revoked: list[str] = []
+        if before.live_trading_approved and not after.live_trading_approved:
+            revoked = await self.revocations.revoke_tokens(
+                client_id=client_id, live_only=True, reason="live_approval_withdrawn"
+            )
+        if changes:
+            await self.revocations.client_changed(client_id)
+        await self._changed("client", client_id, "updated", changes=changes, revoked=len(revoked))
+        return after
+
+    async def disable_client(self, client_id: str) -> bool:
+        """Disable a client and revoke every token, refresh token and pending code of it;
+        ``False`` if it does not exist."""
+        self._own_clients()
+        if not await self.storage.set_client_status(client_id, ClientStatus.DISABLED):
+            return False
+        revoked = await self.revocations.revoke_tokens(
+            client_id=client_id, reason="client_disabled"
+        )
+        await self.revocations.client_changed(client_id)
+        await self._changed("client", client_id, "disabled", revoked=len(revoked))
+        return True
+
+    async def enable_client(self, client_id: str) -> bool:
+        """Let a disabled client obtain codes and tokens again (none of its old ones
+        work); ``False`` if it does not exist."""
+        self._own_clients()
+        if not await self.storage.set_client_status(client_id, ClientStatus.ACTIVE):
+            return False
+        await self._changed("client", client_id, "enabled")
+        return True
+
+    async def delete_client(self, client_id: str) -> bool:
+        """Revoke everything of a client, then delete it; ``False`` if it does not exist."""
+        self._own_clients()
+        if await self.storage.get_client(client_id) is None:
+            return False
+        revoked = await self.revocations.revoke_tokens(client_id=client_id, reason="client_deleted")
+        deleted = await self.storage.delete_client(client_id)
+        await self.revocations.client_changed(client_id)
+        if deleted:
+            await self._changed("client", client_id, "deleted", revoked=len(revoked))
+        return deleted
+
+    async def rotate_client_secret(self, client_id: str) -> ClientCredentials | None:
+        """A new secret for the client; the old one stops working at once (its tokens
+        stay). ``None`` if it does not exist."""
+        self._own_clients()
+        rotated = await self.storage.reset_client_secret(client_id)
+        if rotated is not None:
+            await self._changed("client", client_id, "secret_rotated")
+        return rotated
+
+    # partners
+
+    async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
+        """Register a partner; its key id and secret (shown once)."""
+        created = await self.storage.create_partner(name=name, key_id=key_id)
+        await self._changed("partner", created.key_id, "created")
+        return created
+
+    async def update_partner(self, key_id: str, *, name: str) -> PartnerDetails | None:
+        """Rename a partner; ``None`` if it does not exist."""
+        renamed = await self.storage.update_partner(key_id, name=name)
+        if renamed is not None:
+            await self._changed("partner", key_id, "updated", changes=["name"])
+        return renamed
+
+    async def delete_partner(self, key_id: str) -> bool:
+        """Delete a partner; ``False`` if it does not exist.
+
+        Raises:
+            ValueError: It owns accounts: give them to another partner, or delete them,
+                first.
+        """
+        details = await self.storage.get_partner_details(key_id)
+        if details is None:
+            return False
+        if details.accounts:
+            raise ValueError(partner_owns_accounts(key_id, details.accounts))
+        deleted = await self.storage.delete_partner(key_id)
+        if deleted:
+            await self._changed("partner", key_id, "deleted")
+        return deleted
+
+    async def rotate_partner_secret(self, key_id: str) -> PartnerCredentials | None:
+        """A new secret for the partner; the old one stops working at once."""
+        rotated = await self.storage.reset_partner_secret(key_id)
+        if rotated is not None:
+            await self._changed("partner", key_id, "secret_rotated")
+        return rotated
+
+    async def allow_partner_client(self, key_id: str, client_id: str) -> bool:
+        """Let the partner use the client; ``False`` if either does not exist."""
+        if await self.clients.get_client(client_id) is None:
+            return False
+        allowed = await self.storage.allow_partner_client(key_id, client_id)
+        if allowed:
+            await self._changed("partner", key_id, "client_allowed", changes=[client_id])
+        return allowed
+
+    async def disallow_partner_client(self, key_id: str, client_id: str) -> bool:
+        """Stop the partner using the client (tokens already issued stay); ``False`` if
+        either does not exist."""
+        if await self.clients.get_client(client_id) is None:
+            return False
+        disallowed = await self.storage.disallow_partner_client(key_id, client_id)
+        if disallowed:
+            await self._changed("partner", key_id, "client_disallowed", changes=[client_id])
+        return disallowed
+
+    # accounts
+
+    async def create_account(
+        self, *, account_id: UUID | None = None, live: bool = False, partner: str | None = None
+    ) -> Account:
+        """Create an account (or return the one with this id), owned by ``partner``."""
+        self._own_accounts()
+        account = await self.storage.create_account(
+            account_id=account_id, live=live, partner=partner
+        )
+        await self._changed("account", account.account_id, "created")
+        return account
+
+    async def update_account(self, account_id: UUID, *, live: bool) -> AccountDetails | None:
+        """Make an account live or paper; a change revokes its tokens and pending codes.
+        ``None`` if it does not exist."""
+        self._own_accounts()
+        before = await self.storage.get_account_details(account_id)
+        if before is None:
+            return None
+        after = await self.storage.update_account(account_id, live=live)
+        revoked: list[str] = []
+        if before.live != live:
+            revoked = await self.revocations.revoke_tokens(
+                account_id=account_id, reason="account_made_live" if live else "account_made_paper"
+            )
+        await self._changed(
+            "account",
+            account_id,
+            "updated",
+            changes=["live"] if before.live != live else [],
+            revoked=len(revoked),
+        )
+        return after
+
+    async def delete_account(self, account_id: UUID) -> bool:
+        """Revoke every token of an account, then delete it; ``False`` if it does not
+        exist."""
+        self._own_accounts()
+        if await self.storage.get_account_details(account_id) is None:
+            return False
+        revoked = await self.revocations.revoke_tokens(
+            account_id=account_id, reason="account_deleted"
+        )
+        deleted = await self.storage.delete_account(account_id)
+        if deleted:
+            await self._changed("account", account_id, "deleted", revoked=len(revoked))
+        return deleted
+
+    async def client_changed(self, client_id: str) -> int:
+        """For a platform whose clients are its own: after it disabled, deleted or narrowed
+        a client in its registry, revoke what that ends and tell every token cache.
+        Disabled or deleted (or gone): every token and pending code of the client is
+        revoked; otherwise tokens the registration no longer allows stop on their next
+        check. How many access tokens were revoked."""
+        client = await self.clients.get_client(client_id)
+        revoked: list[str] = []
+        if client is None or not client.active:
+            revoked = await self.revocations.revoke_tokens(
+                client_id=client_id, reason="client_disabled"
+            )
+        elif not client.live_trading_approved:
+            revoked = await self.revocations.revoke_tokens(
+                client_id=client_id, live_only=True, reason="live_approval_withdrawn"
+            )
+        await self.revocations.client_changed(client_id)
+        await self._changed("client", client_id, "updated", revoked=len(revoked))
+        return len(revoked)
+
+    async def account_changed(self, account_id: UUID, *, reason: str = "account_changed") -> int:
+        """For a platform whose accounts are its own: after an account was made live or
+        paper, closed or deleted, revoke every token and pending code of it. How many
+        access tokens were revoked."""
+        revoked = await self.revocations.revoke_tokens(account_id=account_id, reason=reason)
+        await self._changed("account", account_id, "updated", revoked=len(revoked))
+        return len(revoked)
+
+    async def give_account(self, account_id: UUID, key_id: str) -> bool:
+        """Make the partner the account's owner; ``False`` if either does not exist."""
+        if await self.accounts.get_account(account_id) is None:
+            return False
+        given = await self.storage.give_account(account_id, key_id)
+        if given:
+            await self._changed("account", account_id, "given", changes=[key_id])
+        return given

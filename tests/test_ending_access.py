@@ -1,0 +1,357 @@
+"""What ends access, through HTTP and the public API, on every backend: a revocation also
+ends the codes issued before it; an admin change that withdraws what a token relied on
+stops it on the next token check, introspection and refresh; re-enabling a client revives
+nothing; every admin change is an audit event."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from starlette_broker_oauth import ClientStatus, ManagedStorage
+from starlette_broker_oauth.core import Administrator, ConnectedApps
+from starlette_broker_oauth.events import AdminChange, TokenRevoked
+
+from .conftest import Platform, full_settings, open_storage, pkce_pair, seed_full_platform
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclasses.dataclass
+class World:
+    platform: Platform
+    events: list[Any]
+
+    @property
+    def admin(self) -> Administrator:
+        assert self.platform.oauth is not None
+        admin: Administrator = self.platform.oauth.state.admin
+        return admin
+
+    @property
+    def apps(self) -> ConnectedApps:
+        assert self.platform.oauth is not None
+        apps: ConnectedApps = self.platform.oauth.state.connected_apps
+        return apps
+
+    @property
+    def storage(self) -> ManagedStorage:
+        storage = self.platform.storage
+        assert isinstance(storage, ManagedStorage)
+        return storage
+
+    async def code(self, account: uuid.UUID | None = None, scope: str = "general trading") -> str:
+        """A code from the partner endpoint; its PKCE verifier is kept for the exchange."""
+        verifier, challenge = pkce_pair()
+        code = await self.platform.code(
+            account_id=str(account or self.platform.paper_account),
+            scope=scope,
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        )
+        self.verifiers[code] = verifier
+        return code
+
+    verifiers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    async def exchange(self, code: str, secret: str | None = None) -> httpx.Response:
+        p = self.platform
+        return await p.http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": p.redirect_uri,
+                "code_verifier": self.verifiers[code],
+            },
+            auth=(p.client_id, secret or p.client_secret),
+        )
+
+    async def tokens(self, account: uuid.UUID | None = None) -> dict[str, str]:
+        answer = await self.exchange(await self.code(account))
+        assert answer.status_code == 200, answer.text
+        body: dict[str, str] = answer.json()
+        return body
+
+    async def refresh(self, refresh_token: str, secret: str | None = None) -> httpx.Response:
+        p = self.platform
+        return await p.http.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth=(p.client_id, secret or p.client_secret),
+        )
+
+    async def introspect(self, token: str, secret: str | None = None) -> dict[str, Any]:
+        p = self.platform
+        answer = await p.http.post(
+            "/oauth/introspect",
+            data={"token": token},
+            auth=(p.client_id, secret or p.client_secret),
+        )
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    async def works(self, token: str) -> bool:
+        answer = await self.platform.account(token)
+        assert answer.status_code in (200, 401), answer.text
+        if answer.status_code == 401:
+            assert answer.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        return answer.status_code == 200
+
+
+@pytest.fixture(params=["uncached", "cached"])
+async def world(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> AsyncIterator[World]:
+    """A platform with refresh tokens, hosted pages and audit events; with the token
+    cache off, and on (every revocation must reach it)."""
+    events: list[Any] = []
+    ttl = timedelta(minutes=10) if request.param == "cached" else timedelta(0)
+    async with open_storage(backend, tmp_path) as storage:
+        platform = await seed_full_platform(
+            backend, storage, full_settings(token_cache_ttl=ttl), events=events
+        )
+        async with platform.http:
+            yield World(platform, events)
+
+
+def refused_grant(answer: httpx.Response) -> None:
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "invalid_grant"
+    assert answer.headers["cache-control"] == "no-store"
+
+
+# A code issued just before a revocation is refused after it.
+
+REVOCATIONS = [
+    "disconnect",
+    "disconnect_all",
+    "partner_delete",
+    "revoke_refresh_token",
+    "refresh_reuse",
+    "code_replay",
+    "client_disabled",
+    "account_made_live",
+]
+
+
+@pytest.mark.parametrize("revocation", REVOCATIONS)
+async def test_a_code_issued_before_a_revocation_is_refused_after_it(
+    world: World, revocation: str
+) -> None:
+    p = world.platform
+    first_code = await world.code()
+    first = (await world.exchange(first_code)).json()
+    assert await world.works(first["access_token"])
+    pending = await world.code()  # issued, not yet exchanged
+    if revocation == "disconnect":
+        assert await world.apps.disconnect(p.paper_account, p.client_id) == 1
+    elif revocation == "disconnect_all":
+        assert await world.apps.disconnect_all(p.paper_account) == 1
+    elif revocation == "partner_delete":
+        gone = await p.http.delete(f"/v1/oauth/token/{first['access_token']}", auth=p.partner)
+        assert gone.status_code == 204
+    elif revocation == "revoke_refresh_token":
+        revoked = await p.http.post(
+            "/oauth/revoke",
+            data={"token": first["refresh_token"]},
+            auth=(p.client_id, p.client_secret),
+        )
+        assert revoked.status_code == 200
+    elif revocation == "refresh_reuse":
+        assert (await world.refresh(first["refresh_token"])).status_code == 200
+        refused_grant(await world.refresh(first["refresh_token"]))
+    elif revocation == "code_replay":
+        refused_grant(await world.exchange(first_code))
+    elif revocation == "client_disabled":
+        assert await world.admin.disable_client(p.client_id)
+        assert await world.admin.enable_client(p.client_id)
+    else:
+        assert await world.admin.update_account(p.paper_account, live=True) is not None
+    refused_grant(await world.exchange(pending))
+    assert not await world.works(first["access_token"])
+    assert await world.apps.list(p.paper_account) == []
+    if revocation != "account_made_live":  # (the account is live now: the app may not)
+        # The app connects again only through a new consent.
+        fresh = await world.tokens()
+        assert await world.works(fresh["access_token"])
+
+
+async def test_a_revocation_leaves_other_apps_and_accounts_alone(world: World) -> None:
+    p = world.platform
+    other_account = await world.storage.create_account(partner=p.partner[0])
+    elsewhere = await world.code(other_account.account_id)
+    await world.tokens()
+    assert await world.apps.disconnect(p.paper_account, p.client_id) == 1
+    answer = await world.exchange(elsewhere)
+    assert answer.status_code == 200, answer.text
+
+
+# Admin changes that withdraw what a token relied on.
+
+
+async def test_disable_rotate_enable_revives_nothing(world: World) -> None:
+    p = world.platform
+    tokens = await world.tokens()
+    pending = await world.code()
+    assert await world.admin.disable_client(p.client_id)
+    rotated = await world.admin.rotate_client_secret(p.client_id)
+    assert rotated is not None
+    assert await world.admin.enable_client(p.client_id)
+    secret = p.client_secret = rotated.client_secret
+    assert not await world.works(tokens["access_token"])
+    assert await world.introspect(tokens["access_token"], secret) == {"active": False}
+    assert await world.introspect(tokens["refresh_token"], secret) == {"active": False}
+    refused_grant(await world.refresh(tokens["refresh_token"], secret))
+    refused_grant(await world.exchange(pending, secret))
+    # New consent works again.
+    again = await world.exchange(await world.code(), secret)
+    assert again.status_code == 200
+    assert await world.works(again.json()["access_token"])
+    changes = [(e.subject, e.action) for e in world.events if isinstance(e, AdminChange)]
+    assert changes == [
+        ("client", "disabled"),
+        ("client", "secret_rotated"),
+        ("client", "enabled"),
+    ]
+    [disabled] = [e for e in world.events if isinstance(e, AdminChange) and e.revoked]
+    assert (disabled.action, disabled.revoked) == ("disabled", 1)
+    [revoked] = [e for e in world.events if isinstance(e, TokenRevoked)]
+    assert (revoked.reason, revoked.client_id) == ("client_disabled", p.client_id)
+
+
+@pytest.mark.parametrize("through", ["admin", "storage"])
+async def test_withdrawn_live_approval_stops_tokens_on_live_accounts(
+    world: World, through: str
+) -> None:
+    """Through the admin service the live tokens are revoked; changed in the storage
+    behind its back (a platform's own client registry), every check still refuses them."""
+    p = world.platform
+    await world.admin.update_client(p.client_id, live_trading_approved=True)
+    live = await world.tokens(p.live_account)
+    paper = await world.tokens(p.paper_account)
+    assert await world.works(live["access_token"])
+    if through == "admin":
+        await world.admin.update_client(p.client_id, live_trading_approved=False)
+    else:
+        await world.storage.update_client(p.client_id, live_trading_approved=False)
+        if world_cached(world):
+            # No announcement reached the cache: the bound is its TTL. Drop it here to
+            # show the per-use check itself.
+            verifier = p.oauth.state.token_verifier if p.oauth is not None else None
+            assert verifier is not None
+            verifier.clear()
+    assert not await world.works(live["access_token"])
+    assert (await world.introspect(live["access_token"]))["active"] is False
+    refused_grant(await world.refresh(live["refresh_token"]))
+    assert await world.works(paper["access_token"])
+    assert (await world.introspect(paper["access_token"]))["active"] is True
+    if through == "admin":
+        # Approval given again revives none of them: they were revoked.
+        await world.admin.update_client(p.client_id, live_trading_approved=True)
+        assert not await world.works(live["access_token"])
+        [change] = [e for e in world.events if isinstance(e, AdminChange) and e.revoked]
+        assert (change.action, change.changes, change.revoked) == (
+            "updated",
+            ("live_trading_approved",),
+            1,
+        )
+
+
+def world_cached(world: World) -> bool:
+    return world.platform.settings.token_cache_ttl > timedelta(0)
+
+
+async def test_narrowed_scopes_stop_the_tokens_that_carry_a_removed_scope(world: World) -> None:
+    p = world.platform
+    both = await world.tokens()  # general trading
+    narrow = (await world.exchange(await world.code(scope="general"))).json()
+    await world.admin.update_client(p.client_id, scopes=["general"])
+    assert not await world.works(both["access_token"])
+    assert (await world.introspect(both["access_token"]))["active"] is False
+    refused = await world.refresh(both["refresh_token"])
+    refused_grant(refused)
+    assert refused.json()["error_description"] == (
+        "The grant holds a scope the client may no longer have."
+    )
+    # What it may still have keeps working.
+    assert await world.works(narrow["access_token"])
+    assert (await world.refresh(narrow["refresh_token"])).status_code == 200
+
+
+async def test_deleting_the_client_or_the_account_stops_everything(world: World) -> None:
+    p = world.platform
+    tokens = await world.tokens()
+    assert await world.admin.delete_account(p.paper_account)
+    assert not await world.works(tokens["access_token"])
+    live = await world.admin.update_client(p.client_id, live_trading_approved=True)
+    assert live is not None
+    other = await world.tokens(p.live_account)
+    assert await world.admin.delete_client(p.client_id)
+    assert not await world.works(other["access_token"])
+
+
+async def test_every_admin_change_is_an_audit_event(world: World) -> None:
+    admin, p = world.admin, world.platform
+    created = await admin.create_client(name="New", redirect_uris=["https://n.example/cb"])
+    await admin.update_client(created.client_id, name="Renamed", scopes=["general"])
+    await admin.rotate_client_secret(created.client_id)
+    await admin.disable_client(created.client_id)
+    await admin.enable_client(created.client_id)
+    partner = await admin.create_partner(name="Second")
+    await admin.update_partner(partner.key_id, name="Second partner")
+    await admin.allow_partner_client(partner.key_id, created.client_id)
+    await admin.disallow_partner_client(partner.key_id, created.client_id)
+    await admin.rotate_partner_secret(partner.key_id)
+    account = await admin.create_account(partner=partner.key_id)
+    await admin.update_account(account.account_id, live=True)
+    await admin.give_account(account.account_id, p.partner[0])
+    await admin.delete_account(account.account_id)
+    await admin.delete_partner(partner.key_id)
+    await admin.delete_client(created.client_id)
+    changes = [(e.subject, e.action, e.changes) for e in world.events if isinstance(e, AdminChange)]
+    aid = str(account.account_id)
+    assert [(s, a, c) for s, a, c in changes] == [
+        ("client", "created", ()),
+        ("client", "updated", ("name", "scopes")),
+        ("client", "secret_rotated", ()),
+        ("client", "disabled", ()),
+        ("client", "enabled", ()),
+        ("partner", "created", ()),
+        ("partner", "updated", ("name",)),
+        ("partner", "client_allowed", (created.client_id,)),
+        ("partner", "client_disallowed", (created.client_id,)),
+        ("partner", "secret_rotated", ()),
+        ("account", "created", ()),
+        ("account", "updated", ("live",)),
+        ("account", "given", (p.partner[0],)),
+        ("account", "deleted", ()),
+        ("partner", "deleted", ()),
+        ("client", "deleted", ()),
+    ]
+    ids = [e.subject_id for e in world.events if isinstance(e, AdminChange)]
+    assert ids[10:14] == [aid] * 4
+    # No event carries a secret.
+    for event in world.events:
+        assert created.client_secret not in repr(event)
+        assert partner.secret not in repr(event)
+
+
+async def test_status_is_checked_on_every_use(world: World) -> None:
+    """A client disabled in the storage behind the admin service's back (a platform's own
+    registry) stops its tokens on the next uncached check."""
+    p = world.platform
+    tokens = await world.tokens()
+    await world.storage.set_client_status(p.client_id, ClientStatus.DISABLED)
+    if world_cached(world):
+        assert p.oauth is not None
+        p.oauth.state.token_verifier.clear()
+    assert not await world.works(tokens["access_token"])
