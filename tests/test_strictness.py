@@ -374,3 +374,21 @@ async def test_a_client_that_leaves_mid_body_is_not_an_error(
     await full.oauth(scope, receive, send)
     assert sent[0]["status"] == 400
     assert errors == []
+
+
+# RFC 6749 §5.2: a required parameter missing is invalid_request, not an unsupported grant.
+
+
+@pytest.mark.parametrize("body", [{}, {"code": "x"}, {"grant_type": ""}])
+async def test_a_missing_grant_type_is_an_invalid_request(
+    full: Platform, body: dict[str, str]
+) -> None:
+    answer = await full.http.post(
+        "/oauth/token", data=body, auth=(full.client_id, full.client_secret)
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "invalid_request",
+        "error_description": "grant_type is missing",
+    }
+    assert answer.headers["cache-control"] == "no-store"

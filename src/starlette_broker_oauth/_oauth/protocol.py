@@ -16,7 +16,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 
 from .._bridge import run_sync
 from ..core import AUTHORIZATION_PARAMS, AuthorizationCore, IssuedCode
-from ..errors import AccessDenied, Refusal
+from ..errors import AccessDenied, InvalidRequest, Refusal
 from ..models import Account, Client
 from .requests import OAuthRequest
 from .server import BrokerAuthorizationServer, refusal
@@ -113,6 +113,10 @@ class OAuthProtocol:
         self, *, headers: Mapping[str, str], params: Mapping[str, Sequence[str]]
     ) -> ProtocolResponse:
         """``POST /oauth/token`` (RFC 6749 §4.1.3, §6)."""
+        if not params.get("grant_type", [""])[0]:
+            # A required parameter missing is invalid_request (RFC 6749 §5.2); Authlib
+            # would answer unsupported_grant_type.
+            raise InvalidRequest("grant_type is missing")
         request = OAuthRequest(
             method="POST", uri=self.settings.url("/oauth/token"), headers=headers, params=params
         )
