@@ -114,9 +114,10 @@ def create_oauth_app(
 
     The returned app also carries ``app.state.connected_apps``
     (:class:`~.core.ConnectedApps`): list an account's connected apps, disconnect one, or
-    cut every token of a closed account; and, with a built-in ``storage``,
-    ``app.state.admin`` (:class:`~.core.Administrator`): admin changes with their rules
-    and audit events, as the CLI makes them.
+    cut every token of a closed account; and ``app.state.admin``
+    (:class:`~.core.Administrator`): admin changes with their rules and audit events, as
+    the CLI makes them (with a built-in ``storage``), and what a change in the platform's
+    own registry ends (``client_changed``, ``account_changed``).
     """
     clients = storage if clients is None else clients
     accounts = storage if accounts is None else accounts
@@ -197,10 +198,13 @@ def create_oauth_app(
     app.state.token_verifier = verifier
     app.state.oauth_settings = settings
     app.state.connected_apps = connected
-    app.state.admin = (
-        Administrator(storage, clients=clients, accounts=accounts, emit=core.emit, clock=clock)
-        if isinstance(storage, ManagedStorage)
-        else None
+    app.state.admin = Administrator(
+        storage if isinstance(storage, ManagedStorage) else None,
+        grants=grants,
+        clients=clients,
+        accounts=accounts,
+        emit=core.emit,
+        clock=clock,
     )
     app.state.metadata_endpoint = api.metadata
     return app

@@ -31,7 +31,7 @@ from ..errors import ConfigurationError
 from ..events import AdminChange, OAuthEvent
 from ..models import Account, Client, ClientCredentials, ClientStatus, PartnerCredentials
 from ..storage.admin import AccountDetails, PartnerDetails
-from ..storage.base import AccountRepository, ClientRepository, ManagedStorage
+from ..storage.base import AccountRepository, ClientRepository, GrantStore, ManagedStorage
 from .revocation import Revocations
 
 __all__ = ["Administrator", "partner_owns_accounts"]
@@ -48,8 +48,14 @@ class Administrator:
     change (see the module's docstring) and emitting one
     :class:`~starlette_broker_oauth.events.AdminChange` per change.
 
+    A platform whose repositories are all its own has no built-in storage: its service
+    has :meth:`client_changed` and :meth:`account_changed` only, and refuses the rest
+    with the reason.
+
     Parameters:
-        storage: A built-in storage (its admin operations and its grant store).
+        storage: A built-in storage (its admin operations, and by default every
+            repository), or ``None`` when there is none.
+        grants: Where codes and tokens are, when not in ``storage``.
         clients: Where the platform's clients are, when not in ``storage``: partners may
             be allowed them, and registering clients here is refused.
         accounts: Where the platform's accounts are, when not in ``storage``: partners
@@ -60,19 +66,36 @@ class Administrator:
 
     def __init__(
         self,
-        storage: ManagedStorage,
+        storage: ManagedStorage | None = None,
         *,
+        grants: GrantStore | None = None,
         clients: ClientRepository | None = None,
         accounts: AccountRepository | None = None,
         emit: Callable[[OAuthEvent], Awaitable[None]],
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        grants = storage if grants is None else grants
+        clients = storage if clients is None else clients
+        accounts = storage if accounts is None else accounts
+        if grants is None or clients is None or accounts is None:
+            raise ConfigurationError(
+                "Administrator needs storage=, or each of grants=, clients= and accounts="
+            )
         self.storage = storage
-        self.clients: ClientRepository = storage if clients is None else clients
-        self.accounts: AccountRepository = storage if accounts is None else accounts
+        self.clients: ClientRepository = clients
+        self.accounts: AccountRepository = accounts
         self.emit = emit
         self.clock = clock
-        self.revocations = Revocations(grants=storage, emit=emit, clock=clock)
+        self.revocations = Revocations(grants=grants, emit=emit, clock=clock)
+
+    def _store(self) -> ManagedStorage:
+        if self.storage is None:
+            raise ConfigurationError(
+                "this platform has no built-in storage: its clients, accounts and "
+                "partners are registered in its own repositories; tell the core of a "
+                "change with client_changed or account_changed"
+            )
+        return self.storage
 
     async def _changed(
         self,
@@ -95,14 +118,14 @@ class Administrator:
         )
 
     def _own_clients(self) -> None:
-        if self.clients is not self.storage:
+        if self.storage is not None and self.clients is not self.storage:
             raise ConfigurationError(
                 "clients are in the platform's own repository: register and change them "
                 "there, then announce changes with Administrator.client_changed"
             )
 
     def _own_accounts(self) -> None:
-        if self.accounts is not self.storage:
+        if self.storage is not None and self.accounts is not self.storage:
             raise ConfigurationError(
                 "accounts are in the platform's own repository: create and change them "
                 "there, and revoke what a change ends with Administrator.account_changed"
@@ -128,7 +151,7 @@ class Administrator:
         """Register a client (:meth:`Administration.create_client
         <starlette_broker_oauth.storage.admin.Administration.create_client>`)."""
         self._own_clients()
-        created = await self.storage.create_client(
+        created = await self._store().create_client(
             name=name,
             redirect_uris=redirect_uris,
             description=description,
@@ -162,8 +185,8 @@ class Administrator:
         exist. Withdrawing live approval revokes its tokens for live accounts; narrowing
         its scopes stops the tokens that carry a removed scope."""
         self._own_clients()
-        before = await self.storage.get_client(client_id)
-        after = await self.storage.update_client(
+        before = await self._store().get_client(client_id)
+        after = await self._store().update_client(
             client_id,
             name=name,
             description=description,
@@ -206,7 +229,7 @@ class Administrator:
         """Disable a client and revoke every token, refresh token and pending code of it;
         ``False`` if it does not exist."""
         self._own_clients()
-        if not await self.storage.set_client_status(client_id, ClientStatus.DISABLED):
+        if not await self._store().set_client_status(client_id, ClientStatus.DISABLED):
             return False
         revoked = await self.revocations.revoke_tokens(
             client_id=client_id, reason="client_disabled"
@@ -219,7 +242,7 @@ class Administrator:
         """Let a disabled client obtain codes and tokens again (none of its old ones
         work); ``False`` if it does not exist."""
         self._own_clients()
-        if not await self.storage.set_client_status(client_id, ClientStatus.ACTIVE):
+        if not await self._store().set_client_status(client_id, ClientStatus.ACTIVE):
             return False
         await self._changed("client", client_id, "enabled")
         return True
@@ -227,10 +250,10 @@ class Administrator:
     async def delete_client(self, client_id: str) -> bool:
         """Revoke everything of a client, then delete it; ``False`` if it does not exist."""
         self._own_clients()
-        if await self.storage.get_client(client_id) is None:
+        if await self._store().get_client(client_id) is None:
             return False
         revoked = await self.revocations.revoke_tokens(client_id=client_id, reason="client_deleted")
-        deleted = await self.storage.delete_client(client_id)
+        deleted = await self._store().delete_client(client_id)
         await self.revocations.client_changed(client_id)
         if deleted:
             await self._changed("client", client_id, "deleted", revoked=len(revoked))
@@ -240,7 +263,7 @@ class Administrator:
         """A new secret for the client; the old one stops working at once (its tokens
         stay). ``None`` if it does not exist."""
         self._own_clients()
-        rotated = await self.storage.reset_client_secret(client_id)
+        rotated = await self._store().reset_client_secret(client_id)
         if rotated is not None:
             await self._changed("client", client_id, "secret_rotated")
         return rotated
@@ -249,13 +272,13 @@ class Administrator:
 
     async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
         """Register a partner; its key id and secret (shown once)."""
-        created = await self.storage.create_partner(name=name, key_id=key_id)
+        created = await self._store().create_partner(name=name, key_id=key_id)
         await self._changed("partner", created.key_id, "created")
         return created
 
     async def update_partner(self, key_id: str, *, name: str) -> PartnerDetails | None:
         """Rename a partner; ``None`` if it does not exist."""
-        renamed = await self.storage.update_partner(key_id, name=name)
+        renamed = await self._store().update_partner(key_id, name=name)
         if renamed is not None:
             await self._changed("partner", key_id, "updated", changes=["name"])
         return renamed
@@ -267,19 +290,19 @@ class Administrator:
             ValueError: It owns accounts: give them to another partner, or delete them,
                 first.
         """
-        details = await self.storage.get_partner_details(key_id)
+        details = await self._store().get_partner_details(key_id)
         if details is None:
             return False
         if details.accounts:
             raise ValueError(partner_owns_accounts(key_id, details.accounts))
-        deleted = await self.storage.delete_partner(key_id)
+        deleted = await self._store().delete_partner(key_id)
         if deleted:
             await self._changed("partner", key_id, "deleted")
         return deleted
 
     async def rotate_partner_secret(self, key_id: str) -> PartnerCredentials | None:
         """A new secret for the partner; the old one stops working at once."""
-        rotated = await self.storage.reset_partner_secret(key_id)
+        rotated = await self._store().reset_partner_secret(key_id)
         if rotated is not None:
             await self._changed("partner", key_id, "secret_rotated")
         return rotated
@@ -288,7 +311,7 @@ class Administrator:
         """Let the partner use the client; ``False`` if either does not exist."""
         if await self.clients.get_client(client_id) is None:
             return False
-        allowed = await self.storage.allow_partner_client(key_id, client_id)
+        allowed = await self._store().allow_partner_client(key_id, client_id)
         if allowed:
             await self._changed("partner", key_id, "client_allowed", changes=[client_id])
         return allowed
@@ -298,7 +321,7 @@ class Administrator:
         either does not exist."""
         if await self.clients.get_client(client_id) is None:
             return False
-        disallowed = await self.storage.disallow_partner_client(key_id, client_id)
+        disallowed = await self._store().disallow_partner_client(key_id, client_id)
         if disallowed:
             await self._changed("partner", key_id, "client_disallowed", changes=[client_id])
         return disallowed
@@ -310,7 +333,7 @@ class Administrator:
     ) -> Account:
         """Create an account (or return the one with this id), owned by ``partner``."""
         self._own_accounts()
-        account = await self.storage.create_account(
+        account = await self._store().create_account(
             account_id=account_id, live=live, partner=partner
         )
         await self._changed("account", account.account_id, "created")
@@ -320,10 +343,10 @@ class Administrator:
         """Make an account live or paper; a change revokes its tokens and pending codes.
         ``None`` if it does not exist."""
         self._own_accounts()
-        before = await self.storage.get_account_details(account_id)
+        before = await self._store().get_account_details(account_id)
         if before is None:
             return None
-        after = await self.storage.update_account(account_id, live=live)
+        after = await self._store().update_account(account_id, live=live)
         revoked: list[str] = []
         if before.live != live:
             revoked = await self.revocations.revoke_tokens(
@@ -342,12 +365,12 @@ class Administrator:
         """Revoke every token of an account, then delete it; ``False`` if it does not
         exist."""
         self._own_accounts()
-        if await self.storage.get_account_details(account_id) is None:
+        if await self._store().get_account_details(account_id) is None:
             return False
         revoked = await self.revocations.revoke_tokens(
             account_id=account_id, reason="account_deleted"
         )
-        deleted = await self.storage.delete_account(account_id)
+        deleted = await self._store().delete_account(account_id)
         if deleted:
             await self._changed("account", account_id, "deleted", revoked=len(revoked))
         return deleted
@@ -384,7 +407,7 @@ class Administrator:
         """Make the partner the account's owner; ``False`` if either does not exist."""
         if await self.accounts.get_account(account_id) is None:
             return False
-        given = await self.storage.give_account(account_id, key_id)
+        given = await self._store().give_account(account_id, key_id)
         if given:
             await self._changed("account", account_id, "given", changes=[key_id])
         return given

@@ -222,7 +222,7 @@ class GrantStore(ABC):
         """In one transaction: revoke every access and refresh token of the grant
         ``family_id``, and delete every unused code of ``client_id`` for ``account_id``
         (a code issued before the revocation must not bring the grant back). The hashes
-        of the access tokens that were live until now."""
+        of the access tokens this call revoked (those not yet revoked, expired or not)."""
 
     @abstractmethod
     async def revoke_tokens(
@@ -234,15 +234,16 @@ class GrantStore(ABC):
         now: datetime,
     ) -> list[str]:
         """In one transaction: revoke every access and refresh token, and delete every
-        unused code, of the account and/or the client given (at least one is), only
-        those for live accounts with ``live_only``. The hashes of the access tokens that
-        were live until now."""
+        unused code, of the account and/or the client given (at least one is); with
+        ``live_only``, only the tokens for live accounts, and no code. The hashes of the
+        access tokens this call revoked (those not yet revoked, expired or not)."""
 
     @abstractmethod
     async def use_once(self, key: str, *, now: datetime, expires_at: datetime) -> bool:
-        """Record ``key`` (a hash) as used: ``True`` the first time, ``False`` while it is
-        recorded (until ``expires_at``), in every process that shares the store. Hosted
-        consent relies on it so that one approval yields one code."""
+        """Record ``key`` (a hash) as used until ``expires_at``: ``True`` the first time,
+        ``False`` while that record has not expired, in every process that shares the
+        store; a record with ``expires_at <= now`` no longer counts, and the key may be
+        used again. Hosted consent relies on it so that one approval yields one code."""
 
     @abstractmethod
     async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:

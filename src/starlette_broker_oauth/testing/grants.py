@@ -130,18 +130,20 @@ class GrantStoreContract(Contract):
     async def test_redeem_refuses_and_stores_nothing(self, grants: GrantStore) -> None:
         now = utc_now()
         expired = self.code(issued_at=now - timedelta(minutes=2), expires_at=now)
-        for code, client_id in (
-            (self.code(), "another-client"),  # bound to another client
-            (expired, expired.client_id),  # expired
+        for case, code, client_id in (
+            ("a code bound to another client", self.code(), "another-client"),
+            ("an expired code", expired, expired.client_id),
         ):
             await grants.save_code(code)
             token = self.token(code)
-            assert not await grants.redeem_code(
+            redeemed = await grants.redeem_code(
                 code.code_hash, client_id=client_id, token=token, now=now
             )
-            assert await grants.get_token(token.token_hash) is None
+            assert not redeemed, f"{case} was redeemed"
+            assert await grants.get_token(token.token_hash) is None, f"{case} stored a token"
             stored = await grants.get_code(code.code_hash)
-            assert stored is not None and stored.used_at is None
+            assert stored is not None, f"{case} is gone"
+            assert stored.used_at is None, f"{case} was marked used"
         unknown = self.token()
         assert not await grants.redeem_code(
             hash_secret("unknown"), client_id="client-a", token=unknown, now=now
@@ -193,7 +195,11 @@ class GrantStoreContract(Contract):
         was = await grants.revoke_token(token.token_hash, now=now)
         assert was == token  # as it was: not yet revoked
         again = await grants.revoke_token(token.token_hash, now=now + timedelta(seconds=1))
-        assert again is not None and again.revoked_at == now  # the first revocation stands
+        assert again is not None
+        assert again.revoked_at == now, "a second revocation must return the token as it was"
+        stored = await grants.get_token(token.token_hash)
+        assert stored is not None
+        assert stored.revoked_at == now, "a second revocation changed the first's revoked_at"
         assert await grants.revoke_token(hash_secret("unknown"), now=now) is None
 
     async def test_revoke_grant_ends_it_with_its_pending_codes(self, grants: GrantStore) -> None:
@@ -321,6 +327,18 @@ class GrantStoreContract(Contract):
         _, stale, _ = await self.issued(grants, refresh=True, account_id=account, client_id="b")
         await grants.revoke_token(stale.token_hash, now=now)
         await grants.save_token(self.token(client_id="elsewhere"))
+        # A used (rotated-out) refresh token connects nothing.
+        holder = self.code(client_id="rotated", account_id=account)
+        await grants.save_code(holder)
+        rotated_token = self.token(holder)
+        assert await grants.redeem_code(
+            holder.code_hash,
+            client_id="rotated",
+            token=rotated_token,
+            refresh_token=self.refresh(rotated_token, used_at=now),
+            now=now,
+        )
+        await grants.revoke_token(rotated_token.token_hash, now=now)
         connections = await grants.list_connections(account, now=now + timedelta(seconds=1))
         assert [(c.account_id, c.client_id) for c in connections] == [
             (account, "b"),
@@ -350,9 +368,11 @@ class GrantStoreContract(Contract):
                 tg.start_soon(use)
         assert sorted(results) == [False] * (CONCURRENCY - 1) + [True]
         assert await grants.use_once(other, now=now, expires_at=until) is True
+        assert await grants.use_once(key, now=now, expires_at=until) is False, "used twice"
         # Once it has expired, the key is free again.
         later = until + timedelta(seconds=1)
-        assert await grants.use_once(key, now=later, expires_at=later + timedelta(minutes=1))
+        again = await grants.use_once(key, now=later, expires_at=later + timedelta(minutes=1))
+        assert again, "a key whose record expired (expires_at <= now) must be usable again"
 
     # refresh tokens
 
@@ -388,8 +408,12 @@ class GrantStoreContract(Contract):
         live = self.refresh(token)
         expired = self.refresh(token, expires_at=now - timedelta(seconds=1))
         revoked = self.refresh(token, revoked_at=now)
-        cases = [(live, "another-client"), (expired, code.client_id), (revoked, code.client_id)]
-        for old, client_id in cases:
+        cases = [
+            ("another client's refresh token", live, "another-client"),
+            ("an expired refresh token", expired, code.client_id),
+            ("a revoked refresh token", revoked, code.client_id),
+        ]
+        for case, old, client_id in cases:
             # Stored the way a redemption stores them: with a code of their own.
             holder = self.code(client_id=code.client_id, account_id=code.account_id)
             await grants.save_code(holder)
@@ -401,14 +425,15 @@ class GrantStoreContract(Contract):
                 now=now,
             )
             new = self.token(code)
-            assert not await grants.rotate_refresh_token(
+            rotated = await grants.rotate_refresh_token(
                 old.token_hash,
                 client_id=client_id,
                 token=new,
                 refresh_token=self.refresh(new),
                 now=now,
             )
-            assert await grants.get_token(new.token_hash) is None
+            assert not rotated, f"{case} was rotated"
+            assert await grants.get_token(new.token_hash) is None, f"{case} stored a token"
         missing = self.token(code)
         assert not await grants.rotate_refresh_token(
             hash_secret("unknown"),

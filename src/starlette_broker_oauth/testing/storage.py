@@ -104,6 +104,10 @@ class StorageContract(
         return Partner(partner_id=key_id, name="Correspondent", secret_hash=hash_secret(secret))
 
     @pytest.fixture
+    async def partner_count(self, storage: ManagedStorage, known_partner: Partner) -> int:
+        return len(await storage.list_partners())
+
+    @pytest.fixture
     async def owned_account_id(
         self, storage: ManagedStorage, partner_credentials: tuple[str, str]
     ) -> UUID:
