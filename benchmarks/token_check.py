@@ -1,17 +1,20 @@
 """What the token check costs on a protected route, and how it scales with the table.
 
-Part 1 starts uvicorn (one worker, uvloop + httptools) serving one small JSON route six
+Part 1 starts uvicorn (one worker, uvloop + httptools) serving one small JSON route seven
 ways - bare; a hand-written handler doing one SQLite lookup (reference); protected through
 Starlette's ``AuthenticationMiddleware`` with the library's backend, tokens in SQLite,
-without and with the verifier's cache; and protected by ``@requires_token(verifier=...)``
-on the route alone, without and with the cache (see ``_token_app.py``) - and drives each
-with wrk from a second process, in rounds, in the same run. It prints requests/s, p50 and
-p99 latency, and each mode's throughput as a ratio of the bare route.
+without and with the verifier's cache; protected by ``@requires_token(verifier=...)`` on
+the route alone, without and with the cache (see ``_token_app.py``); and, as a competitor,
+aioauth 2.0.1 on ``sqlite3`` looking the token up in its token storage
+(``_aioauth_app.py``, the same token values in its own table) - and drives each with wrk
+from a second process, in rounds, in the same run. It prints requests/s, p50 and p99
+latency, and each mode's throughput as a ratio of the bare route and of aioauth.
 
 Part 2 times ``TokenVerifier.verify`` (no cache) on SQLite as the token table grows from
 10^3 to 10^6 rows, as a ratio of the 10^3 figure.
 
-Run: ``python benchmarks/token_check.py [--duration 5] [--rounds 3] [--skip-scaling]``.
+Run: ``python benchmarks/token_check.py [--duration 5] [--rounds 3] [--skip-scaling]
+[--skip-aioauth]``.
 Needs ``wrk`` (Debian package) and ``pip install 'starlette-broker-oauth[bench]'``.
 """
 
@@ -30,6 +33,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import _aioauth_app
 import anyio
 import httpx
 import sqlalchemy as sa
@@ -39,7 +43,7 @@ from starlette_broker_oauth import SQLAlchemyStorage, TokenVerifier
 from starlette_broker_oauth.security import hash_secret
 
 HERE = Path(__file__).parent
-MODES = ["bare", "handwritten", "protected", "cached", "route", "route-cached"]
+MODES = ["bare", "handwritten", "protected", "cached", "route", "route-cached", "aioauth"]
 
 
 async def seed(database: Path, n_tokens: int) -> str:
@@ -49,6 +53,20 @@ async def seed(database: Path, n_tokens: int) -> str:
         account = await storage.create_account()
         await insert_tokens(storage, creds.client_id, account.account_id, 0, n_tokens)
         return token_value(n_tokens // 2)
+
+
+def seed_aioauth(database: Path, n_tokens: int) -> str:
+    """aioauth's tables, a client and the same ``n_tokens`` token values as :func:`seed`
+    (in clear, as aioauth's example keeps them); returns the same valid token."""
+    _aioauth_app.seed(
+        database,
+        client_id="bench",
+        client_secret=uuid.uuid4().hex,
+        redirect_uri="https://b/cb",
+        scope="general data",
+        tokens=(token_value(i) for i in range(n_tokens)),
+    )
+    return token_value(n_tokens // 2)
 
 
 def token_value(i: int) -> str:
@@ -103,15 +121,20 @@ def serve(mode: str, database: Path, port: int) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "BENCH_MODE": mode,
         "BENCH_DATABASE": str(database),
+        "BENCH_AIOAUTH_DATABASE": str(database.with_name("aioauth.db")),
         "BENCH_CACHE_TTL": "5",
-        "PYTHONPATH": str(HERE),
+        # The caller's path first (PYTHONPATH=... runs a given copy of the library).
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)])),
+        # The aioauth app freezes the GC after start-up as the library's write-path app
+        # does; _token_app does not, so neither does it here.
+        "BENCH_GC_FREEZE": "0",
     }
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
-            "_token_app:app",
+            "_aioauth_app:app" if mode == "aioauth" else "_token_app:app",
             "--port",
             str(port),
             "--no-access-log",
@@ -135,10 +158,12 @@ def serve(mode: str, database: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{mode} server did not start")
 
 
-def http_benchmark(database: Path, token: str, duration: int, rounds: int) -> None:
-    results: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
+def http_benchmark(
+    database: Path, token: str, duration: int, rounds: int, modes: list[str]
+) -> None:
+    results: dict[str, list[tuple[float, float, float]]] = {m: [] for m in modes}
     for _ in range(rounds):
-        for mode in MODES:
+        for mode in modes:
             port = free_port()
             process = serve(mode, database, port)
             try:
@@ -149,13 +174,18 @@ def http_benchmark(database: Path, token: str, duration: int, rounds: int) -> No
                 process.terminate()
                 process.wait(10)
     bare = statistics.median(r[0] for r in results["bare"])
+    rival = statistics.median(r[0] for r in results["aioauth"]) if "aioauth" in modes else None
     print(f"\nHTTP, one uvicorn worker, wrk -t1 -c32, {rounds} x {duration}s per mode (medians)")
-    print(f"{'mode':<14}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}")
-    for mode in MODES:
+    head = f"{'mode':<14}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}"
+    print(head + (f"{'vs aioauth':>11}" if rival else ""))
+    for mode in modes:
         rps = statistics.median(r[0] for r in results[mode])
         p50 = statistics.median(r[1] for r in results[mode])
         p99 = statistics.median(r[2] for r in results[mode])
-        print(f"{mode:<14}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{rps / bare:>9.2f}")
+        line = f"{mode:<14}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{rps / bare:>9.2f}"
+        if rival and mode not in ("bare", "aioauth"):
+            line += f"{rps / rival:>11.2f}"
+        print(line)
 
 
 async def scaling_benchmark(workdir: Path, samples: int) -> None:
@@ -189,6 +219,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-aioauth", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -196,7 +227,10 @@ def main() -> None:
             if shutil.which("wrk") is None:
                 raise SystemExit("wrk is not installed (apt-get install wrk)")
             token = anyio.run(seed, workdir / "bench.db", 1000)
-            http_benchmark(workdir / "bench.db", token, args.duration, args.rounds)
+            modes = [m for m in MODES if not (args.skip_aioauth and m == "aioauth")]
+            if "aioauth" in modes and seed_aioauth(workdir / "aioauth.db", 1000) != token:
+                raise RuntimeError("aioauth's table must hold the same token")
+            http_benchmark(workdir / "bench.db", token, args.duration, args.rounds, modes)
         if not args.skip_scaling:
             anyio.run(scaling_benchmark, workdir, args.samples)
 

@@ -10,17 +10,31 @@ the same round (the median over the rounds), with p50 and p99 latency. Part 2 ti
 token cache's cost per miss (an insertion that evicts the oldest entry) at 10^2, 10^4 and
 10^6 entries.
 
-Run: ``python benchmarks/write_path.py [--duration 5] [--rounds 3]``; with PostgreSQL:
-``scripts/with-postgres python benchmarks/write_path.py`` (it reads
-``BROKER_OAUTH_TEST_POSTGRES_URL``). Needs ``wrk`` and the ``bench`` extra.
+On SQLite, a competitor is served beside it the same way (two workers, same wrk and httpx
+settings, in the same rounds): aioauth 2.0.1 on ``sqlite3`` (``_aioauth_app.py``). Its
+rows are the same scenarios as aioauth offers them - a token is issued by the
+``client_credentials`` grant (aioauth has no endpoint that issues a user's token to a
+trusted caller), the code flow is its authorization endpoint for a fixed user (the code
+in the redirect) and ``/oauth/token`` with PKCE S256 (the library's code flow here carries
+no PKCE: a SHA-256 of 64 bytes, microseconds), and the protected route looks the token up
+in its storage - and their ratios are of the library app's bare route, as the library's
+are. "aioauth: bare route" is aioauth's app's own ``/bare``: near 1.00 when
+the two servers are alike. "vs aioauth" is a library row over its aioauth row.
+
+Run: ``python benchmarks/write_path.py [--duration 5] [--rounds 3] [--skip-aioauth]``;
+with PostgreSQL: ``scripts/with-postgres python benchmarks/write_path.py`` (it reads
+``BROKER_OAUTH_TEST_POSTGRES_URL``; aioauth is measured on SQLite only). Needs ``wrk`` and
+the ``bench`` extra.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -31,7 +45,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import _aioauth_app
 import anyio
 import httpx
 from _wrk import figures, free_port
@@ -78,11 +94,29 @@ async def seed(url: str, prefix_reset: bool) -> dict[str, str]:
         }
 
 
-def serve(url: str, port: int) -> subprocess.Popen[bytes]:
+def seed_aioauth(database: Path) -> dict[str, str]:
+    """aioauth's tables, a client and one valid token."""
+    creds = {
+        "client_id": f"bench-{uuid.uuid4().hex[:8]}",
+        "client_secret": secrets.token_urlsafe(32),
+        "token": f"bench-{uuid.uuid4().hex}",
+    }
+    _aioauth_app.seed(
+        database,
+        client_id=creds["client_id"],
+        client_secret=creds["client_secret"],
+        redirect_uri=REDIRECT,
+        scope="general data",
+        tokens=[creds["token"]],
+    )
+    return creds
+
+
+def serve(port: int, app: str = "_write_app:app", **environ: str) -> subprocess.Popen[bytes]:
     path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)]))
-    env = os.environ | {"BENCH_DATABASE_URL": url, "PYTHONPATH": path}
+    env = os.environ | environ | {"PYTHONPATH": path}
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "_serve.py"), "_write_app:app", str(port), "2"], env=env
+        [sys.executable, str(HERE / "_serve.py"), app, str(port), "2"], env=env
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -127,7 +161,16 @@ def sequential(base: str, seconds: float, step: Any) -> tuple[float, float, floa
     )
 
 
-def scenarios(url: str, duration: int, rounds: int, workdir: Path, label: str, reset: bool) -> None:
+def scenarios(
+    url: str,
+    duration: int,
+    rounds: int,
+    workdir: Path,
+    label: str,
+    reset: bool,
+    *,
+    aioauth: bool = False,
+) -> None:
     creds = anyio.run(seed, url, reset)
     partner = "Basic " + base64.b64encode(creds["partner"].encode()).decode()
     grant = json.dumps(
@@ -175,9 +218,45 @@ def scenarios(url: str, duration: int, rounds: int, workdir: Path, label: str, r
         )
         assert exchange.status_code == 200, exchange.text
 
+    # aioauth: its app, seeded, on a port of its own.
+    a_creds = seed_aioauth(workdir / "aioauth.db") if aioauth else {}
+    a_port = free_port()
+    a_base = f"http://127.0.0.1:{a_port}"
+    a_auth = (a_creds.get("client_id", ""), a_creds.get("client_secret", ""))
+    a_basic = "Basic " + base64.b64encode(":".join(a_auth).encode()).decode()
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    a_authorize = {
+        "response_type": "code",
+        "client_id": a_auth[0],
+        "redirect_uri": REDIRECT,
+        "scope": "general data",
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+    }
+
+    def aioauth_flow_step(client: httpx.Client) -> None:
+        code = client.post("/oauth/authorize", params=a_authorize)
+        assert code.status_code == 302, code.text
+        exchange = client.post(
+            "/oauth/token",
+            auth=a_auth,
+            data={
+                "grant_type": "authorization_code",
+                "code": parse_qs(urlsplit(code.headers["location"]).query)["code"][0],
+                "redirect_uri": REDIRECT,
+                "code_verifier": verifier,
+            },
+        )
+        assert exchange.status_code == 200, exchange.text
+
     results: dict[str, list[tuple[float, float, float]]] = {}
-    process = serve(url, port)
+    process = serve(port, BENCH_DATABASE_URL=url)
+    a_process = None
     try:
+        if aioauth:
+            a_database = str(workdir / "aioauth.db")
+            a_process = serve(a_port, "_aioauth_app:app", BENCH_AIOAUTH_DATABASE=a_database)
         for _ in range(rounds):
             runs: dict[str, Callable[[], tuple[float, float, float]]] = {
                 "bare route": lambda: wrk(
@@ -199,25 +278,85 @@ def scenarios(url: str, duration: int, rounds: int, workdir: Path, label: str, r
                 "bare x2, sequential": lambda: sequential(base, duration, bare_step),
                 "code flow, sequential": lambda: sequential(base, duration, flow_step),
             }
+            if aioauth:
+                runs |= {
+                    "aioauth: bare route": lambda: wrk(
+                        a_base + "/bare", duration, headers={}, body=None, workdir=workdir
+                    ),
+                    "aioauth: issue a token": lambda: wrk(
+                        a_base + "/oauth/token",
+                        duration,
+                        headers={
+                            "Authorization": a_basic,
+                            "Content-Type": "application/x-www-form-urlencoded",
+                        },
+                        body="grant_type=client_credentials&scope=general+data",
+                        workdir=workdir,
+                    ),
+                    "aioauth: protected": lambda: wrk(
+                        a_base + "/quote",
+                        duration,
+                        headers={"Authorization": f"Bearer {a_creds['token']}"},
+                        body=None,
+                        workdir=workdir,
+                    ),
+                    "aioauth: code flow, sequential": lambda: sequential(
+                        a_base, duration, aioauth_flow_step
+                    ),
+                }
             for name, run in runs.items():
                 results.setdefault(name, []).append(run())
     finally:
-        process.terminate()
-        process.wait(10)
+        for server in (process, a_process):
+            if server is not None:
+                server.terminate()
+                server.wait(10)
     med = {
         k: tuple(statistics.median(r[i] for r in v) for i in range(3)) for k, v in results.items()
     }
 
-    def ratio(name: str) -> float:
+    def ratio(name: str, base_name: str | None = None) -> float:
         # Each round's figure over the same round's baseline, then the median: the
         # machine's drift between rounds cancels out.
-        base = results["bare x2, sequential" if "sequential" in name else "bare route"]
+        if base_name is None:
+            base_name = "bare x2, sequential" if "sequential" in name else "bare route"
+        base = results[base_name]
         return statistics.median(r[0] / b[0] for r, b in zip(results[name], base, strict=True))
 
+    # The library's rows beside aioauth's doing the same (aioauth has no token cache).
+    rivals = {
+        "bare route": "aioauth: bare route",
+        "issue a token": "aioauth: issue a token",
+        "protected, no cache": "aioauth: protected",
+        "protected, cached": "aioauth: protected",
+        "code flow, sequential": "aioauth: code flow, sequential",
+    }
+    order = [
+        "bare route",
+        "aioauth: bare route",
+        "issue a token",
+        "aioauth: issue a token",
+        "protected, no cache",
+        "protected, cached",
+        "aioauth: protected",
+        "bare x2, sequential",
+        "code flow, sequential",
+        "aioauth: code flow, sequential",
+    ]
+    width = 32 if aioauth else 24
     print(f"\n{label}: uvicorn, 2 workers, wrk -t1 -c16, {rounds} x {duration}s (medians)")
-    print(f"{'scenario':<24}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>9}{'vs bare':>9}")
-    for name, (rate, p50, p99) in med.items():
-        print(f"{name:<24}{rate:>9.0f}{p50:>9.2f}{p99:>9.2f}{p99 / p50:>9.1f}{ratio(name):>9.2f}")
+    head = (
+        f"{'scenario':<{width}}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>9}{'vs bare':>9}"
+    )
+    print(head + (f"{'vs aioauth':>11}" if aioauth else ""))
+    for name in [n for n in order if n in med]:
+        rate, p50, p99 = med[name]
+        line = (
+            f"{name:<{width}}{rate:>9.0f}{p50:>9.2f}{p99:>9.2f}{p99 / p50:>9.1f}{ratio(name):>9.2f}"
+        )
+        if aioauth and name in rivals:
+            line += f"{ratio(name, rivals[name]):>11.2f}"
+        print(line)
 
 
 class _Grants(MemoryStorage):
@@ -264,6 +403,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-cache", action="store_true")
+    parser.add_argument("--skip-aioauth", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -274,6 +414,7 @@ def main() -> None:
             workdir,
             "SQLite (WAL)",
             False,
+            aioauth=not args.skip_aioauth,
         )
         postgres = os.environ.get("BROKER_OAUTH_TEST_POSTGRES_URL")
         if postgres:
