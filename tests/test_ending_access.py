@@ -12,6 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -270,21 +272,99 @@ def world_cached(world: World) -> bool:
     return world.platform.settings.token_cache_ttl > timedelta(0)
 
 
-async def test_narrowed_scopes_stop_the_tokens_that_carry_a_removed_scope(world: World) -> None:
+async def test_narrowed_scopes_end_the_clients_grants(world: World) -> None:
+    """Narrowing ends every grant of the client, pending codes included; widening the
+    scopes again revives none; apps connect again for what they may still have."""
     p = world.platform
     both = await world.tokens()  # general trading
     narrow = (await world.exchange(await world.code(scope="general"))).json()
+    pending = await world.code()  # general trading, not yet exchanged
     await world.admin.update_client(p.client_id, scopes=["general"])
-    assert not await world.works(both["access_token"])
-    assert (await world.introspect(both["access_token"]))["active"] is False
-    refused = await world.refresh(both["refresh_token"])
+    for token in (both, narrow):
+        assert not await world.works(token["access_token"])
+        assert (await world.introspect(token["access_token"]))["active"] is False
+        refused_grant(await world.refresh(token["refresh_token"]))
+    refused_grant(await world.exchange(pending))
+    again = await world.exchange(await world.code(scope="general"))
+    assert again.status_code == 200
+    assert await world.works(again.json()["access_token"])
+    await world.admin.update_client(p.client_id, scopes=None)  # every scope again
+    for token in (both, narrow):
+        assert not await world.works(token["access_token"])
+        refused_grant(await world.refresh(token["refresh_token"]))
+    [change] = [e for e in world.events if isinstance(e, AdminChange) and e.revoked]
+    assert (change.changes, change.revoked) == (("scopes",), 2)
+
+
+async def test_a_code_narrowed_in_a_registry_of_its_own_is_refused(world: World) -> None:
+    """Scopes changed behind the admin service's back: a pending code that holds a scope
+    the client may no longer have is not exchanged."""
+    p = world.platform
+    pending = await world.code()  # general trading
+    await world.storage.update_client(p.client_id, scopes=["general"])
+    refused = await world.exchange(pending)
     refused_grant(refused)
     assert refused.json()["error_description"] == (
-        "The grant holds a scope the client may no longer have."
+        "The code holds a scope the client may no longer have."
     )
-    # What it may still have keeps working.
-    assert await world.works(narrow["access_token"])
-    assert (await world.refresh(narrow["refresh_token"])).status_code == 200
+
+
+async def test_a_pending_code_for_a_live_account_dies_with_the_approval(world: World) -> None:
+    p = world.platform
+    await world.admin.update_client(p.client_id, live_trading_approved=True)
+    pending = await world.code(p.live_account)
+    await world.admin.update_client(p.client_id, live_trading_approved=False)
+    refused_grant(await world.exchange(pending))
+    await world.admin.update_client(p.client_id, live_trading_approved=True)
+    refused_grant(await world.exchange(pending))  # approval given again revives it not
+
+
+@pytest.mark.parametrize(
+    "change", ["disable", "delete_client", "withdraw_live", "narrow", "make_live", "delete_account"]
+)
+async def test_an_issuance_racing_an_admin_change_does_not_survive_it(
+    world: World, change: str
+) -> None:
+    """The change lands between an issuance's check and its write: the issuance, checking
+    again after its write, revokes what it stored and refuses."""
+    p = world.platform
+    await world.admin.update_client(p.client_id, live_trading_approved=True)
+    account = p.live_account if change == "withdraw_live" else p.paper_account
+    admin = world.admin
+    original = world.storage.save_token
+    raced: list[str] = []
+
+    async def save_after_the_change(token: Any) -> None:
+        # The change commits while this issuance is between its check and its write.
+        if not raced:
+            raced.append(change)
+            if change == "disable":
+                await admin.disable_client(p.client_id)
+            elif change == "delete_client":
+                await admin.delete_client(p.client_id)
+            elif change == "withdraw_live":
+                await admin.update_client(p.client_id, live_trading_approved=False)
+            elif change == "narrow":
+                await admin.update_client(p.client_id, scopes=["data"])
+            elif change == "make_live":
+                await admin.update_account(account, live=True)
+            else:
+                await admin.delete_account(account)
+        await original(token)
+
+    world.storage.save_token = save_after_the_change  # type: ignore[method-assign]
+    try:
+        answer = await p.http.post(
+            "/v1/oauth/token",
+            json=p.grant_body(account_id=str(account), scope="general"),
+            auth=p.partner,
+        )
+    finally:
+        world.storage.save_token = original  # type: ignore[method-assign]
+    assert raced == [change]
+    assert answer.status_code in (401, 422), answer.text
+    tokens = await world.storage.list_connections(account, now=p.clock.now())
+    assert tokens == [], "the raced token survived"
 
 
 async def test_deleting_the_client_or_the_account_stops_everything(world: World) -> None:
@@ -355,3 +435,44 @@ async def test_status_is_checked_on_every_use(world: World) -> None:
         assert p.oauth is not None
         p.oauth.state.token_verifier.clear()
     assert not await world.works(tokens["access_token"])
+
+
+@pytest.mark.parametrize("ending", ["disconnect", "refresh_reuse", "disable"])
+async def test_no_grant_rotates_its_way_past_a_revocation(world: World, ending: str) -> None:
+    """Grants refreshed in a tight loop while their revocation runs: every one of them
+    ends (on PostgreSQL, a rotation committing while the revocation waited on its old
+    row must not leave a successor behind)."""
+    p = world.platform
+    grants = [await world.tokens() for _ in range(6)]
+    latest = {i: g["refresh_token"] for i, g in enumerate(grants)}
+    stop = anyio.Event()
+
+    async def rotate(i: int) -> None:
+        for _ in range(500):
+            if stop.is_set():
+                return
+            answer = await world.refresh(latest[i])
+            if answer.status_code != 200:
+                return
+            latest[i] = answer.json()["refresh_token"]
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tasks:
+        for i in latest:
+            tasks.start_soon(rotate, i)
+        await anyio.sleep(0.05)
+        if ending == "disconnect":
+            await world.apps.disconnect(p.paper_account, p.client_id)
+        elif ending == "refresh_reuse":
+            refused_grant(await world.refresh(grants[0]["refresh_token"]))
+        else:
+            await world.admin.disable_client(p.client_id)
+            await world.admin.enable_client(p.client_id)
+        await anyio.sleep(0.05)
+        stop.set()
+    survivors = [i for i in latest if (await world.refresh(latest[i])).status_code == 200]
+    if ending == "refresh_reuse":
+        assert 0 not in survivors  # only the reused grant ends
+    else:
+        assert survivors == []
+        assert await world.apps.list(p.paper_account) == []

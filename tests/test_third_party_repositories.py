@@ -509,9 +509,7 @@ class SqliteGrants(GrantStore):
         codes = (" AND ".join(parts), tuple(args))
         if live_only:
             parts.append("account_live = 1")
-        return await self._revoke_where(
-            " AND ".join(parts), tuple(args), None if live_only else codes, now
-        )
+        return await self._revoke_where(" AND ".join(parts), tuple(args), codes, now)
 
 
 # The contract suite, against the repositories above.

@@ -7,17 +7,21 @@ Per rule, whether a change revokes or is checked on every use:
 * a client **disabled** or **deleted**: every token, refresh token and pending code of it
   is revoked, so re-enabling it (after rotating its secret, say) brings nothing back.
   Its status is also checked on every token check, introspection and refresh;
-* a client's **live-trading approval withdrawn**: its tokens for live accounts are
-  revoked (granting it again revives none), and approval is checked on every use;
-* a client's **scopes narrowed**: checked on every token check, introspection and
-  refresh (a token or grant carrying a scope the client may no longer have stops
-  working), and announced to token caches. Revoking instead would need the store to
-  compare scope sets row by row; the check costs nothing, since the client is read with
-  the token;
+* a client's **live-trading approval withdrawn**: its tokens for live accounts and its
+  pending codes are revoked (granting it again revives none), and approval is checked on
+  every use;
+* a client's **scopes narrowed**: every token, refresh token and pending code of it is
+  revoked (the apps connect again for what they may still have; widening the scopes
+  again revives nothing), and scopes are checked on every token check, introspection,
+  refresh and code exchange;
 * an account **made live or paper**, or **deleted**: its tokens and pending codes are
   revoked (each token records whether its account was live when it was issued);
 * a **partner** that owns accounts is not deleted: its accounts would pass to whichever
   partner remains alone.
+
+Each change commits first and revokes after, and every issuance checks the client and
+account again after its own write: an issuance racing a change is either revoked by it or
+refuses itself.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ def partner_owns_accounts(key_id: str, count: int) -> str:
     """Why :meth:`Administrator.delete_partner` refuses a partner that owns accounts."""
     owned, them = ("an account", "it") if count == 1 else (f"{count} accounts", "them")
     return f"partner {key_id!r} owns {owned}: give {them} to another partner or delete {them} first"
+
+
+def _narrowed(before: frozenset[str] | None, after: frozenset[str] | None) -> bool:
+    """Whether a client's scopes were narrowed (``None``: every supported scope)."""
+    return after is not None and (before is None or not before <= after)
 
 
 class Administrator:
@@ -216,7 +225,13 @@ class Administrator:
             if getattr(before, field) != getattr(after, field)
         ]
         revoked: list[str] = []
-        if before.live_trading_approved and not after.live_trading_approved:
+        if _narrowed(before.scopes, after.scopes):
+            # Every grant of it ends: which carry a removed scope is not worth the store's
+            # while, and apps connect again for what they may still have.
+            revoked = await self.revocations.revoke_tokens(
+                client_id=client_id, reason="scopes_narrowed"
+            )
+        elif before.live_trading_approved and not after.live_trading_approved:
             revoked = await self.revocations.revoke_tokens(
                 client_id=client_id, live_only=True, reason="live_approval_withdrawn"
             )
@@ -248,16 +263,17 @@ class Administrator:
         return True
 
     async def delete_client(self, client_id: str) -> bool:
-        """Revoke everything of a client, then delete it; ``False`` if it does not exist."""
+        """Delete a client, then revoke everything of it; ``False`` if it does not exist.
+
+        The row goes first, so an issuance racing the deletion sees it gone when it
+        checks again after its write, or is revoked here."""
         self._own_clients()
-        if await self._store().get_client(client_id) is None:
+        if not await self._store().delete_client(client_id):
             return False
         revoked = await self.revocations.revoke_tokens(client_id=client_id, reason="client_deleted")
-        deleted = await self._store().delete_client(client_id)
         await self.revocations.client_changed(client_id)
-        if deleted:
-            await self._changed("client", client_id, "deleted", revoked=len(revoked))
-        return deleted
+        await self._changed("client", client_id, "deleted", revoked=len(revoked))
+        return True
 
     async def rotate_client_secret(self, client_id: str) -> ClientCredentials | None:
         """A new secret for the client; the old one stops working at once (its tokens
@@ -362,28 +378,27 @@ class Administrator:
         return after
 
     async def delete_account(self, account_id: UUID) -> bool:
-        """Revoke every token of an account, then delete it; ``False`` if it does not
+        """Delete an account, then revoke every token of it; ``False`` if it does not
         exist."""
         self._own_accounts()
-        if await self._store().get_account_details(account_id) is None:
+        if not await self._store().delete_account(account_id):
             return False
         revoked = await self.revocations.revoke_tokens(
             account_id=account_id, reason="account_deleted"
         )
-        deleted = await self._store().delete_account(account_id)
-        if deleted:
-            await self._changed("account", account_id, "deleted", revoked=len(revoked))
-        return deleted
+        await self._changed("account", account_id, "deleted", revoked=len(revoked))
+        return True
 
-    async def client_changed(self, client_id: str) -> int:
-        """For a platform whose clients are its own: after it disabled, deleted or narrowed
-        a client in its registry, revoke what that ends and tell every token cache.
-        Disabled or deleted (or gone): every token and pending code of the client is
-        revoked; otherwise tokens the registration no longer allows stop on their next
-        check. How many access tokens were revoked."""
+    async def client_changed(self, client_id: str, *, end_grants: bool = False) -> int:
+        """For a platform whose clients are its own: after it changed a client in its
+        registry, revoke what that ends and tell every token cache. Disabled or deleted
+        (or ``end_grants``, as for narrowed scopes): every token and pending code of the
+        client is revoked; no longer approved for live trading: its tokens on live
+        accounts and its pending codes; otherwise tokens the registration no longer allows
+        stop on their next check. How many access tokens were revoked."""
         client = await self.clients.get_client(client_id)
         revoked: list[str] = []
-        if client is None or not client.active:
+        if end_grants or client is None or not client.active:
             revoked = await self.revocations.revoke_tokens(
                 client_id=client_id, reason="client_disabled"
             )

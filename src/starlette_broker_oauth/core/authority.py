@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from uuid import UUID
-
-import anyio
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import (
@@ -27,6 +24,7 @@ from ..errors import (
     InvalidClient,
     InvalidGrant,
     InvalidScope,
+    LiveTradingNotApproved,
     PartnerUnauthenticated,
     RefreshTokenReused,
     Refusal,
@@ -54,17 +52,6 @@ __all__ = ["AuthorizationCore"]
 log = logging.getLogger("starlette_broker_oauth")
 
 _NO_SECRET = hash_secret("")
-
-#: The least time a refused client or partner authentication takes, in seconds: above
-#: what a repository's lookup of an id, found or not, takes.
-REFUSAL_FLOOR = 0.002
-
-
-async def _after_floor(started: float) -> None:
-    """Wait until :data:`REFUSAL_FLOOR` has passed since ``started`` (without blocking)."""
-    left = REFUSAL_FLOOR - (time.perf_counter() - started)
-    if left > 0:
-        await anyio.sleep(left)
 
 
 class AuthorizationCore(Policy):
@@ -120,12 +107,10 @@ class AuthorizationCore(Policy):
 
         An unknown key id and a wrong secret are refused alike, as clients are
         (:meth:`authenticate_client`)."""
-        started = time.perf_counter()
         partner = None if not key_id or secret is None else await self.partners.get_partner(key_id)
         stored = partner.secret_hash if partner is not None and partner.secret_hash else _NO_SECRET
         matches = secrets_equal(hash_secret(secret or ""), stored)
         if partner is None or not matches or not partner.secret_hash:
-            await _after_floor(started)
             raise PartnerUnauthenticated("partner authentication failed")
         return partner
 
@@ -203,14 +188,12 @@ class AuthorizationCore(Policy):
         """The client these credentials authenticate, or ``None``.
 
         An unknown client and a wrong secret end alike, in ``None``, after the same
-        hash and comparison, and no sooner than :data:`REFUSAL_FLOOR` after the attempt
-        began: how long the repository takes to find a client, or not to, cannot tell a
-        prober which ids exist (``benchmarks/client_auth.py``). A failure is an audit
-        event. ``known`` is the client as this request already read it, if it did.
+        hash and comparison; what is left is the repository's lookup, found or not
+        (``benchmarks/client_auth.py`` measures it). A failure is an audit event.
+        ``known`` is the client as this request already read it, if it did.
         """
         if not client_id or not secret:
             return None
-        started = time.perf_counter()
         if known is not None and known.client_id == client_id:
             client: Client | None = known
         else:
@@ -223,7 +206,6 @@ class AuthorizationCore(Policy):
                 client_id=client_id[:128], endpoint=endpoint, at=self.clock.now()
             )
         )
-        await _after_floor(started)
         return None
 
     async def check_grant(
@@ -247,6 +229,28 @@ class AuthorizationCore(Policy):
             return await self.check_grant(client, account_id)
         except Refusal as exc:
             raise InvalidGrant(exc.description) from None
+
+    async def _still_allowed(
+        self, client_id: str, account_id: UUID, scope: str, account_live: bool
+    ) -> Refusal | None:
+        """Whether what was just stored is still allowed, read afresh: an admin change
+        (a client disabled, narrowed or deleted, live approval withdrawn, an account made
+        live or deleted) commits its change before it revokes, so an issuance that raced
+        it either was revoked by it or sees the change here, after its own write."""
+        client = await self.clients.get_client(client_id)
+        if client is None:
+            return InvalidClient(InvalidClient.ONE_ANSWER)
+        account = await self.accounts.get_account(account_id)
+        if account is None or account.live != account_live:
+            return UnknownAccount()
+        if self.token_refusal(scope, account_live, client) is not None:
+            return LiveTradingNotApproved() if account_live else InvalidScope("scope is invalid")
+        try:
+            self.check_active(client)
+            self.check_account(client, account)
+        except Refusal as refusal:
+            return refusal
+        return None
 
     # issuance
 
@@ -274,6 +278,17 @@ class AuthorizationCore(Policy):
         )
         record = issued.record
         await self.grants.save_code(record)
+        refusal = await self._still_allowed(
+            record.client_id, record.account_id, record.scope, account.live
+        )
+        if refusal is not None:
+            await self.grants.revoke_grant(
+                record.code_hash,
+                account_id=record.account_id,
+                client_id=record.client_id,
+                now=self.clock.now(),
+            )
+            raise refusal
         await self.emit(
             CodeIssued(
                 client_id=record.client_id,
@@ -292,8 +307,30 @@ class AuthorizationCore(Policy):
         account = await self.check_grant(client, account_id, known=account)
         issued = self.mint.token(client, account, scope, family_id=None, refresh=False)
         await self.grants.save_token(issued.record)
+        await self._recheck(issued)
         await self._issued(issued, "partner")
         return issued
+
+    async def _recheck(self, issued: IssuedToken, *, redeeming: bool = False) -> None:
+        """Revoke what was just issued, and refuse, if an admin change raced it."""
+        record = issued.record
+        refusal = await self._still_allowed(
+            record.client_id, record.account_id, record.scope, record.account_live
+        )
+        if refusal is None:
+            return
+        if record.family_id is None:
+            await self.revocations.revoke_token(
+                record.token_hash, client_id=record.client_id, reason="admin_change"
+            )
+        else:
+            await self.revocations.revoke_grant(
+                record.family_id,
+                account_id=record.account_id,
+                client_id=record.client_id,
+                reason="admin_change",
+            )
+        raise InvalidGrant(refusal.description) if redeeming else refusal
 
     async def code_for(self, code: str, client: Client) -> AuthorizationCode | None:
         """The client's code with this value, if it can still be redeemed.
@@ -314,6 +351,9 @@ class AuthorizationCore(Policy):
         """Exchange a validated code for tokens: the code is consumed and the tokens stored
         in one atomic step; the loser of a race is treated as a replay."""
         account = await self._redeemable(client, code.account_id)
+        if not set(code.scope.split()) <= self.scopes_for(client):
+            # Narrowed since the code was issued.
+            raise InvalidGrant("The code holds a scope the client may no longer have.")
         issued = self.mint.token(client, account, code.scope, family_id=code.code_hash)
         redeemed = await self.grants.redeem_code(
             code.code_hash,
@@ -324,6 +364,7 @@ class AuthorizationCore(Policy):
         )
         if not redeemed:
             await self._code_replayed(code)
+        await self._recheck(issued, redeeming=True)
         await self._issued(issued, "authorization_code")
         return issued
 
@@ -371,6 +412,7 @@ class AuthorizationCore(Policy):
         )
         if not rotated:
             await self._refresh_reused(old)
+        await self._recheck(issued, redeeming=True)
         await self._issued(issued, "refresh_token")
         return issued
 

@@ -235,8 +235,9 @@ class GrantStore(ABC):
     ) -> list[str]:
         """In one transaction: revoke every access and refresh token, and delete every
         unused code, of the account and/or the client given (at least one is); with
-        ``live_only``, only the tokens for live accounts, and no code. The hashes of the
-        access tokens this call revoked (those not yet revoked, expired or not)."""
+        ``live_only``, only the tokens for live accounts (and still every unused code: a
+        code does not say whether its account is live). The hashes of the access tokens
+        this call revoked (those not yet revoked, expired or not)."""
 
     @abstractmethod
     async def use_once(self, key: str, *, now: datetime, expires_at: datetime) -> bool:

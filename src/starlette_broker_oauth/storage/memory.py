@@ -151,8 +151,7 @@ class MemoryStorage(MemoryAdministration, ManagedStorage):
                 record.client_id,
             )
 
-        if not live_only:
-            self._drop_codes(mine)
+        self._drop_codes(mine)  # (a code does not say whether its account is live)
         return self._revoke_where(lambda t: mine(t) and (t.account_live or not live_only), now)
 
     def _drop_codes(self, picked: Callable[[AuthorizationCode], bool]) -> None:

@@ -296,7 +296,8 @@ class GrantStoreContract(Contract):
         _, other, _ = await self.issued(grants, client_id="client-d")
         pending = self.code(client_id="client-c")
         await grants.save_code(pending)
-        # Only its tokens for live accounts (live approval withdrawn); codes stay.
+        # Only its tokens for live accounts (live approval withdrawn), and its pending
+        # codes (which do not say whether their account is live).
         assert await grants.revoke_tokens(client_id="client-c", live_only=True, now=utc_now()) == [
             live.token_hash
         ]
@@ -304,7 +305,9 @@ class GrantStoreContract(Contract):
         assert stored_live_refresh is not None and stored_live_refresh.revoked_at is not None
         stored_paper = await grants.get_token(paper.token_hash)
         assert stored_paper is not None and stored_paper.revoked_at is None
-        assert await grants.get_code(pending.code_hash) == pending
+        assert await grants.get_code(pending.code_hash) is None, "a pending code survived"
+        pending = self.code(client_id="client-c")
+        await grants.save_code(pending)
         # Everything of it (disabled or deleted).
         assert await grants.revoke_tokens(client_id="client-c", now=utc_now()) == [paper.token_hash]
         assert paper_refresh is not None
