@@ -729,10 +729,10 @@ def test_every_command_answers_json(cli: CLI) -> None:
         "client_id": None,
         "revoked": 0,
     }
-    assert cli.json("db", "current") == {"revision": "0005"}
-    assert cli.json("db", "upgrade") == {"revision": "0005"}
+    assert cli.json("db", "current") == {"revision": "0006"}
+    assert cli.json("db", "upgrade") == {"revision": "0006"}
     assert cli.json("db", "purge") == {"codes": 0, "tokens": 0, "refresh_tokens": 0}
-    assert cli("db", "current") == "0005\n"
+    assert cli("db", "current") == "0006\n"
 
 
 def test_usage_errors_are_one_line(

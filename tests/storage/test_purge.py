@@ -9,11 +9,12 @@ from pathlib import Path
 
 import anyio
 import pytest
+import sqlalchemy as sa
 
 from starlette_broker_oauth import AccessToken, AuthorizationCode, RefreshToken, SQLAlchemyStorage
 from starlette_broker_oauth.security import hash_secret, new_secret, utcnow
 
-from ..conftest import open_storage
+from ..conftest import POSTGRES_URL, open_storage
 
 pytestmark = pytest.mark.anyio
 
@@ -143,3 +144,35 @@ async def test_cli_purge(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
     assert b"purged 0 codes, 1 access tokens, 0 refresh tokens" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_each_batch_walks_an_index(kind: str, tmp_path: Path) -> None:
+    """Every batch's query finds its rows through an index on the purged condition, so
+    its cost does not grow with the table: no full scan, on either database."""
+    if kind == "postgres" and POSTGRES_URL is None:
+        pytest.skip("needs the PostgreSQL of scripts/with-postgres")
+    async with open_storage(kind, tmp_path) as storage:
+        assert isinstance(storage, SQLAlchemyStorage)
+        t, r, c = storage.tables.tokens, storage.tables.refresh_tokens, storage.tables.codes
+        cutoff = utcnow()
+        batches = [
+            (table, column)
+            for table in (t, r)
+            for column in (table.c.expires_at, table.c.revoked_at)
+        ] + [(c, c.c.expires_at)]
+        async with storage.engine.connect() as conn:
+            if kind == "postgres":
+                await conn.exec_driver_sql("SET enable_seqscan = off")  # an index if any
+            for table, column in batches:
+                key = table.primary_key.columns.values()[0]
+                query = sa.select(key).where(column < cutoff).order_by(column).limit(1000)
+                compiled = query.compile(
+                    conn.sync_connection, compile_kwargs={"literal_binds": True}
+                )
+                prefix = "EXPLAIN QUERY PLAN " if kind == "sqlite" else "EXPLAIN "
+                plan = " ".join(
+                    str(row[-1]) for row in await conn.exec_driver_sql(prefix + str(compiled))
+                )
+                assert f"ix_{table.name}_{column.name}" in plan, plan
+                assert "SCAN " + table.name + " " not in plan + " ", plan

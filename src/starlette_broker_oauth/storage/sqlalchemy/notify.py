@@ -1,28 +1,37 @@
 """Revocation announcements across processes: PostgreSQL ``NOTIFY`` and ``LISTEN``.
 
-A revoking transaction calls :func:`notify` before it commits, so PostgreSQL delivers
-the messages to every listening process only if, and when, it commits. Each payload
-names the storage instance that sent it: that instance announced its own revocations
-already, at its commit, and skips them when they come back. Each process with
-a token cache holds one ``LISTEN`` connection (:class:`RevocationListener`) that passes
-what arrives to the store's listeners, and reconnects with backoff when it drops.
+The core announces a revocation once its transaction has committed; the storage then
+sends :func:`notify` in a transaction of its own, and PostgreSQL delivers it to every
+listening process. (A process that dies between the two leaves other processes' caches
+to their ``token_cache_ttl``.) Each payload names the storage instance that sent it:
+that instance has told its own listeners already, and skips them when they come back.
+Each process with a token cache holds one of its engine's connections for ``LISTEN``
+(:class:`RevocationListener`), passes what arrives to the store's listeners, and
+reconnects with backoff, logging why, when it drops. A connection that stops answering
+is noticed within two seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..base import CacheReset, ClientChanged, RevocationMessage, TokensRevoked
+from .engines import is_transient
 
 __all__ = ["RevocationListener", "from_wire", "notify", "wire_messages"]
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :message)")
+log = logging.getLogger("starlette_broker_oauth")
+# How often the LISTEN connection is probed, and how long a probe may take, in seconds.
+_PROBE_EVERY = 1.0
 
 
 def wire_messages(message: RevocationMessage) -> list[str]:
@@ -56,25 +65,29 @@ async def notify(
 class RevocationListener:
     """Holds a ``LISTEN`` connection and hands every message to ``announce``.
 
-    Whatever happened while nobody listened is unknown, so on every (re)connection and
-    every loss it announces ``*``: caches start from scratch. asyncpg runs on asyncio
-    only, so this is an asyncio task.
+    The connection is one of the engine's, so it is made with the engine's own settings
+    (``connect_args``, TLS, ``async_creator``), and it is held for as long as the storage
+    is open. Whatever happened while nobody listened is unknown, so on every
+    (re)connection and every loss it announces ``*``: caches start from scratch. Each
+    failure to connect, and each loss, is logged; it retries with backoff. asyncpg runs
+    on asyncio only, so this is an asyncio task.
 
     Parameters:
-        dsn: A ``postgresql://`` URL for asyncpg.
+        engine: The storage's engine (PostgreSQL, asyncpg).
         channel: The ``NOTIFY`` channel.
         announce: Called with each message.
         origin: This storage instance's name in payloads; its own messages are skipped.
     """
 
     def __init__(
-        self, dsn: str, channel: str, announce: Callable[[str], None], *, origin: str
+        self, engine: AsyncEngine, channel: str, announce: Callable[[str], None], *, origin: str
     ) -> None:
-        self._dsn = dsn
+        self._engine = engine
         self._channel = channel
         self._announce = announce
         self._origin = origin
         self._task: asyncio.Task[None] | None = None
+        self.connected = False
 
     def start(self) -> None:
         """Start listening (once)."""
@@ -95,30 +108,49 @@ class RevocationListener:
             self._announce(message)
 
     async def _listen(self) -> None:
-        import asyncpg
-
         delay = 0.1
         while True:
             try:
-                connection = await asyncpg.connect(self._dsn, timeout=5)
-            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await self._hold()
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("revocation listener on %s failed", self._channel)
+                else:
+                    log.warning(
+                        "revocation listener on %s lost its connection (%s); retrying in %.1f s",
+                        self._channel,
+                        type(exc).__name__,
+                        delay,
+                    )
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.1
+
+    async def _hold(self) -> None:
+        """Listen on one of the engine's connections until it is lost."""
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            lost = anyio.Event()
+            driver.add_termination_listener(lambda _: lost.set())
+            await driver.add_listener(self._channel, self._received)
+            self.connected = True
+            self._announce("*")
             try:
-                lost = anyio.Event()
-                connection.add_termination_listener(lambda _, lost=lost: lost.set())
-                await connection.add_listener(self._channel, self._received)
-                self._announce("*")
-                while not lost.is_set() and not connection.is_closed():
-                    with anyio.move_on_after(5):
+                while not lost.is_set() and not driver.is_closed():
+                    with anyio.move_on_after(_PROBE_EVERY):
                         await lost.wait()
                     if not lost.is_set():
-                        try:  # notice a silently dead connection
-                            await connection.execute("SELECT 1", timeout=5)
-                        except (OSError, asyncpg.PostgresError, TimeoutError):
-                            break
+                        # Notice a silently dead connection (outside any transaction,
+                        # where notifications are delivered).
+                        await driver.execute("SELECT 1", timeout=_PROBE_EVERY)
             finally:
+                self.connected = False
                 self._announce("*")
-                connection.terminate()
+                with contextlib.suppress(Exception):
+                    await driver.remove_listener(self._channel, self._received)
+            if lost.is_set() or driver.is_closed():
+                raw.invalidate()
+                raise ConnectionError("the LISTEN connection was lost")

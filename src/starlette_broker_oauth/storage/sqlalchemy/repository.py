@@ -220,9 +220,8 @@ class SQLAlchemyStorage(AdminOperations, Tenancy, ManagedStorage):
         """On PostgreSQL, once something listens (a token cache), hold a ``LISTEN``
         connection for the revocations of other processes."""
         if self._postgres and self._listener is None and self.revocation_listeners:
-            dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._listener = RevocationListener(
-                dsn, self.revocation_channel, self._heard, origin=self._origin
+                self.engine, self.revocation_channel, self._heard, origin=self._origin
             )
             self._listener.start()
 

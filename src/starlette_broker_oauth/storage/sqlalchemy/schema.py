@@ -134,7 +134,8 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("account_live", sa.Boolean, nullable=False),
         sa.Column("issued_at", _UTCDateTime, nullable=False),
         sa.Column("expires_at", _UTCDateTime, nullable=True, index=True),
-        sa.Column("revoked_at", _UTCDateTime, nullable=True),
+        # Indexed for purging (migration 0006): each batch walks the index.
+        sa.Column("revoked_at", _UTCDateTime, nullable=True, index=True),
         sa.Column("family_id", hash_col, nullable=True, index=True),
         sa.Index(f"ix_{prefix}tokens_account_id_client_id", "account_id", "client_id"),
         # SQLite: a rowid table (migration 0004), so that a new row and its index entries
@@ -152,7 +153,7 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("issued_at", _UTCDateTime, nullable=False),
         sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
         sa.Column("used_at", _UTCDateTime, nullable=True),
-        sa.Column("revoked_at", _UTCDateTime, nullable=True),
+        sa.Column("revoked_at", _UTCDateTime, nullable=True, index=True),
         sa.Index(f"ix_{prefix}refresh_tokens_account_id_client_id", "account_id", "client_id"),
     )
     return md
