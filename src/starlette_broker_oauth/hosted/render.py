@@ -286,6 +286,6 @@ def render_connections_page(page: ConnectionsPage) -> str:
         )
     body = f"""<h1>Connected apps</h1>
 {notice}
-<p class="lead">Apps you have allowed to use your {e(page.frame.platform_name)} accounts. Disconnecting an app stops it at once; it must ask you again to reconnect.</p>
+<p class="lead">Apps you have allowed to use your {e(page.frame.platform_name)} accounts. Disconnecting an app stops it within a second; it must ask you again to reconnect.</p>
 {"".join(sections) or "<p>You have no accounts.</p>"}"""
     return _layout(page.frame, "Connected apps", body)
