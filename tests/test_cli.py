@@ -6,9 +6,11 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
@@ -280,7 +282,24 @@ def test_demo_login(tmp_path: Path) -> None:
                 home = (await http.get("/")).text
                 assert "Signed in as Demo Trader" in home
                 assert 'href="/oauth/connections"' in home
-                out = await http.get("/logout", params={"next": "/oauth/connections"})
+                # Logging out: a GET only asks; a cross-site post or one without the
+                # session's token is refused; the POST ends the session on the server, so
+                # the cookie the browser held no longer logs anyone in.
+                stolen = dict(http.cookies)
+                asked = await http.get("/logout", params={"next": "/oauth/connections"})
+                assert asked.status_code == 200
+                assert "Signed in as" in home
+                token = re.search(r'name="csrf_token" value="([^"]+)"', asked.text)
+                assert token is not None
+                fields = {"csrf_token": token.group(1), "next": "/oauth/connections"}
+                forged = await http.post("/logout", data=fields | {"csrf_token": "x"})
+                assert forged.status_code == 403
+                cross = await http.post(
+                    "/logout", data=fields, headers={"Sec-Fetch-Site": "cross-site"}
+                )
+                assert cross.status_code == 403
+                assert (await http.get("/oauth/connections")).status_code == 200  # still in
+                out = await http.post("/logout", data=fields)
                 assert (out.status_code, out.headers["location"]) == (
                     303,
                     "/login?next=%2Foauth%2Fconnections",
@@ -288,6 +307,21 @@ def test_demo_login(tmp_path: Path) -> None:
                 again = await http.get("/oauth/connections")
                 assert again.is_redirect
                 assert again.headers["location"] == "/login?next=%2Foauth%2Fconnections"
+                http.cookies.clear()
+                http.cookies.update(stolen)  # the old cookie, replayed
+                replayed = await http.get("/oauth/connections")
+                assert replayed.is_redirect
+                # A login posted from another site is refused, and logs nobody in.
+                http.cookies.clear()
+                for header in (
+                    {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": "https://evil.example"},
+                ):
+                    refused = await http.post(
+                        "/login", data=credentials | {"next": "/"}, headers=header
+                    )
+                    assert refused.status_code == 403
+                    assert "set-cookie" not in refused.headers
 
     anyio.run(use)
 
@@ -422,7 +456,10 @@ class CLI:
 
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> CLI:
-    return CLI(f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}", capsys)
+    """The CLI on a database it created (``db upgrade``), as an operator starts."""
+    tool = CLI(f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}", capsys)
+    tool("db", "upgrade")
+    return tool
 
 
 async def issue(
@@ -866,3 +903,77 @@ def test_every_admin_command_is_an_audit_event(cli: CLI, caplog: pytest.LogCaptu
     assert "reason='client_disabled'" in revoked[0]
     assert any(line.startswith("ConnectionRevoked(") for line in audit)
     assert all(client["client_secret"] not in line for line in audit)
+
+
+def test_a_read_command_creates_no_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --database-url is said as such: a read command neither creates the file
+    nor answers "no clients" as if every client were gone."""
+    typo = tmp_path / "amdin.db"
+    url = f"sqlite+aiosqlite:///{typo}"
+    for command in (
+        ["client", "list"],
+        ["partner", "show", "p"],
+        ["account", "list"],
+        ["connections", "list", "--account", str(uuid.uuid4())],
+        ["db", "current"],
+    ):
+        assert main([*command, "--database-url", url]) == 1
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err == (
+            f"there is no SQLite database at {typo}: check --database-url, or create it "
+            "with 'broker-oauth db upgrade'\n"
+        )
+        assert not typo.exists()
+    # A file without the tables (another program's, or a wrong --table-prefix).
+    sqlite3.connect(typo).close()
+    assert main(["client", "list", "--database-url", url, "--table-prefix", "x_"]) == 1
+    assert capsys.readouterr().err == (
+        f"the database at {typo} has no tables: check --database-url and --table-prefix, "
+        "or create them with 'broker-oauth db upgrade'\n"
+    )
+    assert main(["db", "current", "--database-url", url]) == 0
+    assert capsys.readouterr().out == "none\n"
+
+
+def test_client_create_asks_for_the_least(cli: CLI) -> None:
+    """A client gets the least scope unless more is asked for; an unknown scope and a
+    wildcard-looking redirect URI are refused in one line; stored control characters are
+    shown escaped, never sent to the terminal."""
+    least = cli.json("client", "create", "--name", "A", "--redirect-uri", "https://a.example/cb")
+    assert cli.json("client", "show", least["client_id"])["scopes"] == ["general"]
+    every = cli.json(
+        "client", "create", "--name", "B", "--redirect-uri", "https://b.example/cb", "--all-scopes"
+    )
+    assert cli.json("client", "show", every["client_id"])["scopes"] is None
+    assert cli.fails(
+        "client",
+        "create",
+        "--name",
+        "C",
+        "--redirect-uri",
+        "https://c.example/cb",
+        "--scope",
+        "tradng",
+        code=2,
+    ) == (
+        "broker-oauth client create: argument --scope: unknown scope 'tradng' (supported: "
+        "account:write data general trading; a platform with scopes of its own sets "
+        "BROKER_OAUTH_SCOPES) (see 'broker-oauth client create --help')"
+    )
+    assert cli.fails(
+        "client", "create", "--name", "D", "--redirect-uri", "https://*.example.com/cb"
+    ) == (
+        "redirect URI 'https://*.example.com/cb' looks like a wildcard: redirect URIs are "
+        "matched exactly, so register each one"
+    )
+    sneaky = cli.json(
+        "client", "create", "--name", "E\x1b[2J\rOK", "--redirect-uri", "https://e.example/cb"
+    )
+    shown = cli("client", "show", sneaky["client_id"])
+    assert "E\\x1b[2J\\rOK" in shown
+    assert "\x1b" not in shown
+    assert "\r" not in shown
+    assert "\x1b" not in cli("client", "list")

@@ -128,10 +128,19 @@ def local_path(value: str | None) -> str:
 
 
 class DemoSession:
-    """The demo login, as the hosted consent and connected-apps pages see it."""
+    """The demo login, as the hosted consent and connected-apps pages see it. Sessions are
+    kept here, on the server; the signed cookie only names one."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, _Session] = {}
+
+    def of(self, request: Request) -> _Session | None:
+        """The request's session, while it lasts."""
+        sid = request.session.get("sid")
+        return self.sessions.get(sid) if isinstance(sid, str) else None
 
     async def current_user(self, request: Request) -> SessionUser | None:
-        return DEMO_USER if request.session.get("user") == DEMO_USERNAME else None
+        return DEMO_USER if self.of(request) is not None else None
 
     def login_url(self, request: Request) -> str:
         return "/login?next=" + quote(_here(request), safe="")
@@ -206,9 +215,50 @@ def _login_page(next_path: str, *, error: str = "", status_code: int = 200) -> H
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """A logged-in session, kept on the server: logging out ends it, whatever cookie a
+    browser still holds."""
+
+    user: str
+    csrf: str
+
+
+def _session_of(request: Request) -> _Session | None:
+    demo: DemoSession = request.app.state.demo_session
+    return demo.of(request)
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether a form was posted from another site: ``Sec-Fetch-Site`` where the browser
+    sends it, else an ``Origin`` that is not this one (a page with ``no-referrer`` makes
+    Chromium send ``Origin: null`` for its own forms)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    return origin is not None and origin not in ("null", own)
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM:
+            return None
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
 async def login(request: Request) -> Response:
     if request.method == "GET":
         return _login_page(local_path(request.query_params.get("next")))
+    if _cross_site(request):
+        return _page(
+            "Log in",
+            '<h1>Log in</h1><p class="error" role="alert">Log in from this site\'s own page.</p>',
+            403,
+        )
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -222,20 +272,62 @@ async def login(request: Request) -> Response:
         and secrets.compare_digest(form.get("password", "").encode(), password.encode())
     ):
         return _login_page(next_path, error="Wrong username or password.", status_code=401)
+    sid = secrets.token_urlsafe(32)
+    request.app.state.demo_session.sessions[sid] = _Session(
+        user=DEMO_USERNAME, csrf=secrets.token_urlsafe(32)
+    )
     request.session.clear()
-    request.session["user"] = DEMO_USERNAME
+    request.session["sid"] = sid
     return RedirectResponse(next_path, status_code=303)
 
 
+def _logout_form(session: _Session, next_path: str, label: str = "Log out") -> str:
+    e = html.escape
+    return (
+        '<form method="post" action="/logout" class="inline">'
+        f'<input type="hidden" name="csrf_token" value="{e(session.csrf)}">'
+        f'<input type="hidden" name="next" value="{e(next_path)}">'
+        f'<button type="submit" class="secondary" id="log-out">{e(label)}</button></form>'
+    )
+
+
 async def logout(request: Request) -> Response:
+    """``GET`` asks (the consent page's "Not you?" links here); a ``POST`` from this site
+    with the session's token ends the session on the server."""
+    session = _session_of(request)
+    if request.method == "GET":
+        next_path = local_path(request.query_params.get("next"))
+        if session is None:
+            return RedirectResponse("/login?next=" + quote(next_path, safe=""), status_code=303)
+        return _page(
+            "Log out",
+            f"<h1>Log out?</h1><p>You are signed in as {html.escape(DEMO_USER_NAME)}.</p>"
+            + _logout_form(session, next_path),
+        )
+    form = await _form(request)
+    if form is None:
+        return Response("form too large", status_code=413)
+    next_path = local_path(form.get("next"))
+    if (
+        _cross_site(request)
+        or session is None
+        or not secrets.compare_digest(form.get("csrf_token", "").encode(), session.csrf.encode())
+    ):
+        return _page(
+            "Log out",
+            '<h1>Log out</h1><p class="error" role="alert">Not logged out: '
+            "use the button on this site's own page.</p>",
+            403,
+        )
+    request.app.state.demo_session.sessions.pop(request.session.get("sid"), None)
     request.session.clear()
-    next_path = local_path(request.query_params.get("next"))
     return RedirectResponse("/login?next=" + quote(next_path, safe=""), status_code=303)
 
 
 async def home(request: Request) -> Response:
-    user = await DemoSession().current_user(request)
-    if user is None:
+    session = _session_of(request)
+    user = DEMO_USER
+    if session is None:
         return _page(
             "Welcome",
             "<h1>Welcome</h1><p>Log in to see your accounts and the apps connected to them.</p>"
@@ -252,7 +344,7 @@ async def home(request: Request) -> Response:
         f'<h1>Hello, {e(user.name)}</h1><p id="signed-in">Signed in as {e(user.name)}.</p>'
         f"<h2>Your accounts</h2><ul>{accounts}</ul>"
         '<a class="button" id="connected-apps" href="/oauth/connections">Connected apps</a>'
-        '<a class="button secondary" id="logout" href="/logout?next=%2F">Log out</a>',
+        + _logout_form(session, "/"),
     )
 
 
@@ -283,8 +375,9 @@ def build_platform(
 
     ``password`` is the demo user's; the session and consent keys are new on every call.
     """
+    demo_session = DemoSession()
     consent = HostedConsent(
-        session=DemoSession(),
+        session=demo_session,
         secret_key=secrets.token_urlsafe(36),
         platform_name=PLATFORM_NAME,
     )
@@ -302,7 +395,7 @@ def build_platform(
         routes=[
             Route("/", home),
             Route("/login", login, methods=["GET", "POST"]),
-            Route("/logout", logout),
+            Route("/logout", logout, methods=["GET", "POST"]),
             Route("/v2/account", account),
             Mount("/", oauth),
         ],
@@ -323,4 +416,5 @@ def build_platform(
         lifespan=lifespan,
     )
     app.state.demo_password = password
+    app.state.demo_session = demo_session
     return app

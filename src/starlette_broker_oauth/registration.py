@@ -63,6 +63,11 @@ def check_redirect_uri(uri: str) -> str:
         raise RegistrationError(f"redirect URI {uri!r} must not have a fragment")
     if "@" in parts.netloc:
         raise RegistrationError(f"redirect URI {uri!r} must not have user-info")
+    if "*" in parts.netloc:
+        raise RegistrationError(
+            f"redirect URI {uri!r} looks like a wildcard: redirect URIs are matched "
+            "exactly, so register each one"
+        )
     if scheme == "https":
         if not host:
             raise RegistrationError(f"redirect URI {uri!r} has no host")

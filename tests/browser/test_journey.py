@@ -111,7 +111,10 @@ def test_login_redirect_returns_to_the_request(page: Page, journey: Journey) -> 
     log_in(page, journey)
     page.wait_for_url(f"{journey.platform}/oauth/authorize?{query}")
     expect(page.locator("#client-name")).to_have_text("Demo Trading App")
-    page.click("#switch-user")  # "Not you?" logs out and comes back after the next login
+    page.click("#switch-user")  # "Not you?" asks to log out, and comes back after login
+    page.wait_for_url(f"{journey.platform}/logout*")
+    screenshot(page, "logout")
+    page.click("#log-out")
     page.wait_for_url(f"{journey.platform}/login*")
     log_in(page, journey)
     page.wait_for_url(f"{journey.platform}/oauth/authorize?{query}")

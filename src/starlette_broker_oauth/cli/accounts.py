@@ -34,10 +34,10 @@ def register(commands: Commands, parents: Parents) -> None:
 
     listing = sub.add_parser("list", help="every account, with its partner", parents=db)
     listing.add_argument("--partner", metavar="KEY_ID", help="only the accounts it owns")
-    listing.set_defaults(handler=list_accounts)
+    listing.set_defaults(handler=list_accounts, reads_only=True, migrate=False)
     show = sub.add_parser("show", help="an account and its partner", parents=db)
     show.add_argument("account_id", type=uuid.UUID)
-    show.set_defaults(handler=show_account)
+    show.set_defaults(handler=show_account, reads_only=True, migrate=False)
 
     create = sub.add_parser("create", help="create an account", parents=db)
     create.add_argument("--account-id", type=uuid.UUID, help="(default: a new random one)")

@@ -20,7 +20,7 @@ from .output import (
     unknown_client,
     yes_no,
 )
-from .parser import Parents, display_name, identifier
+from .parser import LEAST_SCOPE, Parents, display_name, identifier, known_scope
 
 if TYPE_CHECKING:
     from .parser import Commands
@@ -35,10 +35,12 @@ def register(commands: Commands, parents: Parents) -> None:
     sub = client.add_subparsers(dest="client_command", required=True, metavar="COMMAND")
     db = [parents.database]
 
-    sub.add_parser("list", help="every client", parents=db).set_defaults(handler=list_clients)
+    sub.add_parser("list", help="every client", parents=db).set_defaults(
+        handler=list_clients, reads_only=True, migrate=False
+    )
     show = sub.add_parser("show", help="a client's registration", parents=db)
     show.add_argument("client_id")
-    show.set_defaults(handler=show_client)
+    show.set_defaults(handler=show_client, reads_only=True, migrate=False)
 
     create = sub.add_parser("create", help="register a client (prints its secret once)", parents=db)
     create.add_argument("--name", required=True, type=display_name)
@@ -49,11 +51,16 @@ def register(commands: Commands, parents: Parents) -> None:
     create.add_argument("--url", default="")
     create.add_argument("--terms-of-use", default="")
     create.add_argument("--privacy-policy", default="")
-    create.add_argument(
+    create_scopes = create.add_mutually_exclusive_group()
+    create_scopes.add_argument(
         "--scope",
         action="append",
         dest="scopes",
-        help="a scope it may ask for (repeat; default: every supported scope)",
+        type=known_scope,
+        help="a scope it may ask for (repeat; default: general, the least)",
+    )
+    create_scopes.add_argument(
+        "--all-scopes", action="store_true", help="let it ask for every supported scope"
     )
     create.add_argument(
         "--response-type",
@@ -87,7 +94,13 @@ def register(commands: Commands, parents: Parents) -> None:
     update.add_argument("--terms-of-use")
     update.add_argument("--privacy-policy")
     scopes = update.add_mutually_exclusive_group()
-    scopes.add_argument("--scope", action="append", dest="scopes", help="(repeat; replaces them)")
+    scopes.add_argument(
+        "--scope",
+        action="append",
+        dest="scopes",
+        type=known_scope,
+        help="(repeat; replaces them)",
+    )
     scopes.add_argument(
         "--all-scopes", action="store_true", help="let it ask for every supported scope"
     )
@@ -151,7 +164,7 @@ async def create_client(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
         url=args.url,
         terms_of_use=args.terms_of_use,
         privacy_policy=args.privacy_policy,
-        scopes=args.scopes,
+        scopes=None if args.all_scopes else (args.scopes or [LEAST_SCOPE]),
         live_trading_approved=args.live_trading_approved,
         response_types=args.response_types or ("code", "token"),
         client_id=args.client_id,

@@ -41,8 +41,20 @@ async def connected(args: argparse.Namespace) -> AsyncIterator[SQLAlchemyStorage
         raise CommandError(str(exc)) from None
     except Exception:  # the URL itself: SQLAlchemy's parser says why with the password
         raise CommandError(_URL_FORM) from None
+    if args.reads_only or args.existing_only:
+        missing = _missing_file(storage)
+        if missing is not None:
+            raise CommandError(
+                f"there is no SQLite database at {missing}: check --database-url, or "
+                "create it with 'broker-oauth db upgrade'"
+            )
     await open_or_explain(storage)
     try:
+        if args.reads_only and await storage.current_revision() is None:
+            raise CommandError(
+                f"the database {_where(storage)} has no tables: check --database-url and "
+                "--table-prefix, or create them with 'broker-oauth db upgrade'"
+            )
         yield storage
     except StorageUnavailable as exc:
         raise CommandError(unusable(storage, exc)) from None
@@ -86,6 +98,24 @@ def unusable(storage: SQLAlchemyStorage, exc: BaseException) -> str:
     if failed is not None:
         return f"cannot reach the database at {place} ({failed.strerror or _first_line(failed)})"
     return f"cannot use the database at {place}: {type(exc).__name__}: {_first_line(exc)}"
+
+
+def _missing_file(storage: SQLAlchemyStorage) -> str | None:
+    """The SQLite file's path if it does not exist (a command that only reads must not
+    create it)."""
+    path = _sqlite_path(storage)
+    if path is None or path.startswith("file:") or _sqlite_problem(storage) is not None:
+        return None  # (what stops the file being opened at all is said first)
+    return None if Path(path).exists() else path
+
+
+def _where(storage: SQLAlchemyStorage) -> str:
+    """The database, named without its password."""
+    path = _sqlite_path(storage)
+    if path is not None:
+        return f"at {path}"
+    url = storage.url
+    return f"{url.database or ''} at {url.host or 'localhost'}:{url.port or 5432}"
 
 
 def _first(causes: list[BaseException], kind: type[_E]) -> _E | None:

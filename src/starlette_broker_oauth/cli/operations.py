@@ -30,7 +30,7 @@ def register(commands: Commands, parents: Parents) -> None:
         "list", help="the apps holding a working token for an account", parents=db
     )
     listing.add_argument("--account", type=uuid.UUID, required=True)
-    listing.set_defaults(handler=list_connections)
+    listing.set_defaults(handler=list_connections, reads_only=True, migrate=False)
     revoke = sub.add_parser(
         "revoke", help="revoke an account's tokens, of every app or of one", parents=db
     )
@@ -46,7 +46,7 @@ def register(commands: Commands, parents: Parents) -> None:
     upgrade.add_argument("--revision", default="head")
     upgrade.set_defaults(handler=upgrade_tables, migrate=False)
     current = sub.add_parser("current", help="print the tables' revision", parents=db)
-    current.set_defaults(handler=current_revision, migrate=False)
+    current.set_defaults(handler=current_revision, migrate=False, existing_only=True)
     purge = sub.add_parser("purge", help="delete expired and revoked codes and tokens", parents=db)
     purge.add_argument("--batch-size", type=int, default=1000)
     purge.add_argument(

@@ -3,6 +3,7 @@ refusal of a command that fails."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "partner_json",
     "partner_text",
     "scopes_text",
+    "shown",
     "table",
     "unknown_account",
     "unknown_client",
@@ -47,10 +49,22 @@ class CommandError(Exception):
         self.code = code
 
 
+def shown(value: str) -> str:
+    """Stored text as a terminal may show it: control characters (an escape sequence, a
+    carriage return, a newline) written as Python escapes, never sent raw."""
+    if not _CONTROL.search(value):
+        return value
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], value)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> str:
     """Rows under their headers in aligned columns, or ``empty`` when there are none."""
     if not rows:
         return empty
+    rows = [[shown(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -63,7 +77,7 @@ def fields(pairs: Sequence[tuple[str, str | Sequence[str]]]) -> str:
     width = max(len(label) for label, _ in pairs) + 2
     lines = []
     for label, value in pairs:
-        values = [value] if isinstance(value, str) else list(value) or ["-"]
+        values = [shown(v) for v in ([value] if isinstance(value, str) else value)] or ["-"]
         lines.append(f"{label + ':':<{width}}{values[0] or '-'}")
         lines.extend(" " * width + more for more in values[1:])
     return "\n".join(lines)

@@ -10,7 +10,18 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-__all__ = ["Commands", "Parents", "Parser", "build_parser", "display_name", "identifier"]
+from ..settings import DEFAULT_SCOPES
+
+__all__ = [
+    "LEAST_SCOPE",
+    "Commands",
+    "Parents",
+    "Parser",
+    "build_parser",
+    "display_name",
+    "identifier",
+    "known_scope",
+]
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,6 +43,22 @@ def display_name(value: str) -> str:
     """A client's or partner's name: what the tables hold (200 characters)."""
     if len(value) > 200:
         raise argparse.ArgumentTypeError(f"at most 200 characters, not {len(value)}")
+    return value
+
+
+#: The scope ``client create`` gives when none is asked for: reading, nothing more.
+LEAST_SCOPE = "general"
+
+
+def known_scope(value: str) -> str:
+    """A scope the platform supports: the default scopes, or ``BROKER_OAUTH_SCOPES``
+    (space-separated) where the platform has its own, as its settings read them."""
+    supported = os.environ.get("BROKER_OAUTH_SCOPES", "").split() or sorted(DEFAULT_SCOPES)
+    if value not in supported:
+        raise argparse.ArgumentTypeError(
+            f"unknown scope {value!r} (supported: {' '.join(sorted(supported))}; a platform "
+            "with scopes of its own sets BROKER_OAUTH_SCOPES)"
+        )
     return value
 
 
@@ -63,7 +90,7 @@ def build_parser() -> Parser:
     database.add_argument(
         "--table-prefix", default="oauth_", help="of the tables (default: %(default)s)"
     )
-    database.set_defaults(migrate=True)
+    database.set_defaults(migrate=True, reads_only=False, existing_only=False)
     parents = Parents(output=output, database=database)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

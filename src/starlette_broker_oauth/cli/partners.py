@@ -30,12 +30,14 @@ def register(commands: Commands, parents: Parents) -> None:
     sub = partner.add_subparsers(dest="partner_command", required=True, metavar="COMMAND")
     db = [parents.database]
 
-    sub.add_parser("list", help="every partner", parents=db).set_defaults(handler=list_partners)
+    sub.add_parser("list", help="every partner", parents=db).set_defaults(
+        handler=list_partners, reads_only=True, migrate=False
+    )
     show = sub.add_parser(
         "show", help="a partner, the clients it may use and its accounts", parents=db
     )
     show.add_argument("key_id")
-    show.set_defaults(handler=show_partner)
+    show.set_defaults(handler=show_partner, reads_only=True, migrate=False)
 
     create = sub.add_parser(
         "create", help="register a partner (prints its secret once)", parents=db
