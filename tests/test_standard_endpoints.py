@@ -342,3 +342,13 @@ async def test_errors_without_a_description_carry_only_the_code(full: Platform) 
     )
     assert response.status_code == 400
     assert response.json() == {"error": "unsupported_grant_type"}
+
+
+async def test_introspection_searches_past_a_hint_it_does_not_know(full: Platform) -> None:
+    """RFC 7662 §2.1: an unknown hint widens the search; it is no error there."""
+    body = await pair(full)
+    for hint in ("id_token", "refresh_token", "access_token"):
+        answer = await post(full, "/oauth/introspect", body["access_token"], token_type_hint=hint)
+        assert answer.status_code == 200
+        assert answer.json()["active"] is True
+        assert answer.json()["client_id"] == full.client_id

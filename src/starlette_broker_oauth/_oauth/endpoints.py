@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
@@ -28,7 +29,8 @@ class _TokenLookup:
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
         core = self.server.core
-        record = await_(core.find_token(token_string, hint=token_type_hint))
+        known = token_type_hint if token_type_hint in ("access_token", "refresh_token") else None
+        record = await_(core.find_token(token_string, hint=known))
         return None if record is None else TokenView(record, core)
 
 
@@ -46,7 +48,15 @@ class Revocation(_TokenLookup, RevocationEndpoint):  # type: ignore[misc]
 
 
 class Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
-    """RFC 7662: a client asks about its own token; anything else is ``active: false``."""
+    """RFC 7662: a client asks about its own token; anything else is ``active: false``.
+
+    A ``token_type_hint`` it does not know only widens the search (RFC 7662 §2.1): unlike
+    RFC 7009, introspection has no ``unsupported_token_type``.
+    """
+
+    def check_params(self, request: OAuthRequest, client: ClientView) -> None:
+        if "token" not in request.form:
+            raise InvalidRequestError()
 
     def check_permission(self, token: TokenView, client: ClientView, request: OAuthRequest) -> bool:
         return token.check_client(client)
