@@ -977,3 +977,10 @@ def test_client_create_asks_for_the_least(cli: CLI) -> None:
     assert "\x1b" not in shown
     assert "\r" not in shown
     assert "\x1b" not in cli("client", "list")
+
+
+def test_an_unknown_revision_is_one_plain_line(cli: CLI) -> None:
+    assert cli.fails("db", "upgrade", "--revision", "nonsense") == (
+        "unknown revision 'nonsense': give head or one of 0001, 0002, 0003, 0004, 0005, 0006"
+    )
+    assert cli("db", "current") == "0006\n"  # nothing changed

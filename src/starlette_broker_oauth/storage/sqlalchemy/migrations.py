@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...security import hash_secret
@@ -21,7 +22,11 @@ async def upgrade(conn: AsyncConnection, prefix: str, revision: str = "head") ->
     else:
         key = int(hash_secret("migrate:" + prefix)[:15], 16)
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    await conn.run_sync(_alembic, "upgrade", prefix, revision)
+    try:
+        await conn.run_sync(_alembic, "upgrade", prefix, revision)
+    except CommandError as exc:  # an unknown revision: the caller's mistake, said plainly
+        known = ", ".join(_revisions())
+        raise ValueError(f"unknown revision {revision!r}: give head or one of {known}") from exc
 
 
 async def current_revision(conn: AsyncConnection, prefix: str) -> str | None:
@@ -33,6 +38,19 @@ async def current_revision(conn: AsyncConnection, prefix: str) -> str | None:
     query = sa.text(f"SELECT version_num FROM {version_table}")  # noqa: S608 - checked prefix
     row = (await conn.execute(query)).first()
     return None if row is None else str(row[0])
+
+
+def _revisions() -> list[str]:
+    """The shipped revisions, oldest first."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", "starlette_broker_oauth:migrations")
+    return [
+        script.revision
+        for script in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))
+    ]
 
 
 def _alembic(connection: sa.Connection, command_name: str, prefix: str, revision: str) -> None:
