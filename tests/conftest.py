@@ -7,6 +7,8 @@ import hashlib
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -280,6 +282,49 @@ def serve(app: Starlette, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def worker_processes(n: int, env: dict[str, str]) -> Iterator[list[str]]:
+    """``n`` uvicorn processes of ``tests.worker_app`` (configured by ``env``) on their
+    own loopback ports; their base URLs once each answers."""
+    root = Path(__file__).parent.parent
+    ports = [free_port() for _ in range(n)]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tests.worker_app:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=root,
+            env=os.environ | env,
+        )
+        for port in ports
+    ]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        deadline = time.monotonic() + 30
+        for url in urls:
+            while True:
+                assert time.monotonic() < deadline, "workers did not start"
+                try:
+                    httpx.get(url + "/.well-known/oauth-authorization-server", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
 
 
 class CookieSession:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 
 import anyio
 import httpx
@@ -19,7 +15,7 @@ from starlette_broker_oauth import SQLAlchemyStorage
 from starlette_broker_oauth.core import Administrator
 from starlette_broker_oauth.events import OAuthEvent
 
-from .conftest import POSTGRES_URL, free_port
+from .conftest import POSTGRES_URL, worker_processes
 
 pytestmark = [
     pytest.mark.anyio,
@@ -31,6 +27,18 @@ pytestmark = [
 REDIRECT = "https://app.example.com/callback"
 
 
+def workers(n: int, prefix: str) -> AbstractContextManager[list[str]]:
+    """``n`` workers on the PostgreSQL tables of ``prefix``, with a long token cache."""
+    return worker_processes(
+        n,
+        {
+            "WORKER_DATABASE_URL": str(POSTGRES_URL),
+            "WORKER_TABLE_PREFIX": prefix,
+            "WORKER_CACHE_TTL": str(CACHE_TTL),
+        },
+    )
+
+
 async def ignore(event: OAuthEvent) -> None:
     return None
 
@@ -39,53 +47,6 @@ async def ignore(event: OAuthEvent) -> None:
 # notification connection is up (docs/production.md); the cache TTL is far longer.
 NOTIFY_BOUND = 1.0
 CACHE_TTL = 300
-
-
-@contextmanager
-def workers(n: int, prefix: str) -> Iterator[list[str]]:
-    """``n`` uvicorn processes of tests.worker_app on their own ports."""
-    root = Path(__file__).parent.parent
-    env = os.environ | {
-        "WORKER_DATABASE_URL": str(POSTGRES_URL),
-        "WORKER_TABLE_PREFIX": prefix,
-        "WORKER_CACHE_TTL": str(CACHE_TTL),
-    }
-    ports = [free_port() for _ in range(n)]
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tests.worker_app:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=root,
-            env=env,
-        )
-        for port in ports
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        deadline = time.monotonic() + 30
-        for url in urls:
-            while True:
-                assert time.monotonic() < deadline, "workers did not start"
-                try:
-                    httpx.get(url + "/.well-known/oauth-authorization-server", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(10)
 
 
 @pytest.fixture

@@ -4,12 +4,7 @@ the other processes of a revocation, so their caches trust a token for at most a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -19,7 +14,7 @@ import pytest
 from starlette_broker_oauth import SQLAlchemyStorage
 from starlette_broker_oauth.verifier import UNANNOUNCED_CACHE_BOUND
 
-from .conftest import free_port
+from .conftest import worker_processes
 
 pytestmark = pytest.mark.anyio
 
@@ -28,48 +23,6 @@ CACHE_TTL = 300  # what the platform asked for
 # The stated bound, and room for a loaded test machine's request round trips.
 BOUND = UNANNOUNCED_CACHE_BOUND.total_seconds()
 SLACK = 1.0
-
-
-@contextmanager
-def workers(n: int, url: str) -> Iterator[list[str]]:
-    root = Path(__file__).parent.parent
-    env = os.environ | {"WORKER_DATABASE_URL": url, "WORKER_CACHE_TTL": str(CACHE_TTL)}
-    ports = [free_port() for _ in range(n)]
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tests.worker_app:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=root,
-            env=env,
-        )
-        for port in ports
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        deadline = time.monotonic() + 30
-        for url_ in urls:
-            while True:
-                assert time.monotonic() < deadline, "workers did not start"
-                try:
-                    httpx.get(url_ + "/.well-known/oauth-authorization-server", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(10)
 
 
 @pytest.mark.parametrize("how", ["partner_delete", "disconnect", "client_disabled"])
@@ -90,7 +43,8 @@ async def test_a_revocation_reaches_the_other_workers_cache_within_the_bound(
         "scope": "general",
         "account_id": str(account.account_id),
     }
-    with workers(2, url) as (a, b):
+    env = {"WORKER_DATABASE_URL": url, "WORKER_CACHE_TTL": str(CACHE_TTL)}
+    with worker_processes(2, env) as (a, b):
         async with httpx.AsyncClient(timeout=10) as http:
             issued = await http.post(a + "/v1/oauth/token", json=body, auth=auth)
             token = issued.json()["access_token"]

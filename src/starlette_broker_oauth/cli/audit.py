@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 
+from ..clock import SYSTEM_CLOCK
 from ..core import Administrator, ConnectedApps
+from ..core.revocation import Revocations
 from ..events import OAuthEvent
 from ..storage.sqlalchemy import SQLAlchemyStorage
 
@@ -32,4 +34,6 @@ def administrator(storage: SQLAlchemyStorage) -> Administrator:
 
 def connected_apps(storage: SQLAlchemyStorage) -> ConnectedApps:
     """Accounts' connected apps on the command's storage."""
-    return ConnectedApps(administrator(storage).revocations, clients=storage)
+    return ConnectedApps(
+        Revocations(grants=storage, emit=record, clock=SYSTEM_CLOCK), clients=storage
+    )

@@ -26,6 +26,7 @@ refuses itself.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from types import EllipsisType
 from uuid import UUID
@@ -210,19 +211,9 @@ class Administrator:
         if before is None or after is None:
             return None
         changes = [
-            field
-            for field in (
-                "name",
-                "description",
-                "url",
-                "terms_of_use",
-                "privacy_policy",
-                "redirect_uris",
-                "scopes",
-                "live_trading_approved",
-                "response_types",
-            )
-            if getattr(before, field) != getattr(after, field)
+            field.name
+            for field in dataclasses.fields(Client)
+            if getattr(before, field.name) != getattr(after, field.name)
         ]
         revoked: list[str] = []
         if _narrowed(before.scopes, after.scopes):
@@ -235,8 +226,8 @@ class Administrator:
             revoked = await self.revocations.revoke_tokens(
                 client_id=client_id, live_only=True, reason="live_approval_withdrawn"
             )
-        if changes:
-            await self.revocations.client_changed(client_id)
+        # Nothing else an update changes restricts a token: nothing more to announce than
+        # what was revoked.
         await self._changed("client", client_id, "updated", changes=changes, revoked=len(revoked))
         return after
 

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import (
+    ClientDisabled,
     CodeReplayed,
     InvalidClient,
     InvalidGrant,
@@ -28,6 +29,7 @@ from ..errors import (
     PartnerUnauthenticated,
     RefreshTokenReused,
     Refusal,
+    TokenErrorKind,
     UnknownAccount,
 )
 from ..events import (
@@ -243,13 +245,13 @@ class AuthorizationCore(Policy):
         account = await self.accounts.get_account(account_id)
         if account is None or account.live != account_live:
             return UnknownAccount()
-        if self.token_refusal(scope, account_live, client) is not None:
-            return LiveTradingNotApproved() if account_live else InvalidScope("scope is invalid")
-        try:
-            self.check_active(client)
-            self.check_account(client, account)
-        except Refusal as refusal:
-            return refusal
+        refused = self.token_refusal(scope, account_live, client)
+        if refused is TokenErrorKind.CLIENT_DISABLED:
+            return ClientDisabled()
+        if refused is not None:  # a narrowed scope, or live approval withdrawn
+            if set(scope.split()) <= self.scopes_for(client):
+                return LiveTradingNotApproved()
+            return InvalidScope("scope is invalid")
         return None
 
     # issuance
