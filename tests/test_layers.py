@@ -148,3 +148,25 @@ def test_domain_imports_neither_http_nor_authlib() -> None:
         }:
             third = {n.split(".")[0] for n in imports(path, module) if not n.startswith("pkg:")}
             assert not third & {"authlib", "starlette", "fastapi", "greenlet"}, module
+
+
+def test_database_drivers_only_in_the_engines_configuration() -> None:
+    """sqlite3, aiosqlite and asyncpg are SQLAlchemy's to drive: the package imports them
+    only where the engine is configured and its failures are mapped."""
+    allowed = {"storage.sqlalchemy.database"}
+    for module, path in MODULES:
+        drivers = {
+            n.split(".")[0] for n in imports(path, module) if not n.startswith("pkg:")
+        } & {"sqlite3", "aiosqlite", "asyncpg"}
+        assert not drivers or module in allowed, f"{module} imports {drivers}"
+
+
+def test_the_library_starts_no_thread() -> None:
+    """No module starts a thread of its own (blocking calls go to anyio's worker threads)."""
+    for module, path in MODULES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {n for n in imports(path, module) if not n.startswith("pkg:")}
+        assert not names & {"threading", "_thread", "concurrent"}, module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in {"Thread", "start_new_thread"}, module

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._edge import EdgeGuard
 from ._oauth import OAuthProtocol
@@ -192,7 +193,8 @@ def create_oauth_app(
                 else lambda request, status, message: hosted.error_page(
                     request, status, "invalid_request", message
                 ),
-            )
+            ),
+            Middleware(UnitOfWork, storage=storage),
         ],
     )
     app.state.token_verifier = verifier
@@ -208,6 +210,27 @@ def create_oauth_app(
     )
     app.state.metadata_endpoint = api.metadata
     return app
+
+
+class UnitOfWork:
+    """ASGI middleware: each request is one unit of work of the storage
+    (:meth:`~.storage.Storage.unit_of_work`), so its statements can share a connection.
+
+    Parameters:
+        app: The sub-app's router.
+        storage: The storage, when the app was given one.
+    """
+
+    def __init__(self, app: ASGIApp, storage: Storage | None) -> None:
+        self.app = app
+        self.storage = storage
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.storage is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with self.storage.unit_of_work():
+            await self.app(scope, receive, send)
 
 
 def metadata_route(oauth: Starlette) -> Route:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -175,8 +174,10 @@ def _sqlite_problem(storage: SQLAlchemyStorage) -> str | None:
 
 
 def _sqlite_reason(exc: BaseException, causes: list[BaseException]) -> str:
+    # The driver's own error, which says what SQLite found.
+    driver = next((c for c in causes if type(c).__module__ == "sqlite3"), None)
     found = (
-        _first(causes, sqlite3.Error)
+        driver
         or _first(causes, ImportError)
         or _first(causes, OSError)
         or _first(causes, StorageUnavailable)

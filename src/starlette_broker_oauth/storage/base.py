@@ -10,9 +10,11 @@ lifespan.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -302,6 +304,11 @@ class Storage(ClientRepository, AccountRepository, PartnerRepository, GrantStore
 
     async def close(self) -> None:
         """Release resources."""
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[object]:
+        """The scope of one request: a backend may let its statements share a
+        connection until it ends. The default does nothing."""
+        return contextlib.nullcontext()
 
     async def token_with_client(self, token_hash: str) -> tuple[AccessToken, Client | None] | None:
         """The token and its client, for the token check on every protected request,

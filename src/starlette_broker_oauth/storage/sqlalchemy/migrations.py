@@ -15,11 +15,10 @@ async def upgrade(conn: AsyncConnection, prefix: str, revision: str = "head") ->
     """Run the migrations up to ``revision`` in ``conn``'s transaction (idempotent).
 
     Concurrent upgrades are serialised (PostgreSQL: a transaction-scoped advisory lock;
-    SQLite: the database write lock, taken first), so many workers may start at once.
+    SQLite: the write lock, which the transaction took as it began), so many workers may
+    start at once.
     """
-    if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
+    if conn.dialect.name != "sqlite":
         key = int(hash_secret("migrate:" + prefix)[:15], 16)
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
     try:

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..base import CacheReset, ClientChanged, RevocationMessage, TokensRevoked
-from .engines import is_transient
+from .database import is_transient
 
 __all__ = ["RevocationListener", "from_wire", "notify", "wire_messages"]
 

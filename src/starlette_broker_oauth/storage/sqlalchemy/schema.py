@@ -181,7 +181,7 @@ class Tables:
         self.refresh_tokens = t[f"{prefix}refresh_tokens"]
 
 
-def client_from(values: Mapping[str, Any]) -> Client:
+def client_from(values: Mapping[str, Any] | sa.RowMapping) -> Client:
     """The :class:`~starlette_broker_oauth.models.Client` of a row's values, by column name."""
     scopes: Sequence[str] | None = (
         None if values["scopes"] is None else json.loads(values["scopes"])

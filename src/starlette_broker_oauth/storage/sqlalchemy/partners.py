@@ -1,44 +1,72 @@
-"""The partner operations of :class:`~.repository.SQLAlchemyStorage`'s admin: registering,
-listing, renaming and deleting partners, their secrets, and the clients they may use."""
+"""Partners on SQL: who they are, which clients they may use, which accounts they own, and
+their administration.
+
+An account belongs to at most one partner (``partner_accounts``); whether a partner may
+act for an account no partner owns is the core's rule, which these facts answer.
+"""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...models import PartnerCredentials
+from ...models import Partner, PartnerCredentials
 from ...security import hash_secret, new_client_id, new_secret
 from ..admin import PartnerDetails
+from .database import Database, Repository
+from .schema import Tables
 
-__all__ = ["PartnerAdmin"]
+__all__ = ["SQLPartners", "give", "partner_exists"]
 
 
-class PartnerAdmin:
-    """Mixed into :class:`~.repository.SQLAlchemyStorage` (through
-    :class:`~.admin.AdminOperations`), whose tables and transactions it uses."""
+class SQLPartners(Repository):
+    """The partners (``{prefix}partners``, ``partner_clients``, ``partner_accounts``)."""
 
-    _clients: sa.Table
-    _partners: sa.Table
-    _partner_clients: sa.Table
-    _partner_accounts: sa.Table
+    def __init__(self, database: Database, tables: Tables) -> None:
+        super().__init__(database, tables)
+        p, pc, pa = tables.partners, tables.partner_clients, tables.partner_accounts
+        self._partner = sa.select(p).where(p.c.partner_id == sa.bindparam("key_id"))
+        self._allowed = sa.select(pc.c.client_id).where(
+            pc.c.partner_id == sa.bindparam("partner_id"),
+            pc.c.client_id == sa.bindparam("client_id"),
+        )
+        self._owner = sa.select(pa.c.partner_id).where(
+            pa.c.account_id == sa.bindparam("account_id", type_=sa.Uuid)
+        )
+        self._count = sa.select(sa.func.count()).select_from(p)
 
-    if TYPE_CHECKING:
+    # PartnerRepository
 
-        def _write(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+    async def get_partner(self, key_id: str) -> Partner | None:
+        row = await self.database.first(self._partner, {"key_id": key_id})
+        if row is None:
+            return None
+        return Partner(partner_id=row.partner_id, name=row.name, secret_hash=row.secret_hash)
 
-        def _read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+    async def is_client_allowed(self, partner_id: str, client_id: str) -> bool:
+        params = {"partner_id": partner_id, "client_id": client_id}
+        return await self.database.first(self._allowed, params) is not None
+
+    async def account_owner(self, account_id: UUID) -> str | None:
+        row = await self.database.first(self._owner, {"account_id": account_id})
+        return None if row is None else str(row.partner_id)
+
+    async def partner_count(self) -> int:
+        row = await self.database.first(self._count, {})
+        return 0 if row is None else int(row[0])
+
+    # administration
 
     async def create_partner(self, *, name: str, key_id: str | None = None) -> PartnerCredentials:
         key_id = key_id or new_client_id()
         secret = new_secret()
         try:
-            async with self._write() as conn:
+            async with self.database.transaction() as conn:
                 await conn.execute(
-                    sa.insert(self._partners).values(
+                    sa.insert(self.tables.partners).values(
                         partner_id=key_id, name=name, secret_hash=hash_secret(secret)
                     )
                 )
@@ -54,25 +82,26 @@ class PartnerAdmin:
         return found[0] if found else None
 
     async def update_partner(self, key_id: str, *, name: str) -> PartnerDetails | None:
-        p = self._partners
-        async with self._write() as conn:
+        p = self.tables.partners
+        async with self.database.transaction() as conn:
             result = await conn.execute(
                 sa.update(p).where(p.c.partner_id == key_id).values(name=name)
             )
         return await self.get_partner_details(key_id) if result.rowcount else None
 
     async def delete_partner(self, key_id: str) -> bool:
-        p, pa, pc = self._partners, self._partner_accounts, self._partner_clients
-        async with self._write() as conn:
+        t = self.tables
+        p, pa, pc = t.partners, t.partner_accounts, t.partner_clients
+        async with self.database.transaction() as conn:
             await conn.execute(sa.delete(pc).where(pc.c.partner_id == key_id))
             await conn.execute(sa.delete(pa).where(pa.c.partner_id == key_id))
             deleted = await conn.execute(sa.delete(p).where(p.c.partner_id == key_id))
         return bool(deleted.rowcount)
 
     async def reset_partner_secret(self, key_id: str) -> PartnerCredentials | None:
-        p = self._partners
+        p = self.tables.partners
         secret = new_secret()
-        async with self._write() as conn:
+        async with self.database.transaction() as conn:
             result = await conn.execute(
                 sa.update(p).where(p.c.partner_id == key_id).values(secret_hash=hash_secret(secret))
             )
@@ -86,11 +115,18 @@ class PartnerAdmin:
     async def disallow_partner_client(self, key_id: str, client_id: str) -> bool:
         return await self._set_allowed(key_id, client_id, allowed=False)
 
+    async def give_account(self, account_id: UUID, key_id: str) -> bool:
+        async with self.database.transaction() as conn:
+            if not await partner_exists(conn, self.tables, key_id):
+                return False
+            await give(conn, self.tables, account_id, key_id)
+        return True
+
     async def _set_allowed(self, key_id: str, client_id: str, *, allowed: bool) -> bool:
         """Record that the partner may use the client, or not; ``False`` if the partner
         is unknown."""
-        p, pc = self._partners, self._partner_clients
-        async with self._write() as conn:
+        p, pc = self.tables.partners, self.tables.partner_clients
+        async with self.database.transaction() as conn:
             known, was_allowed = (
                 await conn.execute(
                     sa.select(
@@ -113,7 +149,8 @@ class PartnerAdmin:
 
     async def _partner_details(self, key_id: str | None) -> list[PartnerDetails]:
         """Every partner's details, or the one partner's."""
-        p, pc, pa = self._partners, self._partner_clients, self._partner_accounts
+        t = self.tables
+        p, pc, pa = t.partners, t.partner_clients, t.partner_accounts
         partners = sa.select(p.c.partner_id, p.c.name)
         clients = sa.select(pc.c.partner_id, pc.c.client_id)
         owned = sa.select(pa.c.partner_id, sa.func.count()).group_by(pa.c.partner_id)
@@ -121,7 +158,7 @@ class PartnerAdmin:
             partners = partners.where(p.c.partner_id == key_id)
             clients = clients.where(pc.c.partner_id == key_id)
             owned = owned.where(pa.c.partner_id == key_id)
-        async with self._read() as conn:
+        async with self.database.reading() as conn:
             rows = list(await conn.execute(partners))
             allowed: dict[str, list[str]] = {}
             for partner_id, client_id in await conn.execute(clients):
@@ -139,3 +176,17 @@ class PartnerAdmin:
             ),
             key=lambda partner: partner.key_id,
         )
+
+
+async def partner_exists(conn: AsyncConnection, tables: Tables, key_id: str) -> bool:
+    """Whether the partner is registered, in ``conn``'s transaction."""
+    p = tables.partners
+    found = await conn.execute(sa.select(p.c.partner_id).where(p.c.partner_id == key_id))
+    return found.first() is not None
+
+
+async def give(conn: AsyncConnection, tables: Tables, account_id: UUID, key_id: str) -> None:
+    """Make the partner the account's one owner, in ``conn``'s transaction."""
+    pa = tables.partner_accounts
+    await conn.execute(sa.delete(pa).where(pa.c.account_id == account_id))
+    await conn.execute(sa.insert(pa).values(account_id=account_id, partner_id=key_id))

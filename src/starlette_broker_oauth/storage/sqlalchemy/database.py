@@ -1,0 +1,404 @@
+"""The database: one async SQLAlchemy engine, its settings, and what its failures mean.
+
+Every statement goes through SQLAlchemy's engine and public API, compiled once by its
+statement cache. What each database is given:
+
+* **SQLite**: the database's own settings on every connection - WAL,
+  ``synchronous=NORMAL``, automatic checkpoints, a journal size limit and a busy timeout -
+  and ``BEGIN IMMEDIATE`` for writers, so a writer takes the write lock when it begins
+  and never fails half-way on a lock another connection holds. SQLite runs in the
+  process, and each call into it blocks; aiosqlite makes each call a trip to its thread
+  and back (three per statement), which costs more than the statement. So a request's
+  statements go to a second engine on the same file and settings, SQLAlchemy's
+  synchronous one: reads by key on the event loop (a read in WAL mode never waits for a
+  writer, and takes microseconds), and a request's write transaction whole in one worker
+  thread (``anyio.to_thread``; it may wait for another process's write lock). The async
+  engine serves the rest (administration, migrations, purging).
+* **PostgreSQL** (asyncpg): reads run in autocommit (one round trip each, no
+  ``BEGIN``/``ROLLBACK`` around them); inside a unit of work (:meth:`Database.unit`, one
+  per request) a request's statements share one connection, reads and writes alike.
+
+A transient failure - the database is away, restarting, out of connections, or a
+serialisation conflict - becomes :class:`~starlette_broker_oauth.errors.StorageUnavailable`
+(answered 503); anything else is a bug and stays as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ...errors import ConfigurationError, StorageUnavailable
+from .schema import Tables
+
+__all__ = [
+    "SQLITE_PRAGMAS",
+    "Database",
+    "Repository",
+    "async_url",
+    "is_transient",
+    "require_asyncpg",
+    "translated",
+]
+
+# Set on every SQLite connection, after the busy timeout (the driver's ``timeout``, 5 s
+# unless given), so that switching the file to WAL (once: the mode is the file's, and
+# lasts) waits for other processes' connections.
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "foreign_keys=ON",
+    # A commit that leaves 1000 pages (4 MiB) in the log copies them into the database;
+    # the log is then reused from its start, and cut back to this size if it grew past it.
+    "wal_autocheckpoint=1000",
+    "journal_size_limit=67108864",
+    "cache_size=-32768",
+)
+
+_NOT_OPEN = (
+    "the storage is not open: enter it (`async with storage:`) in the application's "
+    "lifespan, and leave it on shutdown"
+)
+
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+
+# SQLSTATE classes that mean "not now": 08 connection exception, 53 insufficient
+# resources, 57P0x shutting down / starting up, 40001/40P01 serialization / deadlock.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P0", "40001", "40P01")
+
+# Driver exception classes that mean the connection is gone. InternalClientError:
+# asyncpg's protocol left mid-error by a connection the server closed while it was idle.
+_TRANSIENT_DRIVER_ERRORS = frozenset(
+    {"ConnectionDoesNotExistError", "InterfaceError", "InternalClientError", "OperationalError"}
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot serve right now (retry later): SQLAlchemy's
+    wrapped errors and the drivers' own alike."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        inner = (exc.orig, getattr(exc.orig, "__cause__", None))
+        return any(e is not None and e is not exc and is_transient(e) for e in inner)
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate.startswith(_TRANSIENT_SQLSTATES):
+        return True
+    return type(exc).__name__ in _TRANSIENT_DRIVER_ERRORS
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Turn a transient database failure into :class:`StorageUnavailable`."""
+    try:
+        yield
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
+        if is_transient(exc):
+            raise StorageUnavailable(type(exc).__name__) from exc
+        raise
+
+
+def require_asyncpg() -> None:
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "PostgreSQL needs asyncpg: pip install 'starlette-broker-oauth[postgres]'"
+        ) from None
+
+
+def async_url(database_url: str) -> sa.URL:
+    """The URL with its async driver (``sqlite`` → aiosqlite, ``postgresql`` → asyncpg)."""
+    url = sa.make_url(database_url)
+    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+    if url.drivername in driver:
+        url = url.set(drivername=driver[url.drivername])
+    if url.drivername not in driver.values():
+        raise ConfigurationError(
+            f"unsupported database URL scheme {url.drivername!r}: "
+            "use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    return url
+
+
+def _sqlite_connected(dbapi_connection: Any, connection_record: Any) -> None:
+    """Every SQLite connection: the settings above, and transactions begun by the
+    ``begin`` event below rather than by the driver."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    """Begin a transaction as the connection's engine says: ``BEGIN IMMEDIATE`` for the
+    storage's writers (taking the write lock first), none for a read by key, SQLite's
+    own ``BEGIN`` otherwise."""
+    mode = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+    if mode is not None:
+        conn.exec_driver_sql(mode)
+
+
+class _Unit:
+    """A unit of work: the one connection a request's statements share (PostgreSQL)."""
+
+    __slots__ = ("connection", "database")
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.connection: AsyncConnection | None = None
+
+
+_UNIT: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar(
+    "starlette_broker_oauth_unit", default=None
+)
+
+
+class Database:
+    """One async engine and the ways the repositories use it.
+
+    Parameters:
+        url: An async URL (:func:`async_url`).
+        engine_options: Extra keyword arguments for ``create_async_engine``: pool size,
+            ``pool_timeout``, ``connect_args`` (the busy timeout of SQLite, the
+            driver's ``timeout``, is 5 s unless given; asyncpg's connect ``timeout`` and
+            ``command_timeout`` 5 s and 10 s), ….
+    """
+
+    def __init__(self, url: sa.URL, engine_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self.postgres = url.get_backend_name() == "postgresql"
+        self.sqlite = url.get_backend_name() == "sqlite"
+        self.in_memory = self.sqlite and (url.database or "") in ("", ":memory:")
+        if self.postgres:
+            require_asyncpg()  # a missing extra is said here, not on first use
+        self._options = dict(engine_options or {})
+        self._engine: AsyncEngine | None = None
+        self._autocommit: AsyncEngine | None = None
+        self._sync: sa.Engine | None = None
+        self._sync_writes: sa.Engine | None = None
+        self._writers: anyio.Lock | None = None
+        self._sync_reads: sa.Engine | None = None
+        self._writing: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine; available between :meth:`open` and :meth:`close`."""
+        if self._engine is None:
+            raise ConfigurationError(_NOT_OPEN)
+        return self._engine
+
+    @property
+    def is_open(self) -> bool:
+        return self._engine is not None
+
+    async def open(self) -> None:
+        """Create the engine. A SQLite file is opened (and put in WAL mode) here, so that
+        a path that is not a database fails now; PostgreSQL is connected to on first use,
+        so a database away at start-up is a 503 later, not a worker that cannot start."""
+        if self._engine is not None:
+            return
+        options = self._engine_options()
+        engine = create_async_engine(self.url, **options)
+        if self.sqlite:
+            # SQLite has one writer at a time: this process's writers queue here rather
+            # than poll in SQLite's busy handler against each other.
+            self._writers = anyio.Lock()
+            event.listen(engine.sync_engine, "connect", _sqlite_connected)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
+            if not self.in_memory:
+                # The request path: the same file and settings, used synchronously.
+                # Every transaction on it ends itself (commit or rollback) and reads by
+                # key begin none: nothing to reset when a connection returns to the pool.
+                sync = sa.create_engine(
+                    self.url.set(drivername="sqlite+pysqlite"),
+                    connect_args={**options.get("connect_args", {}), "check_same_thread": False},
+                    pool_reset_on_return=None,
+                )
+                event.listen(sync, "connect", _sqlite_connected)
+                event.listen(sync, "begin", _sqlite_begin)
+                self._sync = sync
+                self._sync_writes = sync.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+                self._sync_reads = sync.execution_options(sqlite_begin=None)
+            self._writing = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        else:
+            self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._writing = engine
+        self._engine = engine
+        if self.sqlite:
+            try:
+                with translated():
+                    async with engine.connect():
+                        pass
+            except BaseException:
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        self._autocommit = self._writing = None
+        self._writers = None
+        self._sync_reads = self._sync_writes = None
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.dispose()
+        if engine is not None:
+            await engine.dispose()
+
+    def _engine_options(self) -> dict[str, Any]:
+        """``create_async_engine`` options: the caller's, over the library's defaults."""
+        options = dict(self._options)
+        if self.in_memory:
+            options.setdefault("poolclass", StaticPool)
+        if self.sqlite:
+            options.setdefault("connect_args", {}).setdefault("timeout", 5)
+        else:
+            # Fail fast while the database is away, and come back by itself: a dead pooled
+            # connection is noticed at checkout (pre-ping) and replaced.
+            options.setdefault("pool_pre_ping", True)
+            options.setdefault("pool_timeout", 10)
+            connect_args = options.setdefault("connect_args", {})
+            connect_args.setdefault("timeout", 5)
+            connect_args.setdefault("command_timeout", 10)
+        return options
+
+    # units of work
+
+    @contextlib.asynccontextmanager
+    async def unit(self) -> AsyncIterator[None]:
+        """A unit of work: until it ends, this task's statements share one connection,
+        taken at the first statement that needs one (on PostgreSQL; SQLite's reads need
+        none and its writers each take the write lock for their transaction)."""
+        if not self.postgres or _UNIT.get() is not None:
+            yield
+            return
+        unit = _Unit(self)
+        token = _UNIT.set(unit)
+        try:
+            yield
+        finally:
+            _UNIT.reset(token)
+            if unit.connection is not None:
+                with translated():
+                    await unit.connection.close()
+
+    async def _unit_connection(self) -> AsyncConnection | None:
+        unit = _UNIT.get()
+        if unit is None or unit.database is not self:
+            return None
+        if unit.connection is None:
+            assert self._autocommit is not None
+            unit.connection = await self._autocommit.connect()
+        return unit.connection
+
+    # reads
+
+    async def first(self, statement: sa.Executable, params: Mapping[str, Any]) -> Any:
+        """The first row of a read (a ``Row``), or ``None``."""
+        if self._sync_reads is not None:
+            with translated(), self._sync_reads.connect() as reader:
+                return reader.execute(statement, params).first()
+        if self.postgres:
+            with translated():
+                unit = await self._unit_connection()
+                if unit is not None:
+                    return (await unit.execute(statement, params)).first()
+                assert self._autocommit is not None
+                async with self._autocommit.connect() as own:
+                    return (await own.execute(statement, params)).first()
+        async with self.reading() as conn:
+            return (await conn.execute(statement, params)).first()
+
+    def _turn(self, *, reading: bool = False) -> contextlib.AbstractAsyncContextManager[Any]:
+        """This process's SQLite writers take turns; on an in-memory database (one
+        connection) readers too."""
+        if self._writers is None or (reading and not self.in_memory):
+            return contextlib.nullcontext()
+        return self._writers
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for several reads that see one snapshot (admin listings)."""
+        with translated():
+            async with self._turn(reading=True), self.engine.connect() as conn:
+                async with conn.begin():
+                    yield conn
+
+    # writes
+
+    async def write(
+        self, steps: Sequence[tuple[sa.Executable, Mapping[str, Any]]], *, guarded: bool = False
+    ) -> bool:
+        """Run the statements ``steps`` (statement, parameters) as one transaction.
+        ``guarded``: the first must change exactly one row (a code not yet used), or
+        nothing else is run and the answer is ``False``."""
+        if self._sync_writes is not None:
+            async with self._turn():
+                with translated():
+                    return await anyio.to_thread.run_sync(self._write_here, steps, guarded)
+        async with self.transaction() as conn:
+            for index, (statement, params) in enumerate(steps):
+                result = await conn.execute(statement, params)
+                if guarded and index == 0 and result.rowcount != 1:
+                    return False
+        return True
+
+    def _write_here(
+        self, steps: Sequence[tuple[sa.Executable, Mapping[str, Any]]], guarded: bool
+    ) -> bool:
+        assert self._sync_writes is not None
+        with self._sync_writes.begin() as conn:
+            for index, (statement, params) in enumerate(steps):
+                result = conn.execute(statement, params)
+                if guarded and index == 0 and result.rowcount != 1:
+                    return False
+        return True
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends (rolled back if it raises);
+        on SQLite it holds the write lock from its start."""
+        with translated():
+            conn = await self._unit_connection()
+            if conn is None:
+                assert self._writing is not None
+                async with self._turn(), self._writing.begin() as own:
+                    yield own
+                return
+            # The unit's connection reads in autocommit; a transaction on it is begun for
+            # real, and it reads in autocommit again afterwards. (Its reads leave
+            # SQLAlchemy's record of a transaction begun, which wrote nothing.)
+            if conn.in_transaction():
+                await conn.commit()
+            await conn.execution_options(isolation_level="READ COMMITTED")
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+class Repository:
+    """A share of the storage: the library's tables on one database.
+
+    Parameters:
+        database: Where the tables live.
+        tables: The library's tables.
+    """
+
+    def __init__(self, database: Database, tables: Tables) -> None:
+        self.database = database
+        self.tables = tables
