@@ -155,9 +155,11 @@ def test_database_drivers_only_in_the_engines_configuration() -> None:
     only where the engine is configured and its failures are mapped."""
     allowed = {"storage.sqlalchemy.database"}
     for module, path in MODULES:
-        drivers = {
-            n.split(".")[0] for n in imports(path, module) if not n.startswith("pkg:")
-        } & {"sqlite3", "aiosqlite", "asyncpg"}
+        drivers = {n.split(".")[0] for n in imports(path, module) if not n.startswith("pkg:")} & {
+            "sqlite3",
+            "aiosqlite",
+            "asyncpg",
+        }
         assert not drivers or module in allowed, f"{module} imports {drivers}"
 
 

@@ -215,19 +215,19 @@ async def test_a_failed_redemption_writes_nothing(
 async def test_every_sqlite_connection_has_the_databases_own_settings(tmp_path: Path) -> None:
     """WAL, ``synchronous=NORMAL``, automatic checkpoints, a journal size limit and a busy
     timeout, on the engine's connections (the requests' engine shares the settings)."""
-    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}") as storage:
-        async with storage.engine.connect() as conn:
-            values = {
-                name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
-                for name in (
-                    "journal_mode",
-                    "synchronous",
-                    "wal_autocheckpoint",
-                    "journal_size_limit",
-                    "busy_timeout",
-                    "foreign_keys",
-                )
-            }
+    storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}")
+    async with storage, storage.engine.connect() as conn:
+        values = {
+            name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+            for name in (
+                "journal_mode",
+                "synchronous",
+                "wal_autocheckpoint",
+                "journal_size_limit",
+                "busy_timeout",
+                "foreign_keys",
+            )
+        }
     assert values == {
         "journal_mode": "wal",
         "synchronous": 1,  # NORMAL

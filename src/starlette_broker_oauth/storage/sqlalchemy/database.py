@@ -333,9 +333,8 @@ class Database:
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         """A connection for several reads that see one snapshot (admin listings)."""
         with translated():
-            async with self._turn(reading=True), self.engine.connect() as conn:
-                async with conn.begin():
-                    yield conn
+            async with self._turn(reading=True), self.engine.connect() as conn, conn.begin():
+                yield conn
 
     # writes
 
