@@ -189,10 +189,10 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
         self._sync: sa.Engine | None = None
-        self._sync_writes: sa.Engine | None = None
+        self._reader: sa.Connection | None = None
+        self._writer: sa.Connection | None = None
         self._writers: anyio.Lock | None = None
-        self._sync_reads: sa.Engine | None = None
-        self._writing: AsyncEngine | None = None
+        self._async_writes: AsyncEngine | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -220,23 +220,19 @@ class Database:
             event.listen(engine.sync_engine, "connect", _sqlite_connected)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
             if not self.in_memory:
-                # The request path: the same file and settings, used synchronously.
-                # Every transaction on it ends itself (commit or rollback) and reads by
-                # key begin none: nothing to reset when a connection returns to the pool.
+                # The request path: the same file and settings, used synchronously, on
+                # two connections held open (see _reading and _writing).
                 sync = sa.create_engine(
                     self.url.set(drivername="sqlite+pysqlite"),
                     connect_args={**options.get("connect_args", {}), "check_same_thread": False},
-                    pool_reset_on_return=None,
                 )
                 event.listen(sync, "connect", _sqlite_connected)
                 event.listen(sync, "begin", _sqlite_begin)
                 self._sync = sync
-                self._sync_writes = sync.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-                self._sync_reads = sync.execution_options(sqlite_begin=None)
-            self._writing = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            self._async_writes = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         else:
             self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._writing = engine
+            self._async_writes = engine
         self._engine = engine
         if self.sqlite:
             try:
@@ -249,9 +245,12 @@ class Database:
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
-        self._autocommit = self._writing = None
+        self._autocommit = self._async_writes = None
         self._writers = None
-        self._sync_reads = self._sync_writes = None
+        for held in (self._reader, self._writer):
+            if held is not None:
+                held.close()
+        self._reader = self._writer = None
         sync, self._sync = self._sync, None
         if sync is not None:
             sync.dispose()
@@ -308,8 +307,8 @@ class Database:
 
     async def first(self, statement: sa.Executable, params: Mapping[str, Any]) -> Any:
         """The first row of a read (a ``Row``), or ``None``."""
-        if self._sync_reads is not None:
-            with translated(), self._sync_reads.connect() as reader:
+        if self._sync is not None:
+            with translated(), self._reading() as reader:
                 return reader.execute(statement, params).first()
         if self.postgres:
             with translated():
@@ -344,7 +343,7 @@ class Database:
         """Run the statements ``steps`` (statement, parameters) as one transaction.
         ``guarded``: the first must change exactly one row (a code not yet used), or
         nothing else is run and the answer is ``False``."""
-        if self._sync_writes is not None:
+        if self._sync is not None:
             async with self._turn():
                 with translated():
                     return await anyio.to_thread.run_sync(self._write_here, steps, guarded)
@@ -358,13 +357,43 @@ class Database:
     def _write_here(
         self, steps: Sequence[tuple[sa.Executable, Mapping[str, Any]]], guarded: bool
     ) -> bool:
-        assert self._sync_writes is not None
-        with self._sync_writes.begin() as conn:
+        with self._writing() as conn, conn.begin():
             for index, (statement, params) in enumerate(steps):
                 result = conn.execute(statement, params)
                 if guarded and index == 0 and result.rowcount != 1:
                     return False
         return True
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        """The connection of reads by key on a SQLite file: one, held open and used on
+        the event loop only, where each read runs whole (no pool checkout per read).
+        It begins no transaction: a read by key is one statement, and in WAL mode it
+        sees the last commit. Replaced after a failure."""
+        assert self._sync is not None
+        if self._reader is None:
+            self._reader = self._sync.connect().execution_options(sqlite_begin=None)
+        try:
+            yield self._reader
+        except BaseException:
+            reader, self._reader = self._reader, None
+            reader.invalidate()
+            raise
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        """The connection of the requests' write transactions on a SQLite file: one,
+        held open, used by one worker thread at a time (this process's writers take
+        turns). Its transactions begin ``IMMEDIATE``. Replaced after a failure."""
+        assert self._sync is not None
+        if self._writer is None:
+            self._writer = self._sync.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        try:
+            yield self._writer
+        except BaseException:
+            writer, self._writer = self._writer, None
+            writer.invalidate()
+            raise
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -373,8 +402,8 @@ class Database:
         with translated():
             conn = await self._unit_connection()
             if conn is None:
-                assert self._writing is not None
-                async with self._turn(), self._writing.begin() as own:
+                assert self._async_writes is not None
+                async with self._turn(), self._async_writes.begin() as own:
                     yield own
                 return
             # The unit's connection reads in autocommit; a transaction on it is begun for
