@@ -5,6 +5,7 @@ templates are the fallback), and a broken one is reported where it can be fixed.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -328,3 +329,21 @@ async def test_a_template_failing_at_render_shows_the_error_page_and_logs_why(
     assert isinstance(error, ConfigurationError)
     assert "consent.html" in str(error)
     assert "no_such_field" in str(error)
+
+
+async def test_the_documented_templates_work(tmp_path: Path) -> None:
+    """The templates of docs/hosted-pages.md, as a platform's directory."""
+    docs = (Path(__file__).parents[1] / "docs" / "hosted-pages.md").read_text()
+    blocks = re.findall(r'```html\+jinja title="templates/oauth/(\w+\.html)"\n(.*?)```', docs, re.S)
+    assert [name for name, _ in blocks] == ["base.html", "error.html"]
+    directory = write(tmp_path / "oauth", dict(blocks))
+    async with hosted(template_directory=directory) as world:
+        cookie = session_of(world.paper_account)
+        for path in (authorize_query(request_params(world)), "/oauth/connections"):
+            page = await world.http.get(path, headers=cookie)
+            assert page.status_code == 200
+            assert "<footer>Acme Brokerage LLC" in page.text
+        error = await world.http.get(authorize_query(request_params(world, client_id="x")))
+        assert error.status_code == 400
+        assert "<footer>Acme Brokerage LLC" in error.text
+        assert 'quote\n<code id="error-code">invalid_client</code> (status 400)' in error.text
