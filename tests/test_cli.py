@@ -857,6 +857,24 @@ def test_demo_json(tmp_path: Path) -> None:
     assert {"base_url", "client_id", "client_secret", "partner_key"} <= set(credentials)
 
 
+def test_demo_without_uvicorn_says_what_to_install(tmp_path: Path) -> None:
+    """uvicorn comes with the demo extra: without it, ``broker-oauth demo`` says how to get
+    it, in one line, before it writes anything."""
+    blocked = (
+        "import sys; sys.modules['uvicorn'] = None; "  # import uvicorn raises ImportError
+        "from starlette_broker_oauth.cli import main; sys.exit(main(['demo']))"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", blocked], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert (answer.returncode, answer.stdout, answer.stderr) == (
+        1,
+        "",
+        "broker-oauth demo needs uvicorn: pip install 'starlette-broker-oauth[demo]'\n",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_every_admin_command_is_an_audit_event(cli: CLI, caplog: pytest.LogCaptureFixture) -> None:
     """The CLI makes its changes through the core's admin service: each is logged to the
     ``starlette_broker_oauth.audit`` logger as its event, and what it ends is revoked."""

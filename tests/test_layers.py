@@ -61,6 +61,8 @@ CONFINED = {
     "starlette": {"faces"},
     "fastapi": {"faces"},
     "itsdangerous": {"faces"},
+    "jinja2": {"faces"},
+    "markupsafe": {"faces"},
     "uvicorn": {"faces"},
     "sqlalchemy": {"backends"},
     "alembic": {"backends"},

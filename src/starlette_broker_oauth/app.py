@@ -27,6 +27,7 @@ from .events import EventListener
 from .hosted import HostedConsent
 from .hosted.connections import ConnectionsEndpoints
 from .hosted.consent import ConsentEndpoints
+from .hosted.render import page_templates
 from .models import Partner
 from .settings import OAuthSettings
 from .storage.base import (
@@ -167,9 +168,11 @@ def create_oauth_app(
     connected = ConnectedApps(core.revocations, clients=clients)
     if consent is not None:
         connections_url = settings.url("/oauth/connections") if consent.connections_page else None
+        pages = page_templates(consent.template_directory)
         api.consent = ConsentEndpoints(
             protocol=api.protocol,
             config=consent,
+            pages=pages,
             action=settings.url("/oauth/authorize"),
             connections_url=connections_url,
             clock=clock,
@@ -177,7 +180,12 @@ def create_oauth_app(
         routes.append(Route("/oauth/authorize", api.authorize_page, methods=["GET", "POST"]))
         if connections_url is not None:
             page = ConnectionsEndpoints(
-                core=core, connected=connected, config=consent, action=connections_url, clock=clock
+                core=core,
+                connected=connected,
+                config=consent,
+                pages=pages,
+                action=connections_url,
+                clock=clock,
             )
             routes.append(Route("/oauth/connections", page.handle, methods=["GET", "POST"]))
     hosted = api.consent

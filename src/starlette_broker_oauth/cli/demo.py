@@ -10,6 +10,8 @@ from pathlib import Path
 
 import anyio
 
+from .output import CommandError
+
 __all__ = ["run_demo"]
 
 
@@ -19,8 +21,13 @@ def run_demo(args: argparse.Namespace) -> int:
     import secrets
     from datetime import timedelta
 
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
+    try:
+        import uvicorn
+        from uvicorn.config import LOGGING_CONFIG
+    except ImportError:
+        raise CommandError(
+            "broker-oauth demo needs uvicorn: pip install 'starlette-broker-oauth[demo]'"
+        ) from None
 
     from .._demo import build_platform, seed
     from ..settings import OAuthSettings

@@ -8,7 +8,8 @@
 
 Turn them on with ``create_oauth_app(consent=HostedConsent(...))``. The platform says who
 is logged in through a :class:`SessionHook`; every page is rendered from a frozen value
-by a replaceable template (:class:`Templates`, :mod:`.pages`, :mod:`.render`).
+(:mod:`.pages`) by a Jinja2 template with autoescape (:mod:`.render`), which the platform
+overrides from its own template directory (``HostedConsent(template_directory=...)``).
 """
 
 from .config import HostedConsent, Templates, page_headers

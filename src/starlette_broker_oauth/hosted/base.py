@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
+import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
 
 from .._params import read_params
 from .._render import consent_error
 from ..core import AuthorizationCore
+from ..errors import ConfigurationError
 from ..models import Account
 from .config import FormTokens, HostedConsent, page_headers, plain_words, user_key
 from .pages import ErrorPage, Frame
 from .session import SessionAccount, SessionUser
 
 __all__ = ["HostedEndpoints"]
+
+P = TypeVar("P")
 
 
 class HostedEndpoints:
@@ -25,14 +31,21 @@ class HostedEndpoints:
     Parameters:
         core: The domain core.
         config: The hosted pages' settings.
+        pages: The pages' Jinja2 templates (:func:`.render.page_templates`).
         connections_url: The connected-apps page's URL, when it is served.
     """
 
     def __init__(
-        self, *, core: AuthorizationCore, config: HostedConsent, connections_url: str | None
+        self,
+        *,
+        core: AuthorizationCore,
+        config: HostedConsent,
+        pages: Jinja2Templates,
+        connections_url: str | None,
     ) -> None:
         self.core = core
         self.config = config
+        self.pages = pages
         self.connections_url = connections_url
         self.templates = config.templates
 
@@ -45,9 +58,27 @@ class HostedEndpoints:
             connections_url=self.connections_url,
         )
 
-    def html(self, body: str, *, status: int = 200, redirect_uri: str | None = None) -> Response:
+    def render(
+        self,
+        request: Request,
+        name: str,
+        page: P,
+        function: Callable[[P], str] | None,
+        *,
+        status: int = 200,
+        redirect_uri: str | None = None,
+    ) -> Response:
+        """The page, from the platform's ``function`` for it or else the template ``name``,
+        with the headers of every hosted page."""
         headers = page_headers(redirect_uri=redirect_uri, logo_url=self.config.logo_url)
-        return HTMLResponse(body, status_code=status, headers=headers)
+        if function is not None:
+            return HTMLResponse(function(page), status_code=status, headers=headers)
+        try:
+            return self.pages.TemplateResponse(
+                request, name, {"page": page}, status_code=status, headers=headers
+            )
+        except jinja2.TemplateError as exc:
+            raise ConfigurationError(f"hosted page template {name} failed: {exc}") from exc
 
     def error_page(
         self,
@@ -69,7 +100,7 @@ class HostedEndpoints:
             error=error,
             detail=detail,
         )
-        return self.html(self.templates.error(page), status=status)
+        return self.render(request, "error.html", page, self.templates.error, status=status)
 
     def failure(self, request: Request, exc: BaseException) -> Response:
         """The answer to a refusal or a failure (see :func:`.._render.consent_error`)."""

@@ -17,7 +17,7 @@ from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from ..clock import Clock
 from ..errors import ConfigurationError
 from .pages import ConnectionsPage, ConsentPage, ErrorPage
-from .render import render_connections_page, render_consent_page, render_error_page
+from .render import TemplateDirectory
 from .session import SessionHook, SessionUser
 
 __all__ = ["FormTokens", "HostedConsent", "Templates", "form_target", "page_headers", "plain_words"]
@@ -25,14 +25,19 @@ __all__ = ["FormTokens", "HostedConsent", "Templates", "form_target", "page_head
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Templates:
-    """The functions that turn each page's value into HTML; replace any of them.
+    """Functions that turn a page's value into HTML, for a platform whose pages are not
+    Jinja2 templates; a page left ``None`` is rendered from its Jinja2 template
+    (``HostedConsent.template_directory``, then the package's).
 
-    The defaults (:mod:`.render`) are plain, accessible HTML with no script.
+    Parameters:
+        consent: Renders the consent page, instead of ``consent.html``.
+        error: Renders the error page, instead of ``error.html``.
+        connections: Renders the connected-apps page, instead of ``connections.html``.
     """
 
-    consent: Callable[[ConsentPage], str] = render_consent_page
-    error: Callable[[ErrorPage], str] = render_error_page
-    connections: Callable[[ConnectionsPage], str] = render_connections_page
+    consent: Callable[[ConsentPage], str] | None = None
+    error: Callable[[ErrorPage], str] | None = None
+    connections: Callable[[ConnectionsPage], str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +51,11 @@ class HostedConsent:
         platform_name: The brokerage's name, shown on every page.
         logo_url: The brokerage's logo: an ``https`` URL or a path on this site.
         form_max_age: How long a rendered form can be submitted.
-        templates: The page templates (:class:`Templates`).
+        template_directory: The platform's Jinja2 template directory, or several searched
+            in order: a page template found there (``consent.html``, ``connections.html``,
+            ``error.html``, ``base.html``, ``macros.html``) is used instead of the
+            package's. Checked when the app is created.
+        templates: Functions that render a page instead of its template (:class:`Templates`).
         connections_page: Serve ``/oauth/connections`` (on by default).
     """
 
@@ -55,6 +64,7 @@ class HostedConsent:
     platform_name: str = "Your brokerage"
     logo_url: str | None = None
     form_max_age: timedelta = timedelta(minutes=10)
+    template_directory: TemplateDirectory | None = None
     templates: Templates = field(default_factory=Templates)
     connections_page: bool = True
 

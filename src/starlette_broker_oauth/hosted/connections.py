@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
 
 from .._params import query_params
 from ..clock import Clock
@@ -39,10 +40,11 @@ class ConnectionsEndpoints(HostedEndpoints):
         core: AuthorizationCore,
         connected: ConnectedApps,
         config: HostedConsent,
+        pages: Jinja2Templates,
         action: str,
         clock: Clock,
     ) -> None:
-        super().__init__(core=core, config=config, connections_url=action)
+        super().__init__(core=core, config=config, pages=pages, connections_url=action)
         self.connected = connected
         self.action = action
         self.tokens = FormTokens(
@@ -66,9 +68,9 @@ class ConnectionsEndpoints(HostedEndpoints):
             if user is None:
                 return self.login(request)
             page = await self._page(request, user)
+            return self.render(request, "connections.html", page, self.templates.connections)
         except Exception as exc:
             return self.failure(request, exc)
-        return self.html(self.templates.connections(page))
 
     async def post(self, request: Request) -> Response:
         try:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
 
 from .._oauth import ConsentRequest, OAuthProtocol
 from .._params import query_params
@@ -60,11 +61,14 @@ class ConsentEndpoints(HostedEndpoints):
         *,
         protocol: OAuthProtocol,
         config: HostedConsent,
+        pages: Jinja2Templates,
         action: str,
         connections_url: str | None,
         clock: Clock,
     ) -> None:
-        super().__init__(core=protocol.core, config=config, connections_url=connections_url)
+        super().__init__(
+            core=protocol.core, config=config, pages=pages, connections_url=connections_url
+        )
         self.protocol = protocol
         self.action = action
         self.issuer = protocol.settings.issuer
@@ -79,10 +83,15 @@ class ConsentEndpoints(HostedEndpoints):
             if user is None:
                 return self.login(request)
             page = await self._page(request, consent, user)
+            return self.render(
+                request,
+                "consent.html",
+                page,
+                self.templates.consent,
+                redirect_uri=consent.redirect_uri,
+            )
         except Exception as exc:
             return self.failure(request, exc)
-        body = self.templates.consent(page)
-        return self.html(body, redirect_uri=consent.redirect_uri)
 
     async def post(self, request: Request) -> Response:
         try:

@@ -1,8 +1,8 @@
-"""What each hosted page shows: the values a template receives, and the templates.
+"""What each hosted page shows: the value its template receives as ``page``.
 
 Every page the library renders is a function of one frozen value, so a platform can
-replace any of them (:class:`~.config.Templates`) and keep the library's validation, CSRF
-protection and headers. A template must escape what it inserts and submit each form's
+replace any template (``HostedConsent.template_directory``, :mod:`.render`) and keep the
+library's validation, CSRF protection and headers. A template must submit each form's
 ``fields`` unchanged.
 """
 
