@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage, TokenVerifier
-from starlette_broker_oauth.authentication import (
+from starlette_broker_oauth.integrations.starlette import (
     BearerTokenBackend,
     bearer_error_response,
     requires_token,

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage, TokenVerifier, create_oauth_app
-from starlette_broker_oauth.authentication import requires_token
+from starlette_broker_oauth.integrations.starlette import requires_token
 
 settings = OAuthSettings(issuer="https://broker.example")  # TLS ends at the proxy, as in production
 storage = SQLAlchemyStorage(os.environ["BENCH_DATABASE_URL"], migrate=False)

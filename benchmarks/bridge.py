@@ -23,7 +23,7 @@ import anyio.to_thread
 import httpx
 
 from starlette_broker_oauth import MemoryStorage, OAuthSettings, create_oauth_app
-from starlette_broker_oauth._bridge import await_, run_sync
+from starlette_broker_oauth._oauth.bridge import await_, run_sync
 
 
 async def repository_call() -> int:

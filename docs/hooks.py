@@ -35,7 +35,7 @@ from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
 from starlette_broker_oauth import OAuthSettings
-from starlette_broker_oauth._openapi import openapi_document
+from starlette_broker_oauth.web.openapi import openapi_document
 
 __all__ = [
     "cli_markdown",

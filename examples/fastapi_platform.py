@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import FastAPI, Security
 
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage, VerifiedToken, create_oauth_app
-from starlette_broker_oauth.fastapi import BrokerTokenBearer
+from starlette_broker_oauth.integrations.fastapi import BrokerTokenBearer
 
 settings = OAuthSettings(
     issuer=os.environ.get("BROKER_OAUTH_ISSUER", "http://127.0.0.1:8000"),

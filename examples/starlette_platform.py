@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage, create_oauth_app
-from starlette_broker_oauth.authentication import (
+from starlette_broker_oauth.integrations.starlette import (
     BearerTokenBackend,
     TokenUser,
     bearer_error_response,

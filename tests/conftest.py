@@ -42,13 +42,13 @@ from starlette_broker_oauth import (
     Storage,
     create_oauth_app,
 )
-from starlette_broker_oauth.authentication import (
+from starlette_broker_oauth.clock import ManualClock
+from starlette_broker_oauth.integrations.starlette import (
     BearerTokenBackend,
     TokenUser,
     bearer_error_response,
 )
-from starlette_broker_oauth.clock import ManualClock
-from starlette_broker_oauth.hosted import HostedConsent, SessionAccount, SessionUser
+from starlette_broker_oauth.web.hosted import HostedConsent, SessionAccount, SessionUser
 
 pytest_plugins = ["pytester"]
 

@@ -26,7 +26,7 @@ from starlette_broker_oauth import (
     TokenVerifier,
     create_oauth_app,
 )
-from starlette_broker_oauth.authentication import (
+from starlette_broker_oauth.integrations.starlette import (
     BearerTokenBackend,
     TokenUser,
     bearer_error_response,

@@ -6,7 +6,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from starlette_broker_oauth._bridge import await_, run_sync
+from starlette_broker_oauth._oauth.bridge import await_, run_sync
 
 pytestmark = pytest.mark.anyio
 

@@ -237,7 +237,7 @@ def test_account_ownership_commands(cli: CLI) -> None:
 
 
 def test_demo_login(tmp_path: Path) -> None:
-    from starlette_broker_oauth._demo import build_platform, seed
+    from starlette_broker_oauth.web.demo import build_platform, seed
 
     base = "http://127.0.0.1:8000"
 

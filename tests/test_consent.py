@@ -16,7 +16,7 @@ import requests
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from requests_oauthlib import OAuth2Session
 
-from starlette_broker_oauth.hosted import ConsentPage, HostedConsent, Templates
+from starlette_broker_oauth.web.hosted import ConsentPage, HostedConsent, Templates
 
 from .conftest import (
     BACKENDS,

@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 from mypy import api as mypy_api
 
-from starlette_broker_oauth._openapi import openapi_document
+from starlette_broker_oauth.web.openapi import openapi_document
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -92,7 +92,7 @@ my_sessions: PlatformSessions
     # The hosted pages' session hook and a template engine.
     "templates": """
 from typing import Any, Protocol
-from starlette_broker_oauth.hosted import SessionHook
+from starlette_broker_oauth.web.hosted import SessionHook
 
 
 class Template(Protocol):

@@ -14,12 +14,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from starlette_broker_oauth import VerifiedToken, create_oauth_app
-from starlette_broker_oauth.authentication import (
+from starlette_broker_oauth.integrations.fastapi import BrokerTokenBearer, exception_handlers
+from starlette_broker_oauth.integrations.starlette import (
     BearerTokenBackend,
     bearer_error_response,
     requires_token,
 )
-from starlette_broker_oauth.fastapi import BrokerTokenBearer, exception_handlers
 from starlette_broker_oauth.settings import DEFAULT_SCOPE_DESCRIPTIONS
 
 from .conftest import ISSUER, Platform

@@ -16,13 +16,13 @@ import pytest
 
 from starlette_broker_oauth.core import ConnectedApps
 from starlette_broker_oauth.events import ConnectionRevoked, TokenRevoked
-from starlette_broker_oauth.hosted import (
+from starlette_broker_oauth.web.hosted import (
     ConnectionsPage,
     ErrorPage,
     HostedConsent,
     Templates,
 )
-from starlette_broker_oauth.hosted.config import form_target
+from starlette_broker_oauth.web.hosted.config import form_target
 
 from .conftest import (
     CONSENT_SECRET,

@@ -17,7 +17,7 @@ import pytest
 from starlette.requests import Request
 
 from starlette_broker_oauth import ConfigurationError, MemoryStorage, create_oauth_app
-from starlette_broker_oauth.hosted import (
+from starlette_broker_oauth.web.hosted import (
     ConsentPage,
     HostedConsent,
     SessionAccount,

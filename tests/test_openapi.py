@@ -14,7 +14,7 @@ from starlette_broker_oauth import (
     StorageUnavailable,
     create_oauth_app,
 )
-from starlette_broker_oauth.hosted import HostedConsent
+from starlette_broker_oauth.web.hosted import HostedConsent
 
 from .conftest import (
     CONSENT_SECRET,

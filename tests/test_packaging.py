@@ -20,10 +20,10 @@ def test_the_library_imports_without_the_extras() -> None:
     program = (
         "import sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"
-        "import starlette_broker_oauth, starlette_broker_oauth.authentication\n"
-        "import starlette_broker_oauth.hosted, starlette_broker_oauth.cli\n"
+        "import starlette_broker_oauth, starlette_broker_oauth.integrations.starlette\n"
+        "import starlette_broker_oauth.web.hosted, starlette_broker_oauth.cli\n"
         "from starlette_broker_oauth import MemoryStorage, OAuthSettings, create_oauth_app\n"
-        "from starlette_broker_oauth.hosted import HostedConsent\n"
+        "from starlette_broker_oauth.web.hosted import HostedConsent\n"
         "class Nobody:\n"
         "    async def current_user(self, request): return None\n"
         "    def login_url(self, request): return '/login'\n"

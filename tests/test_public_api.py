@@ -121,9 +121,9 @@ def test_fastapi_extra_missing_is_actionable(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setitem(sys.modules, "fastapi", None)
     monkeypatch.setitem(sys.modules, "fastapi.security", None)
-    monkeypatch.delitem(sys.modules, "starlette_broker_oauth.fastapi", raising=False)
+    monkeypatch.delitem(sys.modules, "starlette_broker_oauth.integrations.fastapi", raising=False)
     with pytest.raises(ImportError, match=r"starlette-broker-oauth\[fastapi\]"):
-        importlib.import_module("starlette_broker_oauth.fastapi")
+        importlib.import_module("starlette_broker_oauth.integrations.fastapi")
 
 
 @pytest.mark.anyio

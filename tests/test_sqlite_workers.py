@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from starlette_broker_oauth import SQLAlchemyStorage
-from starlette_broker_oauth.verifier import UNANNOUNCED_CACHE_BOUND
+from starlette_broker_oauth.core.verifier import UNANNOUNCED_CACHE_BOUND
 
 from .conftest import worker_processes
 

@@ -41,7 +41,6 @@ from starlette_broker_oauth import (
 )
 from starlette_broker_oauth.core import Administrator, ConnectedApps
 from starlette_broker_oauth.errors import ConfigurationError, TokenError
-from starlette_broker_oauth.hosted import HostedConsent
 from starlette_broker_oauth.security import hash_secret
 from starlette_broker_oauth.storage import gather_connections
 from starlette_broker_oauth.storage.base import RevocationMessage, TokensRevoked
@@ -51,6 +50,7 @@ from starlette_broker_oauth.testing import (
     GrantStoreContract,
     PartnerRepositoryContract,
 )
+from starlette_broker_oauth.web.hosted import HostedConsent
 
 from .conftest import CONSENT_SECRET, CookieSession, pkce_pair
 from .test_consent import Form

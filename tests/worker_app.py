@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage, create_oauth_app
-from starlette_broker_oauth.authentication import TokenUser, requires_token
+from starlette_broker_oauth.integrations.starlette import TokenUser, requires_token
 
 settings = OAuthSettings(
     issuer="http://127.0.0.1",

@@ -1,6 +1,6 @@
 """starlette-broker-oauth: an OAuth 2.0 authorization server for brokerage ASGI apps."""
 
-from .app import create_oauth_app, metadata_route
+from .core.verifier import TokenVerifier, VerifiedToken, bearer_token
 from .errors import (
     APIError,
     BadRequest,
@@ -38,7 +38,7 @@ from .storage import (
     SQLAlchemyStorage,
     Storage,
 )
-from .verifier import TokenVerifier, VerifiedToken, bearer_token
+from .web.app import create_oauth_app, metadata_route
 
 __version__ = "0.1.0"
 

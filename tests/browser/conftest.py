@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
-from starlette_broker_oauth._demo import DEMO_USERNAME, build_platform, seed
+from starlette_broker_oauth.web.demo import DEMO_USERNAME, build_platform, seed
 
 from ..conftest import free_port, serve
 

@@ -12,7 +12,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
-from .._bridge import await_
+from .bridge import await_
 from .grants import AUTH_METHODS
 from .models import ClientView, TokenView
 from .requests import OAuthRequest

@@ -19,9 +19,9 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import grants as authlib_grants
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 
-from .._bridge import await_
 from ..core import IssuedCode, IssuedToken
 from ..models import RefreshToken
+from .bridge import await_
 from .models import ClientView, CodeView, TokenView
 from .requests import OAuthRequest
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from .._bridge import await_
 from ..errors import InvalidScope
 from ..models import AccessToken, AuthorizationCode, Client, RefreshToken
+from .bridge import await_
 
 if TYPE_CHECKING:
     from ..core import AuthorizationCore

@@ -14,10 +14,10 @@ from uuid import UUID
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 
-from .._bridge import run_sync
 from ..core import AUTHORIZATION_PARAMS, AuthorizationCore, IssuedCode
 from ..errors import AccessDenied, InvalidRequest, Refusal
 from ..models import Account, Client
+from .bridge import run_sync
 from .requests import OAuthRequest
 from .server import BrokerAuthorizationServer, refusal
 

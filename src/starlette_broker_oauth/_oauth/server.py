@@ -9,11 +9,11 @@ from typing import Any, NoReturn
 import greenlet
 from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidClientError, OAuth2Error
 
-from .._bridge import await_
 from ..core import AuthorizationCore
 from ..errors import Refusal, refusal_for
 from ..models import Account, Client
 from ..security import client_basic_credentials
+from .bridge import await_
 from .endpoints import Introspection, Revocation
 from .grants import CodeGrant, DirectTokenGrant, RefreshGrant, S256Only
 from .models import ClientView

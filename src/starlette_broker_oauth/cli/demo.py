@@ -29,9 +29,9 @@ def run_demo(args: argparse.Namespace) -> int:
             "broker-oauth demo needs uvicorn: pip install 'starlette-broker-oauth[demo]'"
         ) from None
 
-    from .._demo import build_platform, seed
     from ..settings import OAuthSettings
     from ..storage.sqlalchemy import SQLAlchemyStorage
+    from ..web.demo import build_platform, seed
     from .database import open_or_explain
 
     base_url = f"http://{args.host}:{args.port}"
@@ -63,7 +63,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _banner(args, credentials, path)
     sys.stdout.flush()
     log_config = copy.deepcopy(LOGGING_CONFIG)
-    log_config["filters"] = {"hide_tokens": {"()": "starlette_broker_oauth._demo.HideTokens"}}
+    log_config["filters"] = {"hide_tokens": {"()": "starlette_broker_oauth.web.demo.HideTokens"}}
     log_config["loggers"]["uvicorn.access"]["filters"] = ["hide_tokens"]
     app = build_platform(SQLAlchemyStorage(database_url), settings, password=password)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=log_config)

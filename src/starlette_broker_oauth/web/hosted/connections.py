@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from .._params import query_params
-from ..clock import Clock
-from ..core import AuthorizationCore, ConnectedApps
+from ...clock import Clock
+from ...core import AuthorizationCore, ConnectedApps
+from ..params import query_params
 from .base import HostedEndpoints
 from .config import FormTokens, HostedConsent, user_key
 from .consent import app_view

@@ -1,4 +1,6 @@
-"""Alembic migrations shipped in the package (``starlette_broker_oauth:migrations``)."""
+"""The library's Alembic migrations (this directory: ``env.py`` and ``versions/``,
+``starlette_broker_oauth.storage.sqlalchemy:migrations``) and what runs them; a
+``broker-oauth db upgrade`` or an opening storage upgrades the tables."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import sqlalchemy as sa
 from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...security import hash_secret
+from ....security import hash_secret
 
 __all__ = ["current_revision", "upgrade"]
 
@@ -45,7 +47,9 @@ def _revisions() -> list[str]:
     from alembic.script import ScriptDirectory
 
     config = Config()
-    config.set_main_option("script_location", "starlette_broker_oauth:migrations")
+    config.set_main_option(
+        "script_location", "starlette_broker_oauth.storage.sqlalchemy:migrations"
+    )
     return [
         script.revision
         for script in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))
@@ -57,7 +61,9 @@ def _alembic(connection: sa.Connection, command_name: str, prefix: str, revision
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", "starlette_broker_oauth:migrations")
+    config.set_main_option(
+        "script_location", "starlette_broker_oauth.storage.sqlalchemy:migrations"
+    )
     config.attributes["connection"] = connection
     config.attributes["table_prefix"] = prefix
     getattr(command, command_name)(config, revision)

@@ -15,22 +15,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._edge import EdgeGuard
-from ._oauth import OAuthProtocol
-from ._openapi import openapi_document
-from ._params import basic_credentials, check_standard, optional, query_params, read_params
-from ._render import NO_STORE, broker_error, oauth_error
-from .clock import SYSTEM_CLOCK, Clock
-from .core import Administrator, AuthorizationCore, ConnectedApps
-from .errors import ConfigurationError, NotFound, UnprocessableEntity
-from .events import EventListener
-from .hosted import HostedConsent
-from .hosted.connections import ConnectionsEndpoints
-from .hosted.consent import ConsentEndpoints
-from .hosted.render import page_templates
-from .models import Partner
-from .settings import OAuthSettings
-from .storage.base import (
+from .._oauth import OAuthProtocol
+from ..clock import SYSTEM_CLOCK, Clock
+from ..core import Administrator, AuthorizationCore, ConnectedApps
+from ..core.verifier import TokenVerifier
+from ..errors import ConfigurationError, NotFound, UnprocessableEntity
+from ..events import EventListener
+from ..models import Partner
+from ..settings import OAuthSettings
+from ..storage.base import (
     AccountRepository,
     ClientRepository,
     GrantStore,
@@ -38,7 +31,14 @@ from .storage.base import (
     PartnerRepository,
     Storage,
 )
-from .verifier import TokenVerifier
+from .edge import EdgeGuard
+from .hosted import HostedConsent
+from .hosted.connections import ConnectionsEndpoints
+from .hosted.consent import ConsentEndpoints
+from .hosted.render import page_templates
+from .openapi import openapi_document
+from .params import basic_credentials, check_standard, optional, query_params, read_params
+from .render import NO_STORE, broker_error, oauth_error
 
 __all__ = ["create_oauth_app", "metadata_route"]
 

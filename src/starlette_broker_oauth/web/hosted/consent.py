@@ -18,15 +18,15 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from .._oauth import ConsentRequest, OAuthProtocol
-from .._params import query_params
-from .._render import redirect_location
-from ..clock import Clock
-from ..core import AUTHORIZATION_PARAMS
-from ..errors import LiveTradingNotApproved, Refusal
-from ..models import Client
-from ..security import hash_secret, new_secret
-from ..settings import OAuthSettings
+from ..._oauth import ConsentRequest, OAuthProtocol
+from ...clock import Clock
+from ...core import AUTHORIZATION_PARAMS
+from ...errors import LiveTradingNotApproved, Refusal
+from ...models import Client
+from ...security import hash_secret, new_secret
+from ...settings import OAuthSettings
+from ..params import query_params
+from ..render import redirect_location
 from .base import HostedEndpoints
 from .config import FormTokens, HostedConsent, user_key
 from .pages import AccountChoice, AppView, ConsentPage, ScopeView

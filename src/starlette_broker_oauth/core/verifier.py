@@ -15,13 +15,12 @@ from typing import cast
 from urllib.parse import parse_qsl
 from uuid import UUID
 
-from .clock import SYSTEM_CLOCK, Clock
-from .core.policy import token_refusal
-from .errors import TokenError, TokenErrorKind
-from .models import AccessToken, Client
-from .security import hash_secret
-from .settings import OAuthSettings
-from .storage.base import (
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import TokenError, TokenErrorKind
+from ..models import AccessToken, Client
+from ..security import hash_secret
+from ..settings import OAuthSettings
+from ..storage.base import (
     ClientChanged,
     ClientRepository,
     GrantStore,
@@ -29,6 +28,7 @@ from .storage.base import (
     Storage,
     TokensRevoked,
 )
+from .policy import token_refusal
 
 __all__ = [
     "UNANNOUNCED_CACHE_BOUND",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from starlette_broker_oauth.migrations.versions import prefix
+from starlette_broker_oauth.storage.sqlalchemy.migrations.versions import prefix
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

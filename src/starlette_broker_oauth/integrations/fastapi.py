@@ -15,14 +15,14 @@ try:
     from starlette.responses import Response
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
-        "starlette_broker_oauth.fastapi needs FastAPI: "
+        "starlette_broker_oauth.integrations.fastapi needs FastAPI: "
         "pip install 'starlette-broker-oauth[fastapi]'"
     ) from exc
 
-from ._render import bearer_error
-from .errors import StorageUnavailable, TokenError, TokenErrorKind
-from .settings import OAuthSettings
-from .verifier import TokenVerifier, VerifiedToken, bearer_of_request
+from ..core.verifier import TokenVerifier, VerifiedToken, bearer_of_request
+from ..errors import StorageUnavailable, TokenError, TokenErrorKind
+from ..settings import OAuthSettings
+from ..web.render import bearer_error
 
 __all__ = ["BearerError", "BrokerTokenBearer", "bearer_error_handler", "exception_handlers"]
 

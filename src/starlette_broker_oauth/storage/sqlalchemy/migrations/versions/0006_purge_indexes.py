@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from starlette_broker_oauth.migrations.versions import prefix
+from starlette_broker_oauth.storage.sqlalchemy.migrations.versions import prefix
 
 revision = "0006"
 down_revision = "0005"

@@ -22,7 +22,7 @@ from jinja2 import meta
 from markupsafe import Markup
 from starlette.templating import Jinja2Templates
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 from .pages import ConnectionsPage, ConsentPage, ErrorPage
 
 __all__ = [
@@ -85,7 +85,7 @@ def _directories(directory: TemplateDirectory | None) -> tuple[str, ...]:
 
 @cache
 def _environment(directories: tuple[str, ...]) -> jinja2.Environment:
-    package = jinja2.PackageLoader("starlette_broker_oauth.hosted", "templates")
+    package = jinja2.PackageLoader("starlette_broker_oauth.web.hosted", "templates")
     loaders: list[jinja2.BaseLoader] = []
     if directories:
         loaders.append(jinja2.FileSystemLoader(directories))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import AUTHORIZATION_PARAMS
-from .settings import OAuthSettings
+from ..core import AUTHORIZATION_PARAMS
+from ..settings import OAuthSettings
 
 __all__ = ["openapi_document"]
 

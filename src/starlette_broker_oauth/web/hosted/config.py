@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
-from ..clock import Clock
-from ..errors import ConfigurationError
+from ...clock import Clock
+from ...errors import ConfigurationError
 from .pages import ConnectionsPage, ConsentPage, ErrorPage
 from .render import TemplateDirectory
 from .session import SessionHook, SessionUser

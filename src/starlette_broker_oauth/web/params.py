@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 
-from .errors import BadRequest, InvalidRequest, UnprocessableEntity
-from .security import basic_credentials
+from ..errors import BadRequest, InvalidRequest, UnprocessableEntity
+from ..security import basic_credentials
 
 __all__ = [
     "MAX_BODY",

@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from .._params import read_params
-from .._render import consent_error
-from ..core import AuthorizationCore
-from ..errors import ConfigurationError
-from ..models import Account
+from ...core import AuthorizationCore
+from ...errors import ConfigurationError
+from ...models import Account
+from ..params import read_params
+from ..render import consent_error
 from .config import FormTokens, HostedConsent, page_headers, plain_words, user_key
 from .pages import ErrorPage, Frame
 from .session import SessionAccount, SessionUser

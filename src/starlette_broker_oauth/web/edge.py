@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._render import broker_error, oauth_error
-from .errors import BadRequest, ConfigurationError, InvalidRequest, NotFound
+from ..errors import BadRequest, ConfigurationError, InvalidRequest, NotFound
+from .render import broker_error, oauth_error
 
 __all__ = ["EdgeGuard", "route_path"]
 

@@ -25,9 +25,9 @@ from starlette.authentication import (
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from ._render import bearer_error
-from .errors import StorageUnavailable, TokenError, TokenErrorKind
-from .verifier import TokenVerifier, VerifiedToken, bearer_of_request
+from ..core.verifier import TokenVerifier, VerifiedToken, bearer_of_request
+from ..errors import StorageUnavailable, TokenError, TokenErrorKind
+from ..web.render import bearer_error
 
 __all__ = [
     "BearerAuthenticationError",

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from .errors import (
+from ..errors import (
     APIError,
     InvalidClient,
     PartnerUnauthenticated,

@@ -24,11 +24,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
+from ..integrations.starlette import (
+    BearerTokenBackend,
+    TokenUser,
+    bearer_error_response,
+    requires_token,
+)
+from ..settings import OAuthSettings
+from ..storage.sqlalchemy import SQLAlchemyStorage
 from .app import create_oauth_app, http_error
-from .authentication import BearerTokenBackend, TokenUser, bearer_error_response, requires_token
 from .hosted import HostedConsent, SessionAccount, SessionUser
-from .settings import OAuthSettings
-from .storage.sqlalchemy import SQLAlchemyStorage
 
 DEMO_PARTNER = "demo-partner"
 DEMO_CLIENT = "demo-trading-app"

@@ -22,7 +22,7 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-from starlette_broker_oauth.migrations.versions import prefix
+from starlette_broker_oauth.storage.sqlalchemy.migrations.versions import prefix
 
 revision = "0004"
 down_revision = "0003"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from starlette_broker_oauth.migrations.versions import UTCDateTime, prefix
+from starlette_broker_oauth.storage.sqlalchemy.migrations.versions import UTCDateTime, prefix
 
 revision = "0003"
 down_revision = "0002"

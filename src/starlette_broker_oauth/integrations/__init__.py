@@ -1,0 +1,1 @@
+"""Framework integrations for the platform's own routes: Starlette and FastAPI."""

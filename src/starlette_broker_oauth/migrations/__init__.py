@@ -1,1 +1,0 @@
-"""Alembic migrations of the library's tables (run by ``broker-oauth db upgrade``)."""
