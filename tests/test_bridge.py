@@ -8,6 +8,8 @@ import pytest
 
 from starlette_broker_oauth._oauth.bridge import await_, run_sync
 
+from .test_layers import MODULES, imports
+
 pytestmark = pytest.mark.anyio
 
 
@@ -81,3 +83,10 @@ def test_await_outside_run_sync_is_an_error() -> None:
     coro = double_later(1)
     with pytest.raises(RuntimeError, match="outside run_sync"):
         await_(coro)
+
+
+def test_greenlet_only_in_the_bridge() -> None:
+    """Only the bridge knows that greenlets run the grants: the adapter keeps nothing of a
+    request by greenlet (what a request has read travels on its ``OAuthRequest``)."""
+    users = {m for m, path in MODULES if "greenlet" in {n.split(".")[0] for n in imports(path, m)}}
+    assert users == {"_bridge"}

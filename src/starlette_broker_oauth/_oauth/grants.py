@@ -15,7 +15,7 @@ import hmac
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6749 import grants as authlib_grants
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 
@@ -28,7 +28,14 @@ from .requests import OAuthRequest
 if TYPE_CHECKING:
     from .server import BrokerAuthorizationServer
 
-__all__ = ["CodeGrant", "DirectTokenGrant", "RefreshGrant", "S256Only"]
+__all__ = [
+    "CodeGrant",
+    "DirectTokenGrant",
+    "PartnerCodeGrant",
+    "PartnerGrant",
+    "RefreshGrant",
+    "S256Only",
+]
 
 JSON_HEADERS = (
     ("Content-Type", "application/json"),
@@ -56,36 +63,45 @@ class S256Only(CodeChallenge):  # type: ignore[misc]
         super().validate_code_challenge(grant, redirect_uri)
 
 
+def _issue_code(grant: CodeGrant | PartnerCodeGrant, redirect_uri: str, account_id: UUID) -> Any:
+    request = grant.request
+    payload = request.payload.data
+    issued: IssuedCode = await_(
+        grant.server.core.issue_code(
+            request.client.model,
+            account_id=account_id,
+            redirect_uri=redirect_uri,
+            scope=request.scope or "",
+            code_challenge=payload.get("code_challenge"),
+            code_challenge_method=payload.get("code_challenge_method"),
+            via="partner" if request.partner_flow else "consent",
+            account=request.user,
+        )
+    )
+    return 200, issued, list(JSON_HEADERS)
+
+
 class CodeGrant(authlib_grants.AuthorizationCodeGrant):  # type: ignore[misc]
-    """RFC 6749 §4.1: the partner's code endpoint, hosted consent, and the exchange."""
+    """RFC 6749 §4.1: a browser's authorization request (hosted consent), and the exchange.
+
+    The partner's code endpoint is :class:`PartnerCodeGrant`'s.
+    """
 
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     server: BrokerAuthorizationServer
     request: OAuthRequest
 
+    @classmethod
+    def check_authorization_endpoint(cls, request: OAuthRequest) -> bool:
+        return not request.partner_flow and bool(super().check_authorization_endpoint(request))
+
     def validate_authorization_request(self) -> str:
-        if self.request.partner_flow:
-            # The partner endpoint carries the client's secret (client_secret_post).
-            self.server.authenticate_client(self.request, ["client_secret_post"], "authorize")
         redirect_uri: str = super().validate_authorization_request()
         self.server.core.check_active(self.request.client.model, redirect_uri=redirect_uri)
         return redirect_uri
 
     def create_authorization_response(self, redirect_uri: str, grant_user: UUID) -> Any:
-        payload = self.request.payload.data
-        issued: IssuedCode = await_(
-            self.server.core.issue_code(
-                self.request.client.model,
-                account_id=grant_user,
-                redirect_uri=redirect_uri,
-                scope=self.request.scope or "",
-                code_challenge=payload.get("code_challenge"),
-                code_challenge_method=payload.get("code_challenge_method"),
-                via="partner" if self.request.partner_flow else "consent",
-                account=self.server.known_account(),
-            )
-        )
-        return 200, issued, list(JSON_HEADERS)
+        return _issue_code(self, redirect_uri, grant_user)
 
     def query_authorization_code(self, code: str, client: ClientView) -> CodeView | None:
         record = await_(self.server.core.code_for(code, client.model))
@@ -130,8 +146,15 @@ class RefreshGrant(authlib_grants.RefreshTokenGrant):  # type: ignore[misc]
         return 200, issued.response(), list(JSON_HEADERS)
 
 
-class DirectTokenGrant(authlib_grants.ImplicitGrant):  # type: ignore[misc]
-    """The seed's ``response_type=token``: the partner obtains a token for the client."""
+class PartnerGrant(authlib_grants.ImplicitGrant):  # type: ignore[misc]
+    """The partner endpoints' grants: the partner, not a browser, asks for a code or token.
+
+    The partner carries the client's secret (``client_secret_post``), so the client
+    authenticates instead of being looked up, which is how Authlib's implicit grant
+    validates an authorization request. The secret is compared with the client record the
+    partner endpoint has read (``OAuthRequest.known_client``), and the grant issues for the
+    account it has read (``OAuthRequest.user``): neither is read again.
+    """
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_post"]  # noqa: RUF012 - Authlib's
     server: BrokerAuthorizationServer
@@ -139,8 +162,31 @@ class DirectTokenGrant(authlib_grants.ImplicitGrant):  # type: ignore[misc]
 
     @classmethod
     def check_authorization_endpoint(cls, request: OAuthRequest) -> bool:
-        # Only the partner endpoint issues tokens this way; never a browser redirect.
-        return bool(request.partner_flow and request.payload.response_type == "token")
+        # Only the partner endpoints issue this way; never a browser redirect.
+        return request.partner_flow and bool(super().check_authorization_endpoint(request))
+
+
+class PartnerCodeGrant(PartnerGrant):
+    """RFC 6749 §4.1.2 for the partner's ``POST /v1/oauth/authorize``: a code, with PKCE."""
+
+    RESPONSE_TYPES = {"code"}  # noqa: RUF012 - Authlib's
+
+    def validate_authorization_request(self) -> str:
+        redirect_uri: str = super().validate_authorization_request()
+        try:
+            S256Only(required=False).validate_code_challenge(self, redirect_uri)
+        except OAuth2Error as error:
+            error.redirect_uri = redirect_uri
+            raise
+        self.server.core.check_active(self.request.client.model, redirect_uri=redirect_uri)
+        return redirect_uri
+
+    def create_authorization_response(self, redirect_uri: str, grant_user: UUID) -> Any:
+        return _issue_code(self, redirect_uri, grant_user)
+
+
+class DirectTokenGrant(PartnerGrant):
+    """The seed's ``response_type=token``: the partner obtains a token for the client."""
 
     def validate_authorization_request(self) -> str:
         redirect_uri: str = super().validate_authorization_request()
@@ -153,7 +199,7 @@ class DirectTokenGrant(authlib_grants.ImplicitGrant):  # type: ignore[misc]
                 self.request.client.model,
                 account_id=grant_user,
                 scope=self.request.scope or "",
-                account=self.server.known_account(),
+                account=self.request.user,
             )
         )
         return 200, issued.response(), list(JSON_HEADERS)

@@ -24,7 +24,7 @@ class ClientView(ClientMixin):  # type: ignore[misc]
 
     def __init__(self, client: Client, core: AuthorizationCore) -> None:
         self.model = client
-        self._core = core
+        self.core = core
 
     def get_client_id(self) -> str:
         return self.model.client_id
@@ -35,21 +35,21 @@ class ClientView(ClientMixin):  # type: ignore[misc]
 
     def get_allowed_scope(self, scope: str | None) -> str | None:
         try:
-            return self._core.allowed_scope(self.model, scope)
+            return self.core.allowed_scope(self.model, scope)
         except InvalidScope:
             return None
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return self._core.redirect_uri_registered(self.model, redirect_uri)
+        return self.core.redirect_uri_registered(self.model, redirect_uri)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method in {"client_secret_basic", "client_secret_post"}
 
     def check_response_type(self, response_type: str) -> bool:
-        return self._core.response_type_allowed(self.model, response_type)
+        return self.core.response_type_allowed(self.model, response_type)
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return self._core.grant_type_allowed(grant_type)
+        return self.core.grant_type_allowed(grant_type)
 
 
 class CodeView:

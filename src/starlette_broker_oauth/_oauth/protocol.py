@@ -85,8 +85,10 @@ class OAuthProtocol:
             headers={},
             params=values,
             partner_flow=True,
+            known_client=client,
+            account=account,
         )
-        result: Any = await run_sync(self._partner_issue, request, client, account)
+        result: Any = await run_sync(self._partner_issue, request, account.account_id)
         if isinstance(result, IssuedCode):
             return {
                 "code": result.code,
@@ -97,12 +99,11 @@ class OAuthProtocol:
         body: dict[str, Any] = result
         return body
 
-    def _partner_issue(self, request: OAuthRequest, client: Client, account: Account) -> Any:
+    def _partner_issue(self, request: OAuthRequest, account_id: UUID) -> Any:
         try:
-            with self.server.knowing(client, account):
-                grant = self.server.get_authorization_grant(request)
-                redirect_uri = grant.validate_authorization_request()
-                _, body, _ = grant.create_authorization_response(redirect_uri, account.account_id)
+            grant = self.server.get_authorization_grant(request)
+            redirect_uri = grant.validate_authorization_request()
+            _, body, _ = grant.create_authorization_response(redirect_uri, account_id)
         except OAuth2Error as exc:
             raise refusal(exc) from None
         return body

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
-import greenlet
 from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidClientError, OAuth2Error
 
 from ..core import AuthorizationCore
 from ..errors import Refusal, refusal_for
-from ..models import Account, Client
 from ..security import client_basic_credentials
 from .bridge import await_
 from .endpoints import Introspection, Revocation
-from .grants import CodeGrant, DirectTokenGrant, RefreshGrant, S256Only
+from .grants import CodeGrant, DirectTokenGrant, PartnerCodeGrant, RefreshGrant, S256Only
 from .models import ClientView
 from .requests import OAuthRequest
 
@@ -39,20 +36,19 @@ def refusal(error: OAuth2Error) -> Refusal:
 class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     """Authlib's authorization server whose grants and endpoints ask ``core``.
 
-    Its errors leave as :class:`~.errors.Refusal`: the faces render them.
+    Its errors leave as :class:`~.errors.Refusal`: the faces render them. What a request
+    has already read travels on the request (:class:`~.requests.OAuthRequest`): the server
+    itself holds nothing of any one request.
     """
 
     def __init__(self, core: AuthorizationCore) -> None:
         super().__init__(scopes_supported=sorted(core.settings.scopes_supported))
         self.core = core
-        # What a request has already read (the partner endpoints read the client and the
-        # account before Authlib runs), keyed by the greenlet running that request's
-        # Authlib code, so that Authlib's own lookups are not asked of the storage again.
-        self._known: dict[greenlet.greenlet, tuple[Client, Account | None]] = {}
-        self.register_client_auth_method("client_secret_basic", self._authenticate_basic)
-        self.register_client_auth_method("client_secret_post", self._authenticate_post)
+        self.register_client_auth_method("client_secret_basic", self.authenticate_basic)
+        self.register_client_auth_method("client_secret_post", self.authenticate_post)
         self.register_client_auth_method("none", lambda query_client, request: None)
         self.register_grant(CodeGrant, [S256Only(required=False)])
+        self.register_grant(PartnerCodeGrant)
         self.register_grant(DirectTokenGrant)
         if core.refresh_enabled:
             self.register_grant(RefreshGrant)
@@ -61,20 +57,26 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     # client authentication: one rule, in the core
 
-    def _authenticate_basic(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
+    def authenticate_basic(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
+        """``client_secret_basic`` (RFC 6749 §2.3.1), registered with Authlib."""
         client_id, secret = client_basic_credentials(request.headers.get("authorization"))
-        return self._authenticate(client_id, secret, request)
+        return self.authenticate_credentials(client_id, secret, request)
 
-    def _authenticate_post(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
+    def authenticate_post(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
+        """``client_secret_post`` (RFC 6749 §2.3.1), registered with Authlib."""
         form = request.form
-        return self._authenticate(form.get("client_id"), form.get("client_secret"), request)
+        return self.authenticate_credentials(
+            form.get("client_id"), form.get("client_secret"), request
+        )
 
-    def _authenticate(
+    def authenticate_credentials(
         self, client_id: str | None, secret: str | None, request: OAuthRequest
     ) -> ClientView | None:
+        """The client these credentials authenticate, compared with the record the request
+        has already read if it has (``OAuthRequest.known_client``)."""
         client = await_(
             self.core.authenticate_client(
-                client_id, secret, endpoint=request.endpoint, known=self.known_client()
+                client_id, secret, endpoint=request.endpoint, known=request.known_client
             )
         )
         return None if client is None else ClientView(client, self.core)
@@ -91,28 +93,10 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         return client
 
     def query_client(self, client_id: str) -> ClientView | None:
-        client = self.known_client()
-        if client is None or client.client_id != client_id:
-            client = await_(self.core.clients.get_client(client_id))
+        # Authlib looks a client up (rather than authenticating it) only for a browser's
+        # authorization request, where nothing has read the client before.
+        client = await_(self.core.clients.get_client(client_id))
         return None if client is None else ClientView(client, self.core)
-
-    @contextmanager
-    def knowing(self, client: Client, account: Account | None) -> Iterator[None]:
-        """While the calling greenlet runs this request, its client and account are known."""
-        current = greenlet.getcurrent()
-        self._known[current] = (client, account)
-        try:
-            yield
-        finally:
-            del self._known[current]
-
-    def known_client(self) -> Client | None:
-        known = self._known.get(greenlet.getcurrent())
-        return None if known is None else known[0]
-
-    def known_account(self) -> Account | None:
-        known = self._known.get(greenlet.getcurrent())
-        return None if known is None else known[1]
 
     # Authlib's hooks for requests and responses
 
