@@ -89,4 +89,4 @@ def test_greenlet_only_in_the_bridge() -> None:
     """Only the bridge knows that greenlets run the grants: the adapter keeps nothing of a
     request by greenlet (what a request has read travels on its ``OAuthRequest``)."""
     users = {m for m, path in MODULES if "greenlet" in {n.split(".")[0] for n in imports(path, m)}}
-    assert users == {"_bridge"}
+    assert users == {"_oauth.bridge"}

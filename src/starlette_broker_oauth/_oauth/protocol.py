@@ -1,7 +1,7 @@
 """The async face of the Authlib adapter: what the HTTP faces call.
 
-Authlib's grants are synchronous; they run under :func:`.._bridge.run_sync` and reach the
-async domain core through :func:`.._bridge.await_`, so nothing blocks the event loop.
+Authlib's grants are synchronous; they run under :func:`.bridge.run_sync` and reach the
+async domain core through :func:`.bridge.await_`, so nothing blocks the event loop.
 Every refusal leaves as a :class:`~..errors.Refusal`.
 """
 
