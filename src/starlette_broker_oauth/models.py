@@ -121,8 +121,9 @@ class AccessToken:
         expires_at: ``None`` for a token that lives until revoked.
         family_id: The grant the token belongs to: the hash of the authorization code it
             came from, shared by every token refreshed from it, so a replayed code or a
-            reused refresh token revokes them all (RFC 9700 §4.5, §4.14). ``None`` for a
-            token issued directly.
+            reused refresh token revokes them all (RFC 9700 §4.5, §4.14). A token issued
+            directly is a grant of its own: its family is its own hash (``None`` on rows
+            stored before 0.1, which are revoked alike).
     """
 
     token_hash: str

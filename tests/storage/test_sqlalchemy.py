@@ -378,3 +378,54 @@ async def test_a_file_locked_past_the_busy_timeout_is_unavailable(tmp_path: Path
             count = await conn.scalar(sa.select(sa.func.count()).select_from(storage.tables.tokens))
         assert count == 0
         await save(1)
+
+
+async def test_a_partner_revocation_is_one_transaction_on_one_connection(
+    settings: OAuthSettings,
+) -> None:
+    """A partner's ``DELETE`` of a token issued directly ends its grant (the token and the
+    client's unused codes for the account) in one transaction, and announces it to every
+    process in a second (``NOTIFY``); its reads share the request's one connection."""
+    if POSTGRES_URL is None:
+        pytest.skip("needs the PostgreSQL of scripts/with-postgres")
+    storage = SQLAlchemyStorage(POSTGRES_URL, table_prefix=f"t{uuid.uuid4().hex[:10]}_")
+    async with storage:
+        try:
+            world = await seed_platform("postgres", storage, settings)
+            async with world.http:
+                issued = await world.http.post(
+                    "/v1/oauth/token", json=world.grant_body(), auth=world.partner
+                )
+                token = issued.json()["access_token"]
+                pending = await world.code()
+                commits: list[str] = []
+                checkouts: list[object] = []
+
+                def committed(conn: sa.Connection) -> None:
+                    # A commit of a connection in autocommit writes nothing.
+                    level = conn.get_execution_options().get("isolation_level")
+                    if level != "AUTOCOMMIT":
+                        commits.append(str(level))
+
+                def checked_out(*args: object) -> None:
+                    checkouts.append(args)
+
+                sync_engine = storage.engine.sync_engine
+                sa.event.listen(sync_engine, "commit", committed)
+                sa.event.listen(sync_engine.pool, "checkout", checked_out)
+                try:
+                    deleted = await world.http.delete(
+                        f"/v1/oauth/token/{token}", auth=world.partner
+                    )
+                finally:
+                    sa.event.remove(sync_engine, "commit", committed)
+                    sa.event.remove(sync_engine.pool, "checkout", checked_out)
+                assert deleted.status_code == 204
+                # The revocation and its announcement, on the request's one connection.
+                assert commits == ["READ COMMITTED", "READ COMMITTED"]
+                assert len(checkouts) == 1
+                assert (await world.account(token)).status_code == 401
+                refused = await world.exchange(pending)
+                assert refused.status_code == 400, refused.text
+        finally:
+            await drop_tables(storage)

@@ -156,24 +156,18 @@ class AuthorizationCore(Policy):
             or not await self.may_act_for(partner, token.account_id)
         ):
             return
-        if token.family_id is None:
+        if token.family_id is None:  # stored before direct tokens named their grant
             await self.revocations.revoke_token(
                 token.token_hash, client_id=token.client_id, reason="partner_delete"
             )
-            # Unused codes of the client for the account go too: none may bring it back.
-            await self.grants.revoke_grant(
-                token.token_hash,
-                account_id=token.account_id,
-                client_id=token.client_id,
-                now=self.clock.now(),
-            )
-        else:
-            await self.revocations.revoke_grant(
-                token.family_id,
-                account_id=token.account_id,
-                client_id=token.client_id,
-                reason="partner_delete",
-            )
+        # One transaction: the grant's tokens, and the client's unused codes for the
+        # account (none may bring it back).
+        await self.revocations.revoke_grant(
+            token.family_id or token.token_hash,
+            account_id=token.account_id,
+            client_id=token.client_id,
+            reason="partner_delete",
+        )
 
     async def revoke(self, token: AccessToken | RefreshToken, *, reason: str) -> None:
         """Revoke a token a client presented (``/oauth/revoke``)."""
@@ -321,17 +315,12 @@ class AuthorizationCore(Policy):
         )
         if refusal is None:
             return
-        if record.family_id is None:
-            await self.revocations.revoke_token(
-                record.token_hash, client_id=record.client_id, reason="admin_change"
-            )
-        else:
-            await self.revocations.revoke_grant(
-                record.family_id,
-                account_id=record.account_id,
-                client_id=record.client_id,
-                reason="admin_change",
-            )
+        await self.revocations.revoke_grant(
+            record.family_id or record.token_hash,
+            account_id=record.account_id,
+            client_id=record.client_id,
+            reason="admin_change",
+        )
         raise InvalidGrant(refusal.description) if redeeming else refusal
 
     async def code_for(self, code: str, client: Client) -> AuthorizationCode | None:

@@ -93,19 +93,22 @@ class Minter:
         family_id: str | None,
         refresh: bool = True,
     ) -> IssuedToken:
-        """A new access token, and a refresh token when they are on and it has a grant."""
+        """A new access token, and a refresh token when they are on and it has a grant.
+        ``family_id``: the grant's (the code's hash); ``None`` for a token issued
+        directly, which is a grant of its own, named by its hash."""
         now = self.clock.now()
         access_lifetime = self.settings.access_token_lifetime
         access = new_secret()
+        token_hash = hash_secret(access)
         record = AccessToken(
-            token_hash=hash_secret(access),
+            token_hash=token_hash,
             client_id=client.client_id,
             account_id=account.account_id,
             scope=scope,
             account_live=account.live,
             issued_at=now,
             expires_at=None if access_lifetime is None else now + access_lifetime,
-            family_id=family_id,
+            family_id=token_hash if family_id is None else family_id,
         )
         refresh_lifetime = self.settings.refresh_token_lifetime
         refresh_value = refresh_record = None
