@@ -18,7 +18,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "starlette_broker_oauth"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "foundations",
-        ("settings", "models", "errors", "security", "clock", "events", "registration"),
+        (
+            "settings",
+            "models",
+            "errors",
+            "routes",
+            "security",
+            "clock",
+            "events",
+            "registration",
+        ),
     ),
     ("repositories", ("storage.base", "storage.admin")),
     ("backends", ("storage", "migrations")),

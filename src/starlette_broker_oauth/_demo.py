@@ -27,6 +27,7 @@ from starlette.routing import Mount, Route
 from .app import create_oauth_app, http_error
 from .authentication import BearerTokenBackend, TokenUser, bearer_error_response, requires_token
 from .hosted import HostedConsent, SessionAccount, SessionUser
+from .routes import CONNECTIONS, PARTNER_REVOKE
 from .settings import OAuthSettings
 from .storage.sqlalchemy import SQLAlchemyStorage
 
@@ -157,8 +158,8 @@ class HideTokens(logging.Filter):
         args = record.args
         if isinstance(args, tuple) and len(args) == 5:
             path, sep, _ = str(args[2]).partition("?")
-            if path.startswith("/v1/oauth/token/"):
-                path = "/v1/oauth/token/…"
+            if path.startswith(PARTNER_REVOKE.prefix):
+                path = PARTNER_REVOKE.prefix + "…"
             record.args = (args[0], args[1], path + ("?…" if sep else ""), *args[3:])
         return True
 
@@ -343,7 +344,7 @@ async def home(request: Request) -> Response:
         "Your accounts",
         f'<h1>Hello, {e(user.name)}</h1><p id="signed-in">Signed in as {e(user.name)}.</p>'
         f"<h2>Your accounts</h2><ul>{accounts}</ul>"
-        '<a class="button" id="connected-apps" href="/oauth/connections">Connected apps</a>'
+        f'<a class="button" id="connected-apps" href="{CONNECTIONS.path}">Connected apps</a>'
         + _logout_form(session, "/"),
     )
 

@@ -18,11 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._render import broker_error, oauth_error
 from .errors import BadRequest, ConfigurationError, InvalidRequest, NotFound
+from .routes import Face, route_at
 
 __all__ = ["EdgeGuard", "route_path"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_STANDARD = ("/oauth/token", "/oauth/revoke", "/oauth/introspect")
 
 HostedError = Callable[[Request, int, str], Response]
 
@@ -95,9 +95,10 @@ class EdgeGuard:
         return None
 
     def refusal(self, scope: Scope, status: int, message: str) -> Response:
-        path = route_path(scope)
-        if path.startswith(("/oauth/authorize", "/oauth/connections")) and self.hosted_error:
+        route = route_at(route_path(scope), pages=self.hosted_error is not None)
+        face = Face.PARTNER if route is None else route.face
+        if face is Face.PAGE and self.hosted_error:
             return self.hosted_error(Request(scope), status, message)
-        if path.startswith(_STANDARD):
+        if face is Face.STANDARD:
             return oauth_error(InvalidRequest(message))
         return broker_error(NotFound(message) if status == 404 else BadRequest(message))

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import routes
 from ._edge import EdgeGuard
 from ._oauth import OAuthProtocol
 from ._openapi import openapi_document
@@ -27,6 +28,7 @@ from .hosted import HostedConsent
 from .hosted.connections import ConnectionsEndpoints
 from .hosted.consent import ConsentEndpoints
 from .models import Partner
+from .routes import RouteSpec
 from .settings import OAuthSettings
 from .storage.base import (
     AccountRepository,
@@ -152,36 +154,41 @@ def create_oauth_app(
         clock=clock,
     )
     api = _BrokerAPI(core)
-    routes = [
-        Route("/v1/oauth/clients/{client_id}", api.get_client, methods=["GET"]),
-        Route("/v1/oauth/token", api.issue_token, methods=["POST"]),
-        Route("/v1/oauth/authorize", api.authorize, methods=["POST"]),
-        Route("/v1/oauth/token/{token_id}", api.delete_token, methods=["DELETE"]),
-        Route("/oauth/token", api.token, methods=["POST"]),
-        Route("/oauth/revoke", api.revoke, methods=["POST"]),
-        Route("/oauth/introspect", api.introspect, methods=["POST"]),
-        Route("/.well-known/oauth-authorization-server", api.metadata, methods=["GET"]),
-        Route("/oauth/openapi.json", api.openapi, methods=["GET"]),
-    ]
     connected = ConnectedApps(core.revocations, clients=clients)
+    served = routes.served(
+        consent=consent is not None, connections=consent is not None and consent.connections_page
+    )
+    endpoints: dict[RouteSpec, Endpoint] = {
+        routes.PARTNER_CLIENT: api.get_client,
+        routes.PARTNER_TOKEN: api.issue_token,
+        routes.PARTNER_AUTHORIZE: api.authorize,
+        routes.PARTNER_REVOKE: api.delete_token,
+        routes.TOKEN: api.token,
+        routes.REVOCATION: api.revoke,
+        routes.INTROSPECTION: api.introspect,
+        routes.METADATA: api.metadata,
+        routes.OPENAPI: api.openapi,
+    }
     if consent is not None:
-        connections_url = settings.url("/oauth/connections") if consent.connections_page else None
+        connections_url = (
+            settings.url(routes.CONNECTIONS.path) if consent.connections_page else None
+        )
         api.consent = ConsentEndpoints(
             protocol=api.protocol,
             config=consent,
-            action=settings.url("/oauth/authorize"),
+            action=settings.url(routes.CONSENT.path),
             connections_url=connections_url,
             clock=clock,
         )
-        routes.append(Route("/oauth/authorize", api.authorize_page, methods=["GET", "POST"]))
+        endpoints[routes.CONSENT] = api.authorize_page
         if connections_url is not None:
             page = ConnectionsEndpoints(
                 core=core, connected=connected, config=consent, action=connections_url, clock=clock
             )
-            routes.append(Route("/oauth/connections", page.handle, methods=["GET", "POST"]))
+            endpoints[routes.CONNECTIONS] = page.handle
     hosted = api.consent
     app = Starlette(
-        routes=routes,
+        routes=[Route(r.path, endpoints[r], methods=list(r.methods)) for r in served],
         exception_handlers={HTTPException: http_error},
         middleware=[
             Middleware(
@@ -228,7 +235,7 @@ def metadata_route(oauth: Starlette) -> Route:
             "metadata at /.well-known/oauth-authorization-server"
         )
     endpoint: Endpoint = oauth.state.metadata_endpoint
-    return Route("/.well-known/oauth-authorization-server" + path, endpoint, methods=["GET"])
+    return Route(routes.METADATA.path + path, endpoint, methods=list(routes.METADATA.methods))
 
 
 class _BrokerAPI:
@@ -302,27 +309,24 @@ class _BrokerAPI:
         return Response(status_code=204)
 
     async def token(self, request: Request) -> Response:
-        return await self._standard(request, None)
+        return await self._standard(request, routes.TOKEN)
 
     async def revoke(self, request: Request) -> Response:
-        return await self._standard(request, "revocation")
+        return await self._standard(request, routes.REVOCATION)
 
     async def introspect(self, request: Request) -> Response:
-        return await self._standard(request, "introspection")
+        return await self._standard(request, routes.INTROSPECTION)
 
-    async def _standard(self, request: Request, endpoint: str | None) -> Response:
-        path = request.url.path  # readable: the edge refused what is not
+    async def _standard(self, request: Request, route: RouteSpec) -> Response:
         try:
             params = await read_params(request, json_allowed=False)
             check_standard(params, request.headers.get("authorization"))
-            if endpoint is None:
+            if route is routes.TOKEN:
                 result = await self.protocol.token(headers=request.headers, params=params)
             else:
-                result = await self.protocol.endpoint(
-                    endpoint, path, headers=request.headers, params=params
-                )
+                result = await self.protocol.endpoint(route, headers=request.headers, params=params)
         except Exception as exc:
-            return oauth_error(exc, what=path)
+            return oauth_error(exc, what=route.path)
         return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
 
     async def authorize_page(self, request: Request) -> Response:
@@ -347,9 +351,9 @@ class _BrokerAPI:
             grant_types.append("refresh_token")
         document: dict[str, Any] = {
             "issuer": s.issuer,
-            "token_endpoint": s.url("/oauth/token"),
-            "revocation_endpoint": s.url("/oauth/revoke"),
-            "introspection_endpoint": s.url("/oauth/introspect"),
+            "token_endpoint": s.url(routes.TOKEN.path),
+            "revocation_endpoint": s.url(routes.REVOCATION.path),
+            "introspection_endpoint": s.url(routes.INTROSPECTION.path),
             "scopes_supported": sorted(s.scopes_supported),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
@@ -360,7 +364,7 @@ class _BrokerAPI:
             "code_challenge_methods_supported": ["S256"],
         }
         if self.consent is not None:
-            document["authorization_endpoint"] = s.url("/oauth/authorize")
+            document["authorization_endpoint"] = s.url(routes.CONSENT.path)
             document["authorization_response_iss_parameter_supported"] = True
         elif s.authorization_endpoint:
             document["authorization_endpoint"] = s.authorization_endpoint

@@ -19,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "pip install 'starlette-broker-oauth[fastapi]'"
     ) from exc
 
+from . import routes
 from ._render import bearer_error
 from .errors import StorageUnavailable, TokenError, TokenErrorKind
 from .settings import OAuthSettings
@@ -84,8 +85,8 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
         auto_error: bool = True,
     ) -> None:
         super().__init__(
-            authorizationUrl=settings.authorization_endpoint or settings.url("/oauth/authorize"),
-            tokenUrl=settings.url("/oauth/token"),
+            authorizationUrl=settings.authorization_endpoint or settings.url(routes.CONSENT.path),
+            tokenUrl=settings.url(routes.TOKEN.path),
             scopes={s: settings.describe(s) for s in sorted(settings.scopes_supported)},
             scheme_name=scheme_name,
             auto_error=auto_error,
