@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from .app import create_oauth_app, http_error
+from ._render import routing_error
+from .app import create_oauth_app
 from .authentication import BearerTokenBackend, TokenUser, bearer_error_response, requires_token
 from .hosted import HostedConsent, SessionAccount, SessionUser
 from .routes import CONNECTIONS, PARTNER_REVOKE
@@ -392,7 +393,7 @@ def build_platform(
     app = Starlette(
         # The host's own 404 and 405 (a path no route matches, such as one with a newline)
         # in the partner shape, like the sub-app's.
-        exception_handlers={404: http_error, 405: http_error},
+        exception_handlers={404: routing_error, 405: routing_error},
         routes=[
             Route("/", home),
             Route("/login", login, methods=["GET", "POST"]),

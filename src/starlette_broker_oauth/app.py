@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,10 +18,10 @@ from ._edge import EdgeGuard
 from ._oauth import OAuthProtocol
 from ._openapi import openapi_document
 from ._params import basic_credentials, check_standard, optional, query_params, read_params
-from ._render import NO_STORE, broker_error, oauth_error
+from ._render import NO_STORE, ErrorHandlers
 from .clock import SYSTEM_CLOCK, Clock
 from .core import Administrator, AuthorizationCore, ConnectedApps
-from .errors import ConfigurationError, NotFound, UnprocessableEntity
+from .errors import ConfigurationError, InvalidRequest
 from .events import EventListener
 from .hosted import HostedConsent
 from .hosted.connections import ConnectionsEndpoints
@@ -186,21 +185,13 @@ def create_oauth_app(
                 core=core, connected=connected, config=consent, action=connections_url, clock=clock
             )
             endpoints[routes.CONNECTIONS] = page.handle
-    hosted = api.consent
+    errors = ErrorHandlers(
+        issuer=settings.issuer, page=None if api.consent is None else api.consent.error_page
+    )
     app = Starlette(
         routes=[Route(r.path, endpoints[r], methods=list(r.methods)) for r in served],
-        exception_handlers={HTTPException: http_error},
-        middleware=[
-            Middleware(
-                EdgeGuard,
-                issuer=settings.issuer,
-                hosted_error=None
-                if hosted is None
-                else lambda request, status, message: hosted.error_page(
-                    request, status, "invalid_request", message
-                ),
-            )
-        ],
+        exception_handlers=errors.handlers(),
+        middleware=[Middleware(EdgeGuard, issuer=settings.issuer, errors=errors)],
     )
     app.state.token_verifier = verifier
     app.state.oauth_settings = settings
@@ -244,16 +235,12 @@ class _BrokerAPI:
         self.settings = core.settings
         self.protocol = OAuthProtocol(core)
         self.consent: ConsentEndpoints | None = None
-        self.get_client = _partner_endpoint(self._get_client, "GET /v1/oauth/clients/{id}")
-        self.issue_token = _partner_endpoint(self._issue_token, "POST /v1/oauth/token")
-        self.authorize = _partner_endpoint(self._authorize, "POST /v1/oauth/authorize")
-        self.delete_token = _partner_endpoint(self._delete_token, "DELETE /v1/oauth/token/{id}")
 
     async def _partner(self, request: Request) -> Partner:
         key_id, secret = basic_credentials(request.headers.get("authorization"))
         return await self.core.authenticate_partner(key_id, secret)
 
-    async def _get_client(self, request: Request) -> Response:
+    async def get_client(self, request: Request) -> Response:
         partner = await self._partner(request)
         params = query_params(request)
         if request.headers.get("content-length") not in (None, "0"):
@@ -285,11 +272,11 @@ class _BrokerAPI:
         params = await read_params(request)
         for name in _REQUIRED:
             if optional(params, name) is None:
-                raise UnprocessableEntity(f"{name} is required")
+                raise InvalidRequest(f"{name} is required")
         try:
             account_id = UUID(params["account_id"][0])
         except ValueError:
-            raise UnprocessableEntity("account_id must be a UUID") from None
+            raise InvalidRequest("account_id must be a UUID") from None
         client = await self.core.partner_client(partner, params["client_id"][0])
         account = await self.core.partner_account(partner, account_id)
         body = await self.protocol.partner_issue(
@@ -297,13 +284,13 @@ class _BrokerAPI:
         )
         return JSONResponse(body, headers=NO_STORE)
 
-    async def _issue_token(self, request: Request) -> Response:
+    async def issue_token(self, request: Request) -> Response:
         return await self._issue(request, "token")
 
-    async def _authorize(self, request: Request) -> Response:
+    async def authorize(self, request: Request) -> Response:
         return await self._issue(request, "code")
 
-    async def _delete_token(self, request: Request) -> Response:
+    async def delete_token(self, request: Request) -> Response:
         partner = await self._partner(request)
         await self.core.partner_revoke(partner, request.path_params["token_id"])
         return Response(status_code=204)
@@ -318,15 +305,12 @@ class _BrokerAPI:
         return await self._standard(request, routes.INTROSPECTION)
 
     async def _standard(self, request: Request, route: RouteSpec) -> Response:
-        try:
-            params = await read_params(request, json_allowed=False)
-            check_standard(params, request.headers.get("authorization"))
-            if route is routes.TOKEN:
-                result = await self.protocol.token(headers=request.headers, params=params)
-            else:
-                result = await self.protocol.endpoint(route, headers=request.headers, params=params)
-        except Exception as exc:
-            return oauth_error(exc, what=route.path)
+        params = await read_params(request, json_allowed=False)
+        check_standard(params, request.headers.get("authorization"))
+        if route is routes.TOKEN:
+            result = await self.protocol.token(headers=request.headers, params=params)
+        else:
+            result = await self.protocol.endpoint(route, headers=request.headers, params=params)
         return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
 
     async def authorize_page(self, request: Request) -> Response:
@@ -369,25 +353,3 @@ class _BrokerAPI:
         elif s.authorization_endpoint:
             document["authorization_endpoint"] = s.authorization_endpoint
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
-
-
-def _partner_endpoint(endpoint: Endpoint, what: str) -> Endpoint:
-    """Answer every failure of a partner endpoint in the ``{"code", "message"}`` shape."""
-
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except Exception as exc:
-            return broker_error(exc, what=what)
-
-    guarded.__name__ = endpoint.__name__
-    return guarded
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404 and 405, in the partner shape."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        return broker_error(NotFound("not found"))
-    body = {"code": exc.status_code * 100000 + 10000, "message": str(exc.detail).lower()}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from . import routes
-from ._render import bearer_error
+from ._render import bearer_error, bearer_text
 from .errors import StorageUnavailable, TokenError, TokenErrorKind
 from .settings import OAuthSettings
 from .verifier import TokenVerifier, VerifiedToken, bearer_of_request
@@ -37,7 +37,7 @@ class BearerError(HTTPException):
 
     def __init__(self, error: TokenError | StorageUnavailable) -> None:
         self.response = bearer_error(error)
-        detail = error.description if isinstance(error, TokenError) else "try again shortly"
+        detail = bearer_text(error)
         headers = {k: v for k, v in self.response.headers.items() if k != "content-length"}
         headers.pop("content-type", None)
         super().__init__(status_code=self.response.status_code, detail=detail, headers=headers)

@@ -9,7 +9,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from .._params import read_params
-from .._render import consent_error
 from ..core import AuthorizationCore
 from ..models import Account
 from .config import FormTokens, HostedConsent, page_headers, plain_words, user_key
@@ -70,14 +69,6 @@ class HostedEndpoints:
             detail=detail,
         )
         return self.html(self.templates.error(page), status=status)
-
-    def failure(self, request: Request, exc: BaseException) -> Response:
-        """The answer to a refusal or a failure (see :func:`.._render.consent_error`)."""
-
-        def page(status: int, error: str, detail: str) -> Response:
-            return self.error_page(request, status, error, detail)
-
-        return consent_error(exc, issuer=self.core.settings.issuer, page=page)
 
     def login(self, request: Request) -> Response:
         """Send a user nobody has signed in to the platform's login, coming back here."""
