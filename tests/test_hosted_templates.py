@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.requests import Request
 
@@ -317,10 +318,16 @@ async def test_a_template_failing_at_render_shows_the_error_page_and_logs_why(
 ) -> None:
     directory = write(tmp_path / "templates", {"consent.html": "{{ page.no_such_field }}"})
     async with hosted(template_directory=directory) as world:
-        with caplog.at_level(logging.ERROR, logger="starlette_broker_oauth"):
-            page = await world.http.get(
-                authorize_query(request_params(world)), headers=session_of(world.paper_account)
-            )
+        # The error is answered, then raised on to the platform's error middleware.
+        answering = httpx.ASGITransport(app=world.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=answering, base_url=str(world.http.base_url)
+        ) as http:
+            with caplog.at_level(logging.ERROR, logger="starlette_broker_oauth"):
+                page = await http.get(
+                    authorize_query(request_params(world)),
+                    headers=session_of(world.paper_account),
+                )
     assert page.status_code == 500
     assert '<code id="error-code">server_error</code>' in page.text
     [record] = [r for r in caplog.records if r.exc_info]

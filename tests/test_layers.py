@@ -18,7 +18,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "starlette_broker_oauth"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "foundations",
-        ("settings", "models", "errors", "security", "clock", "events", "registration"),
+        (
+            "settings",
+            "models",
+            "errors",
+            "routes",
+            "security",
+            "clock",
+            "events",
+            "registration",
+        ),
     ),
     ("repositories", ("storage.base", "storage.admin")),
     ("backends", ("storage",)),
@@ -136,6 +145,7 @@ def test_the_package_root_holds_the_foundations_only() -> None:
         "events",
         "models",
         "registration",
+        "routes",
         "security",
         "settings",
     ]
@@ -175,3 +185,78 @@ def test_the_library_starts_no_thread() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute):
                 assert node.attr not in {"Thread", "start_new_thread"}, module
+
+
+# Errors: the domain's carry no HTTP, and the faces answer them in one place.
+
+# Faces that serve no request: the command line reports any failure as one line.
+NOT_SERVING = ("cli",)
+BROAD = {"Exception", "BaseException"}
+
+
+def _broad_handlers(tree: ast.AST) -> list[int]:
+    """Lines of ``except:``, ``except Exception`` or ``except BaseException`` (alone or in
+    a tuple) inside a function."""
+    lines = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if not isinstance(node, ast.ExceptHandler):
+                continue
+            caught = node.type
+            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+            if caught is None or any(isinstance(n, ast.Name) and n.id in BROAD for n in names):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+@pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
+def test_no_request_handler_catches_every_exception(module: str, path: Path) -> None:
+    """A face answers errors through the app's exception handlers, never per route: an
+    error nobody foresaw reaches the one handler for ``Exception``, and the platform."""
+    if layer_of(module or "__init__") != "faces" or module.startswith(NOT_SERVING):
+        return
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    assert _broad_handlers(tree) == [], f"{module} catches every exception"
+
+
+STATUS_NAMES = {"status_code", "status", "http_status", "code", "codes"}
+
+
+def test_no_error_of_the_tree_carries_an_http_status() -> None:
+    """The error classes (errors.py is the one module that defines them) name no status
+    and no Broker API code: the faces' table does."""
+    from starlette_broker_oauth import errors
+
+    tree = ast.parse((PACKAGE / "errors.py").read_text(encoding="utf-8"))
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    assert classes
+    for cls in classes:
+        for node in ast.walk(cls):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.name not in STATUS_NAMES, (cls.name, node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                assert node.attr not in STATUS_NAMES, (cls.name, node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                assert node.id not in STATUS_NAMES, (cls.name, node.id)
+    for name, obj in vars(errors).items():
+        if isinstance(obj, type) and issubclass(obj, errors.BrokerOAuthError):
+            assert not STATUS_NAMES & set(dir(obj)), name
+
+
+def test_every_error_class_is_in_the_errors_module() -> None:
+    """One tree, in one module: nothing else in the package extends it."""
+    from starlette_broker_oauth import errors
+
+    names = {name for name, obj in vars(errors).items() if isinstance(obj, type)}
+    for module, path in MODULES:
+        if module == "errors":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                bases = {
+                    b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+                }
+                assert not bases & names, f"{module}.{node.name} extends the error tree"

@@ -6,6 +6,9 @@ import uuid
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
 
 from starlette_broker_oauth import (
     ClientStatus,
@@ -13,7 +16,7 @@ from starlette_broker_oauth import (
     create_oauth_app,
 )
 
-from .conftest import ISSUER, FailingClients, Platform
+from .conftest import ISSUER, FailingClients, FailingPartners, Platform
 
 pytestmark = pytest.mark.anyio
 
@@ -424,7 +427,8 @@ async def test_failing_storage_answers_in_shape(
     oauth = create_oauth_app(
         settings=platform.settings, storage=platform.storage, clients=FailingClients(error)
     )
-    transport = httpx.ASGITransport(app=oauth)
+    # What the client gets; a bug is then raised on to the platform (the next test).
+    transport = httpx.ASGITransport(app=oauth, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
         responses = [
             await http.get(f"/v1/oauth/clients/{platform.client_id}", auth=platform.partner),
@@ -448,3 +452,38 @@ async def test_failing_storage_answers_in_shape(
         expected = "server_error" if status == 500 else "temporarily_unavailable"
         assert token.json()["error"] == expected
         assert "hunter2" not in token.text
+
+
+async def test_a_bug_is_answered_then_raised_on_to_the_platform(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error nobody foresaw gets the documented 500, is logged with the endpoint's path
+    template (never the path, which carries a token here), and goes on to the host's error
+    middleware and the server, as Starlette's own error middleware does."""
+    error = RuntimeError("db exploded")
+    oauth = create_oauth_app(
+        settings=platform.settings, storage=platform.storage, partners=FailingPartners(error)
+    )
+    host = Starlette(routes=[Mount("/", oauth)])
+    raised: list[BaseException] = []
+
+    async def platform_error_middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await host(scope, receive, send)
+        except Exception as exc:
+            raised.append(exc)
+            raise
+
+    transport = httpx.ASGITransport(app=platform_error_middleware, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+        response = await http.delete("/v1/oauth/token/the-token-value", auth=platform.partner)
+    assert response.status_code == 500
+    assert response.json() == {"code": 50010000, "message": "internal server error"}
+    assert raised == [error]
+    logged = [r for r in caplog.records if r.name == "starlette_broker_oauth"]
+    assert [r.getMessage() for r in logged] == [
+        "unexpected error on DELETE /v1/oauth/token/{token_id}"
+    ]
+    assert logged[0].exc_info is not None
+    assert logged[0].exc_info[1] is error
+    assert "the-token-value" not in caplog.text

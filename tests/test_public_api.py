@@ -13,7 +13,6 @@ from starlette_broker_oauth import ConfigurationError, OAuthSettings
 def test_exports_are_sorted_and_complete() -> None:
     assert lib.__all__ == sorted(lib.__all__)
     assert set(lib.__all__) == {
-        "APIError",
         "AccessToken",
         "Account",
         "AccountRepository",
@@ -35,16 +34,14 @@ def test_exports_are_sorted_and_complete() -> None:
         "PartnerRepository",
         "PartnerCredentials",
         "RefreshToken",
+        "RequestError",
         "SQLAlchemyStorage",
-        "ServiceUnavailable",
         "Storage",
         "StorageError",
         "StorageUnavailable",
         "TokenError",
         "TokenErrorKind",
         "TokenVerifier",
-        "Unauthorized",
-        "UnprocessableEntity",
         "VerifiedToken",
         "bearer_token",
         "create_oauth_app",
@@ -52,6 +49,28 @@ def test_exports_are_sorted_and_complete() -> None:
     }
     for name in lib.__all__:
         assert getattr(lib, name) is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "replacement"),
+    [
+        ("APIError", "RequestError"),
+        ("ServiceUnavailable", "StorageUnavailable"),
+        ("Unauthorized", "PartnerUnauthenticated"),
+        ("UnprocessableEntity", "InvalidRequest"),
+    ],
+)
+def test_names_of_http_statuses_are_deprecated_aliases(name: str, replacement: str) -> None:
+    from starlette_broker_oauth import errors
+
+    for module in (lib, errors):
+        with pytest.warns(DeprecationWarning, match=f"{name} .* use {replacement}"):
+            cls = getattr(module, name)
+        assert cls is getattr(errors, replacement)
+    assert name not in lib.__all__
+    assert name not in errors.__all__
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        _ = lib.Nothing
 
 
 def test_settings_defaults() -> None:

@@ -1,19 +1,17 @@
 """starlette-broker-oauth: an OAuth 2.0 authorization server for brokerage ASGI apps."""
 
+from . import errors as _errors
 from .core.verifier import TokenVerifier, VerifiedToken, bearer_token
 from .errors import (
-    APIError,
     BadRequest,
     BrokerOAuthError,
     ConfigurationError,
     NotFound,
-    ServiceUnavailable,
+    RequestError,
     StorageError,
     StorageUnavailable,
     TokenError,
     TokenErrorKind,
-    Unauthorized,
-    UnprocessableEntity,
 )
 from .models import (
     AccessToken,
@@ -43,7 +41,6 @@ from .web.app import create_oauth_app, metadata_route
 __version__ = "0.1.0"
 
 __all__ = [
-    "APIError",
     "AccessToken",
     "Account",
     "AccountRepository",
@@ -65,18 +62,21 @@ __all__ = [
     "PartnerCredentials",
     "PartnerRepository",
     "RefreshToken",
+    "RequestError",
     "SQLAlchemyStorage",
-    "ServiceUnavailable",
     "Storage",
     "StorageError",
     "StorageUnavailable",
     "TokenError",
     "TokenErrorKind",
     "TokenVerifier",
-    "Unauthorized",
-    "UnprocessableEntity",
     "VerifiedToken",
     "bearer_token",
     "create_oauth_app",
     "metadata_route",
 ]
+
+
+def __getattr__(name: str) -> type[BrokerOAuthError]:
+    # APIError, ServiceUnavailable, Unauthorized, UnprocessableEntity: deprecated names.
+    return _errors.deprecated(name, __name__)

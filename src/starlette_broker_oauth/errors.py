@@ -1,4 +1,4 @@
-"""Exceptions raised and rendered by the library.
+"""Exceptions raised by the library: one tree, and no HTTP in it.
 
 The tree::
 
@@ -7,6 +7,10 @@ The tree::
      ├── RegistrationError           a client registration is refused (a redirect URI)
      ├── StorageError                a repository could not do its work
      │    └── StorageUnavailable     the database cannot be reached right now
+     ├── RequestError                the request cannot be served as it was sent
+     │    ├── BadRequest             its bytes cannot be read: body, encoding, size, type
+     │    ├── NotFound               nothing is served at its path
+     │    └── MethodNotAllowed       its path is served, not with its method
      ├── Refusal                     a rule refused the request (RFC 6749 ``error`` code)
      │    ├── InvalidRequest         invalid_request
      │    │    ├── UnknownAccount    no such account
@@ -23,65 +27,55 @@ The tree::
      │    ├── InvalidScope           invalid_scope
      │    ├── UnsupportedResponseType, UnsupportedGrantType, UnsupportedTokenType
      │    └── AccessDenied           access_denied: the user said no
-     ├── APIError                    an HTTP error in the broker shape {"code", "message"}
-     │    ├── BadRequest             400  40010000
-     │    ├── Unauthorized           401  40110000
-     │    ├── NotFound               404  40410000
-     │    ├── UnprocessableEntity    422  42210000
-     │    └── ServiceUnavailable     503  50310000
-     └── TokenError                  a bearer token failed verification (RFC 6750 §3.1)
+     └── TokenError                  a bearer token failed verification (its TokenErrorKind)
 
-The domain raises :class:`Refusal` and its subclasses and knows nothing of HTTP; each face
-of the sub-app renders them in its documented shape in one place (``_render.py``): the
-broker ``{"code", "message"}``, RFC 6749 §5.2, RFC 6750 §3 and the consent pages.
+No error carries an HTTP status or a Broker API code: what each face of the sub-app
+answers to each error (the partner endpoints' ``{"code", "message"}``, RFC 6749 §5.2,
+RFC 6750 §3, the hosted pages) is one table of the faces, ``_render.ANSWERS``. A
+refusal's ``error`` is the RFC 6749 name of what was refused, which the protocol adapter
+reads from Authlib and a hosted page sends back to the client.
+
+``APIError``, ``Unauthorized``, ``UnprocessableEntity`` and ``ServiceUnavailable``, which
+named HTTP statuses, are deprecated aliases of ``RequestError``,
+``PartnerUnauthenticated``, ``InvalidRequest`` and ``StorageUnavailable``.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import ClassVar, TypedDict
+import warnings
 
 __all__ = [
-    "APIError",
     "AccessDenied",
     "BadRequest",
     "BrokerOAuthError",
     "ClientDisabled",
     "CodeReplayed",
     "ConfigurationError",
-    "ErrorBody",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRedirectURI",
     "InvalidRequest",
     "InvalidScope",
     "LiveTradingNotApproved",
+    "MethodNotAllowed",
     "NotFound",
     "PartnerUnauthenticated",
     "RefreshTokenReused",
     "Refusal",
-    "ServiceUnavailable",
     "RegistrationError",
+    "RequestError",
     "StorageError",
     "StorageUnavailable",
     "TokenError",
     "TokenErrorKind",
-    "Unauthorized",
     "UnauthorizedClient",
     "UnknownAccount",
-    "UnprocessableEntity",
     "UnsupportedGrantType",
     "UnsupportedResponseType",
     "UnsupportedTokenType",
     "refusal_for",
 ]
-
-
-class ErrorBody(TypedDict):
-    """The brokerage error shape of the partner endpoints."""
-
-    code: int
-    message: str
 
 
 class BrokerOAuthError(Exception):
@@ -102,6 +96,41 @@ class StorageError(BrokerOAuthError):
 
 class StorageUnavailable(StorageError):
     """The database is unreachable or timed out; the request may be retried."""
+
+
+class RequestError(BrokerOAuthError):
+    """The request cannot be served as it was sent: no rule was asked.
+
+    Parameters:
+        message: What was wrong with it, for the caller's developer; never carries a
+            secret.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(RequestError):
+    """The request's bytes cannot be read: a body too large, not the content type it
+    says, malformed or nested too deeply, or text that is not Unicode."""
+
+
+class NotFound(RequestError):
+    """Nothing is served at the request's path (or the path cannot be read as text)."""
+
+
+class MethodNotAllowed(RequestError):
+    """The request's path is served, but not with its method.
+
+    Parameters:
+        message: As for :class:`RequestError`.
+        allowed: The methods the path is served with.
+    """
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class Refusal(BrokerOAuthError):
@@ -269,66 +298,6 @@ def refusal_for(
     return cls(description, redirect_uri=redirect_uri, state=state)
 
 
-class APIError(BrokerOAuthError):
-    """An HTTP error rendered as ``{"code": int, "message": str}``.
-
-    Parameters:
-        message: Human-readable text; never carries a secret.
-    """
-
-    status_code: ClassVar[int] = 500
-    code: ClassVar[int] = 50010000
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def body(self) -> ErrorBody:
-        """The JSON body of the error response."""
-        return {"code": self.code, "message": self.message}
-
-
-class BadRequest(APIError):
-    """400: the body could not be read."""
-
-    status_code = 400
-    code = 40010000
-
-
-class Unauthorized(APIError):
-    """401: the caller is not authenticated, or the client is unknown to it."""
-
-    status_code = 401
-    code = 40110000
-
-    @classmethod
-    def client_refused(cls) -> Unauthorized:
-        """The one answer for an unknown client, a client the partner may not use, and a
-        wrong client secret, so that none can be told from the others."""
-        return cls("client does not exist, you do not have access to it, or the secret is wrong")
-
-
-class NotFound(APIError):
-    """404: no such resource."""
-
-    status_code = 404
-    code = 40410000
-
-
-class UnprocessableEntity(APIError):
-    """422: a field is missing or invalid."""
-
-    status_code = 422
-    code = 42210000
-
-
-class ServiceUnavailable(APIError):
-    """503: the storage is unavailable; retry later."""
-
-    status_code = 503
-    code = 50310000
-
-
 class TokenErrorKind(enum.Enum):
     """Why a bearer token was refused."""
 
@@ -357,44 +326,28 @@ class TokenError(BrokerOAuthError):
         self.kind = kind
         self.scopes = scopes
 
-    @property
-    def error_code(self) -> str:
-        """The RFC 6750 §3.1 error code (empty for a request with no token)."""
-        if self.kind is TokenErrorKind.MISSING:
-            return ""
-        if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE:
-            return "insufficient_scope"
-        if self.kind is TokenErrorKind.INVALID_REQUEST:
-            return "invalid_request"
-        return "invalid_token"
 
-    @property
-    def description(self) -> str:
-        """Text for ``error_description``: says what to do, tells nothing about others."""
-        if self.kind is TokenErrorKind.MISSING:
-            return "a bearer token is required"
-        if self.kind is TokenErrorKind.EXPIRED:
-            return "the access token expired"
-        if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE:
-            return "the access token lacks a required scope"
-        if self.kind is TokenErrorKind.INVALID_REQUEST:
-            return "send the access token once, in the Authorization header"
-        return "the access token is invalid"
+_DEPRECATED: dict[str, tuple[str, type[BrokerOAuthError]]] = {
+    "APIError": ("RequestError", RequestError),
+    "ServiceUnavailable": ("StorageUnavailable", StorageUnavailable),
+    "Unauthorized": ("PartnerUnauthenticated", PartnerUnauthenticated),
+    "UnprocessableEntity": ("InvalidRequest", InvalidRequest),
+}
 
-    @property
-    def status_code(self) -> int:
-        """401; 403 for insufficient scope, 400 for an invalid request (RFC 6750 §3.1)."""
-        if self.kind is TokenErrorKind.INSUFFICIENT_SCOPE:
-            return 403
-        return 400 if self.kind is TokenErrorKind.INVALID_REQUEST else 401
 
-    def www_authenticate(self, realm: str | None = None) -> str:
-        """The ``WWW-Authenticate`` header value (RFC 6750 §3)."""
-        params = []
-        if realm:
-            params.append(f'realm="{realm}"')
-        if self.error_code:
-            params.append(f'error="{self.error_code}"')
-        if self.scopes:
-            params.append(f'scope="{" ".join(self.scopes)}"')
-        return "Bearer " + ", ".join(params) if params else "Bearer"
+def deprecated(name: str, module: str = __name__) -> type[BrokerOAuthError]:
+    """The class a deprecated name of ``module`` stands for, with a
+    ``DeprecationWarning``; ``AttributeError`` for any other name."""
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    replacement, cls = _DEPRECATED[name]
+    warnings.warn(
+        f"{name} named an HTTP status and is deprecated: use {replacement}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return cls
+
+
+def __getattr__(name: str) -> type[BrokerOAuthError]:
+    return deprecated(name)

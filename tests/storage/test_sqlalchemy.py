@@ -187,7 +187,18 @@ async def test_a_failed_redemption_writes_nothing(
                 async with storage.engine.begin() as conn:
                     for statement in fault:
                         await conn.exec_driver_sql(statement)
-                failed = await world.exchange(code)
+                # A failing database is a bug: answered, then raised on to the platform.
+                transport = httpx.ASGITransport(app=world.app, raise_app_exceptions=False)
+                async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+                    failed = await http.post(
+                        "/oauth/token",
+                        data={
+                            "grant_type": "authorization_code",
+                            "code": code,
+                            "redirect_uri": world.redirect_uri,
+                        },
+                        auth=(world.client_id, world.client_secret),
+                    )
                 assert (failed.status_code, failed.json()) == (
                     500,
                     {"error": "server_error", "error_description": "internal server error"},

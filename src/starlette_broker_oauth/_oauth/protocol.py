@@ -14,14 +14,23 @@ from uuid import UUID
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 
+from .. import routes
 from ..core import AUTHORIZATION_PARAMS, AuthorizationCore, IssuedCode
 from ..errors import AccessDenied, InvalidRequest, Refusal
 from ..models import Account, Client
+from ..routes import RouteSpec
 from .bridge import run_sync
+from .endpoints import Introspection, Revocation
 from .requests import OAuthRequest
 from .server import BrokerAuthorizationServer, refusal
 
 __all__ = ["Authorized", "ConsentRequest", "OAuthProtocol", "ProtocolResponse"]
+
+# Authlib's name for the endpoint served at each route.
+_ENDPOINTS: dict[RouteSpec, str] = {
+    routes.REVOCATION: Revocation.ENDPOINT_NAME,
+    routes.INTROSPECTION: Introspection.ENDPOINT_NAME,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +90,7 @@ class OAuthProtocol:
         values["response_type"] = [response_type]
         request = OAuthRequest(
             method="POST",
-            uri=self.settings.url("/v1/oauth/authorize"),
+            uri=self.settings.url(routes.PARTNER_AUTHORIZE.path),
             headers={},
             params=values,
             partner_flow=True,
@@ -119,26 +128,25 @@ class OAuthProtocol:
             # would answer unsupported_grant_type.
             raise InvalidRequest("grant_type is missing")
         request = OAuthRequest(
-            method="POST", uri=self.settings.url("/oauth/token"), headers=headers, params=params
+            method="POST", uri=self.settings.url(routes.TOKEN.path), headers=headers, params=params
         )
         status, body, response_headers = await run_sync(self.server.create_token_response, request)
         return ProtocolResponse(status, dict(body), response_headers)
 
     async def endpoint(
         self,
-        name: str,
-        path: str,
+        route: RouteSpec,
         *,
         headers: Mapping[str, str],
         params: Mapping[str, Sequence[str]],
     ) -> ProtocolResponse:
-        """``POST /oauth/revoke`` (RFC 7009, ``revocation``) or ``POST /oauth/introspect``
-        (RFC 7662, ``introspection``)."""
+        """``POST /oauth/revoke`` (RFC 7009, :data:`.routes.REVOCATION`) or
+        ``POST /oauth/introspect`` (RFC 7662, :data:`.routes.INTROSPECTION`)."""
         request = OAuthRequest(
-            method="POST", uri=self.settings.url(path), headers=headers, params=params
+            method="POST", uri=self.settings.url(route.path), headers=headers, params=params
         )
         status, body, response_headers = await run_sync(
-            self.server.create_endpoint_response, name, request
+            self.server.create_endpoint_response, _ENDPOINTS[route], request
         )
         return ProtocolResponse(status, dict(body) if body else {}, response_headers)
 
@@ -153,7 +161,7 @@ class OAuthProtocol:
     def _hosted_request(self, params: Mapping[str, Sequence[str]]) -> OAuthRequest:
         values = {key: list(params[key]) for key in AUTHORIZATION_PARAMS if key in params}
         return OAuthRequest(
-            method="GET", uri=self.settings.url("/oauth/authorize"), headers={}, params=values
+            method="GET", uri=self.settings.url(routes.CONSENT.path), headers={}, params=values
         )
 
     def _validated(self, request: OAuthRequest) -> tuple[Any, str]:

@@ -73,6 +73,8 @@ def run_demo(args: argparse.Namespace) -> int:
 def _banner(args: argparse.Namespace, credentials: dict[str, str], path: Path | None) -> None:
     import shlex
 
+    from ..routes import METADATA
+
     base_url = credentials["base_url"]
     print("Demo Brokerage, an OAuth 2.0 authorization server made with starlette-broker-oauth")
     print(f"  open:      {base_url}")
@@ -85,7 +87,7 @@ def _banner(args: argparse.Namespace, credentials: dict[str, str], path: Path | 
     print("Credentials:")
     for key, value in credentials.items():
         print(f"  {key}: {value}")
-    print(f"  metadata: {base_url}/.well-known/oauth-authorization-server")
+    print(f"  metadata: {base_url}{METADATA.path}")
     python = os.path.relpath(sys.executable)
     if python.startswith(".."):
         python = sys.executable

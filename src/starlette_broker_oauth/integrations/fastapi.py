@@ -19,10 +19,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "pip install 'starlette-broker-oauth[fastapi]'"
     ) from exc
 
+from .. import routes
 from ..core.verifier import TokenVerifier, VerifiedToken, bearer_of_request
 from ..errors import StorageUnavailable, TokenError, TokenErrorKind
 from ..settings import OAuthSettings
-from ..web.render import bearer_error
+from ..web.render import bearer_error, bearer_text
 
 __all__ = ["BearerError", "BrokerTokenBearer", "bearer_error_handler", "exception_handlers"]
 
@@ -36,7 +37,7 @@ class BearerError(HTTPException):
 
     def __init__(self, error: TokenError | StorageUnavailable) -> None:
         self.response = bearer_error(error)
-        detail = error.description if isinstance(error, TokenError) else "try again shortly"
+        detail = bearer_text(error)
         headers = {k: v for k, v in self.response.headers.items() if k != "content-length"}
         headers.pop("content-type", None)
         super().__init__(status_code=self.response.status_code, detail=detail, headers=headers)
@@ -84,8 +85,8 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
         auto_error: bool = True,
     ) -> None:
         super().__init__(
-            authorizationUrl=settings.authorization_endpoint or settings.url("/oauth/authorize"),
-            tokenUrl=settings.url("/oauth/token"),
+            authorizationUrl=settings.authorization_endpoint or settings.url(routes.CONSENT.path),
+            tokenUrl=settings.url(routes.TOKEN.path),
             scopes={s: settings.describe(s) for s in sorted(settings.scopes_supported)},
             scheme_name=scheme_name,
             auto_error=auto_error,

@@ -25,6 +25,7 @@ from starlette.authentication import (
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from .. import routes
 from ..core.verifier import TokenVerifier, VerifiedToken, bearer_of_request
 from ..errors import StorageUnavailable, TokenError, TokenErrorKind
 from ..web.render import bearer_error
@@ -39,11 +40,21 @@ __all__ = [
 
 P = ParamSpec("P")
 
-# The sub-app's endpoints, under any mount prefix.
-_OAUTH_ROUTE = re.compile(
-    r"/(v1/oauth/|oauth/(token|revoke|introspect|authorize|connections|openapi\.json)$"
-    r"|\.well-known/oauth-authorization-server$)"
-)
+
+def _own_paths() -> re.Pattern[str]:
+    """The sub-app's paths under any mount prefix: the Broker API's namespace, and every
+    other endpoint's path at the end (a ``{name}`` matching one segment)."""
+    patterns = [re.escape(routes.BROKER_API)]
+    for route in routes.ROUTES:
+        if not route.path.startswith(routes.BROKER_API):
+            template = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(route.path))
+            patterns.append(template + "$")
+    return re.compile("|".join(patterns))
+
+
+_OAUTH_ROUTE = _own_paths()
+# What every one of those paths has: a path without it is the platform's (a fast check).
+_MARK = "oauth" if all("oauth" in route.path for route in routes.ROUTES) else ""
 
 
 class TokenUser(BaseUser):
@@ -198,7 +209,7 @@ def requires_token(
 
 
 def _oauth_route(path: str) -> bool:
-    return "oauth" in path and _OAUTH_ROUTE.search(path) is not None
+    return _MARK in path and _OAUTH_ROUTE.search(path) is not None
 
 
 def _find_request(args: tuple[Any, ...]) -> Request:

@@ -8,20 +8,21 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import routes
 from .._oauth import OAuthProtocol
 from ..clock import SYSTEM_CLOCK, Clock
 from ..core import Administrator, AuthorizationCore, ConnectedApps
 from ..core.verifier import TokenVerifier
-from ..errors import ConfigurationError, NotFound, UnprocessableEntity
+from ..errors import ConfigurationError, InvalidRequest
 from ..events import EventListener
 from ..models import Partner
+from ..routes import RouteSpec
 from ..settings import OAuthSettings
 from ..storage.base import (
     AccountRepository,
@@ -38,7 +39,7 @@ from .hosted.consent import ConsentEndpoints
 from .hosted.render import page_templates
 from .openapi import openapi_document
 from .params import basic_credentials, check_standard, optional, query_params, read_params
-from .render import NO_STORE, broker_error, oauth_error
+from .render import NO_STORE, ErrorHandlers
 
 __all__ = ["create_oauth_app", "metadata_route"]
 
@@ -154,30 +155,35 @@ def create_oauth_app(
         clock=clock,
     )
     api = _BrokerAPI(core)
-    routes = [
-        Route("/v1/oauth/clients/{client_id}", api.get_client, methods=["GET"]),
-        Route("/v1/oauth/token", api.issue_token, methods=["POST"]),
-        Route("/v1/oauth/authorize", api.authorize, methods=["POST"]),
-        Route("/v1/oauth/token/{token_id}", api.delete_token, methods=["DELETE"]),
-        Route("/oauth/token", api.token, methods=["POST"]),
-        Route("/oauth/revoke", api.revoke, methods=["POST"]),
-        Route("/oauth/introspect", api.introspect, methods=["POST"]),
-        Route("/.well-known/oauth-authorization-server", api.metadata, methods=["GET"]),
-        Route("/oauth/openapi.json", api.openapi, methods=["GET"]),
-    ]
     connected = ConnectedApps(core.revocations, clients=clients)
+    served = routes.served(
+        consent=consent is not None, connections=consent is not None and consent.connections_page
+    )
+    endpoints: dict[RouteSpec, Endpoint] = {
+        routes.PARTNER_CLIENT: api.get_client,
+        routes.PARTNER_TOKEN: api.issue_token,
+        routes.PARTNER_AUTHORIZE: api.authorize,
+        routes.PARTNER_REVOKE: api.delete_token,
+        routes.TOKEN: api.token,
+        routes.REVOCATION: api.revoke,
+        routes.INTROSPECTION: api.introspect,
+        routes.METADATA: api.metadata,
+        routes.OPENAPI: api.openapi,
+    }
     if consent is not None:
-        connections_url = settings.url("/oauth/connections") if consent.connections_page else None
+        connections_url = (
+            settings.url(routes.CONNECTIONS.path) if consent.connections_page else None
+        )
         pages = page_templates(consent.template_directory)
         api.consent = ConsentEndpoints(
             protocol=api.protocol,
             config=consent,
             pages=pages,
-            action=settings.url("/oauth/authorize"),
+            action=settings.url(routes.CONSENT.path),
             connections_url=connections_url,
             clock=clock,
         )
-        routes.append(Route("/oauth/authorize", api.authorize_page, methods=["GET", "POST"]))
+        endpoints[routes.CONSENT] = api.authorize_page
         if connections_url is not None:
             page = ConnectionsEndpoints(
                 core=core,
@@ -187,21 +193,15 @@ def create_oauth_app(
                 action=connections_url,
                 clock=clock,
             )
-            routes.append(Route("/oauth/connections", page.handle, methods=["GET", "POST"]))
-    hosted = api.consent
+            endpoints[routes.CONNECTIONS] = page.handle
+    errors = ErrorHandlers(
+        issuer=settings.issuer, page=None if api.consent is None else api.consent.error_page
+    )
     app = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: http_error},
+        routes=[Route(r.path, endpoints[r], methods=list(r.methods)) for r in served],
+        exception_handlers=errors.handlers(),
         middleware=[
-            Middleware(
-                EdgeGuard,
-                issuer=settings.issuer,
-                hosted_error=None
-                if hosted is None
-                else lambda request, status, message: hosted.error_page(
-                    request, status, "invalid_request", message
-                ),
-            ),
+            Middleware(EdgeGuard, issuer=settings.issuer, errors=errors),
             Middleware(UnitOfWork, storage=storage),
         ],
     )
@@ -259,7 +259,7 @@ def metadata_route(oauth: Starlette) -> Route:
             "metadata at /.well-known/oauth-authorization-server"
         )
     endpoint: Endpoint = oauth.state.metadata_endpoint
-    return Route("/.well-known/oauth-authorization-server" + path, endpoint, methods=["GET"])
+    return Route(routes.METADATA.path + path, endpoint, methods=list(routes.METADATA.methods))
 
 
 class _BrokerAPI:
@@ -268,16 +268,12 @@ class _BrokerAPI:
         self.settings = core.settings
         self.protocol = OAuthProtocol(core)
         self.consent: ConsentEndpoints | None = None
-        self.get_client = _partner_endpoint(self._get_client, "GET /v1/oauth/clients/{id}")
-        self.issue_token = _partner_endpoint(self._issue_token, "POST /v1/oauth/token")
-        self.authorize = _partner_endpoint(self._authorize, "POST /v1/oauth/authorize")
-        self.delete_token = _partner_endpoint(self._delete_token, "DELETE /v1/oauth/token/{id}")
 
     async def _partner(self, request: Request) -> Partner:
         key_id, secret = basic_credentials(request.headers.get("authorization"))
         return await self.core.authenticate_partner(key_id, secret)
 
-    async def _get_client(self, request: Request) -> Response:
+    async def get_client(self, request: Request) -> Response:
         partner = await self._partner(request)
         params = query_params(request)
         if request.headers.get("content-length") not in (None, "0"):
@@ -309,11 +305,11 @@ class _BrokerAPI:
         params = await read_params(request)
         for name in _REQUIRED:
             if optional(params, name) is None:
-                raise UnprocessableEntity(f"{name} is required")
+                raise InvalidRequest(f"{name} is required")
         try:
             account_id = UUID(params["account_id"][0])
         except ValueError:
-            raise UnprocessableEntity("account_id must be a UUID") from None
+            raise InvalidRequest("account_id must be a UUID") from None
         client = await self.core.partner_client(partner, params["client_id"][0])
         account = await self.core.partner_account(partner, account_id)
         body = await self.protocol.partner_issue(
@@ -321,39 +317,33 @@ class _BrokerAPI:
         )
         return JSONResponse(body, headers=NO_STORE)
 
-    async def _issue_token(self, request: Request) -> Response:
+    async def issue_token(self, request: Request) -> Response:
         return await self._issue(request, "token")
 
-    async def _authorize(self, request: Request) -> Response:
+    async def authorize(self, request: Request) -> Response:
         return await self._issue(request, "code")
 
-    async def _delete_token(self, request: Request) -> Response:
+    async def delete_token(self, request: Request) -> Response:
         partner = await self._partner(request)
         await self.core.partner_revoke(partner, request.path_params["token_id"])
         return Response(status_code=204)
 
     async def token(self, request: Request) -> Response:
-        return await self._standard(request, None)
+        return await self._standard(request, routes.TOKEN)
 
     async def revoke(self, request: Request) -> Response:
-        return await self._standard(request, "revocation")
+        return await self._standard(request, routes.REVOCATION)
 
     async def introspect(self, request: Request) -> Response:
-        return await self._standard(request, "introspection")
+        return await self._standard(request, routes.INTROSPECTION)
 
-    async def _standard(self, request: Request, endpoint: str | None) -> Response:
-        path = request.url.path  # readable: the edge refused what is not
-        try:
-            params = await read_params(request, json_allowed=False)
-            check_standard(params, request.headers.get("authorization"))
-            if endpoint is None:
-                result = await self.protocol.token(headers=request.headers, params=params)
-            else:
-                result = await self.protocol.endpoint(
-                    endpoint, path, headers=request.headers, params=params
-                )
-        except Exception as exc:
-            return oauth_error(exc, what=path)
+    async def _standard(self, request: Request, route: RouteSpec) -> Response:
+        params = await read_params(request, json_allowed=False)
+        check_standard(params, request.headers.get("authorization"))
+        if route is routes.TOKEN:
+            result = await self.protocol.token(headers=request.headers, params=params)
+        else:
+            result = await self.protocol.endpoint(route, headers=request.headers, params=params)
         return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
 
     async def authorize_page(self, request: Request) -> Response:
@@ -378,9 +368,9 @@ class _BrokerAPI:
             grant_types.append("refresh_token")
         document: dict[str, Any] = {
             "issuer": s.issuer,
-            "token_endpoint": s.url("/oauth/token"),
-            "revocation_endpoint": s.url("/oauth/revoke"),
-            "introspection_endpoint": s.url("/oauth/introspect"),
+            "token_endpoint": s.url(routes.TOKEN.path),
+            "revocation_endpoint": s.url(routes.REVOCATION.path),
+            "introspection_endpoint": s.url(routes.INTROSPECTION.path),
             "scopes_supported": sorted(s.scopes_supported),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
@@ -391,30 +381,8 @@ class _BrokerAPI:
             "code_challenge_methods_supported": ["S256"],
         }
         if self.consent is not None:
-            document["authorization_endpoint"] = s.url("/oauth/authorize")
+            document["authorization_endpoint"] = s.url(routes.CONSENT.path)
             document["authorization_response_iss_parameter_supported"] = True
         elif s.authorization_endpoint:
             document["authorization_endpoint"] = s.authorization_endpoint
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
-
-
-def _partner_endpoint(endpoint: Endpoint, what: str) -> Endpoint:
-    """Answer every failure of a partner endpoint in the ``{"code", "message"}`` shape."""
-
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except Exception as exc:
-            return broker_error(exc, what=what)
-
-    guarded.__name__ = endpoint.__name__
-    return guarded
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404 and 405, in the partner shape."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        return broker_error(NotFound("not found"))
-    body = {"code": exc.status_code * 100000 + 10000, "message": str(exc.detail).lower()}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

@@ -30,10 +30,12 @@ from ..integrations.starlette import (
     bearer_error_response,
     requires_token,
 )
+from ..routes import CONNECTIONS, PARTNER_REVOKE
 from ..settings import OAuthSettings
 from ..storage.sqlalchemy import SQLAlchemyStorage
-from .app import create_oauth_app, http_error
+from .app import create_oauth_app
 from .hosted import HostedConsent, SessionAccount, SessionUser
+from .render import routing_error
 
 DEMO_PARTNER = "demo-partner"
 DEMO_CLIENT = "demo-trading-app"
@@ -162,8 +164,8 @@ class HideTokens(logging.Filter):
         args = record.args
         if isinstance(args, tuple) and len(args) == 5:
             path, sep, _ = str(args[2]).partition("?")
-            if path.startswith("/v1/oauth/token/"):
-                path = "/v1/oauth/token/…"
+            if path.startswith(PARTNER_REVOKE.prefix):
+                path = PARTNER_REVOKE.prefix + "…"
             record.args = (args[0], args[1], path + ("?…" if sep else ""), *args[3:])
         return True
 
@@ -348,7 +350,7 @@ async def home(request: Request) -> Response:
         "Your accounts",
         f'<h1>Hello, {e(user.name)}</h1><p id="signed-in">Signed in as {e(user.name)}.</p>'
         f"<h2>Your accounts</h2><ul>{accounts}</ul>"
-        '<a class="button" id="connected-apps" href="/oauth/connections">Connected apps</a>'
+        f'<a class="button" id="connected-apps" href="{CONNECTIONS.path}">Connected apps</a>'
         + _logout_form(session, "/"),
     )
 
@@ -396,7 +398,7 @@ def build_platform(
     app = Starlette(
         # The host's own 404 and 405 (a path no route matches, such as one with a newline)
         # in the partner shape, like the sub-app's.
-        exception_handlers={404: http_error, 405: http_error},
+        exception_handlers={404: routing_error, 405: routing_error},
         routes=[
             Route("/", home),
             Route("/login", login, methods=["GET", "POST"]),

@@ -1,5 +1,6 @@
 """The sub-app's edge: requests whose bytes no endpoint can read are refused here, in the
-shape of the endpoint they were sent to, before any handler, hook or Authlib sees them.
+shape of the endpoint they were sent to (:meth:`.._render.ErrorHandlers.answer`), before
+any handler, hook or Authlib sees them.
 
 What is refused: a query string that is not UTF-8, a path that is not Unicode text, and
 control characters (C0, DEL) in the path or the query. Every handler can then read
@@ -9,29 +10,17 @@ control characters (C0, DEL) in the path or the query. Every handler can then re
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import BadRequest, ConfigurationError, InvalidRequest, NotFound
-from .render import broker_error, oauth_error
+from ..errors import BadRequest, ConfigurationError, NotFound, RequestError
+from .render import ErrorHandlers
 
-__all__ = ["EdgeGuard", "route_path"]
+__all__ = ["EdgeGuard"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_STANDARD = ("/oauth/token", "/oauth/revoke", "/oauth/introspect")
-
-HostedError = Callable[[Request, int, str], Response]
-
-
-def route_path(scope: Scope) -> str:
-    """The path below where the sub-app is mounted."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _encodable(text: str) -> bool:
@@ -47,14 +36,13 @@ class EdgeGuard:
 
     Parameters:
         app: The sub-app's router.
-        hosted_error: Renders the hosted pages' error page, when they are on.
+        issuer: The issuer: the sub-app may be mounted only where it says.
+        errors: The sub-app's error handlers, which answer each refusal in its face's shape.
     """
 
-    def __init__(
-        self, app: ASGIApp, issuer: str = "", hosted_error: HostedError | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, issuer: str, errors: ErrorHandlers) -> None:
         self.app = app
-        self.hosted_error = hosted_error
+        self.errors = errors
         self.issuer = issuer
         self.issuer_path = urlsplit(issuer).path.rstrip("/")
         self.mounts_checked: set[str] = set()
@@ -65,7 +53,9 @@ class EdgeGuard:
             if root not in self.mounts_checked:
                 self.check_mount(root)
             if (problem := self.problem(scope)) is not None:
-                await self.refusal(scope, *problem)(scope, receive, send)
+                response = self.errors.answer(Request(scope), problem)
+                assert response is not None  # every face answers a request it cannot read
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -82,22 +72,15 @@ class EdgeGuard:
         self.mounts_checked.add(root)
 
     @staticmethod
-    def problem(scope: Scope) -> tuple[int, str] | None:
+    def problem(scope: Scope) -> RequestError | None:
+        """What makes the request unreadable, if anything."""
         path: str = scope["path"]
         if _CONTROL.search(path) or (not path.isascii() and not _encodable(path)):
-            return 404, "not found"
+            return NotFound("not found")
         try:
             query = scope.get("query_string", b"").decode("utf-8")
         except UnicodeDecodeError:
-            return 400, "the query string is not valid UTF-8"
+            return BadRequest("the query string is not valid UTF-8")
         if _CONTROL.search(query):
-            return 400, "the query string has control characters"
+            return BadRequest("the query string has control characters")
         return None
-
-    def refusal(self, scope: Scope, status: int, message: str) -> Response:
-        path = route_path(scope)
-        if path.startswith(("/oauth/authorize", "/oauth/connections")) and self.hosted_error:
-            return self.hosted_error(Request(scope), status, message)
-        if path.startswith(_STANDARD):
-            return oauth_error(InvalidRequest(message))
-        return broker_error(NotFound(message) if status == 404 else BadRequest(message))

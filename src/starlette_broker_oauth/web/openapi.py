@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import routes
 from ..core import AUTHORIZATION_PARAMS
+from ..routes import RouteSpec
 from ..settings import OAuthSettings
 
 __all__ = ["openapi_document"]
@@ -115,8 +117,8 @@ def openapi_document(
         },
     }
     form = "application/x-www-form-urlencoded"
-    paths: dict[str, Any] = {
-        "/v1/oauth/clients/{client_id}": {
+    operations: dict[RouteSpec, dict[str, Any]] = {
+        routes.PARTNER_CLIENT: {
             "get": {
                 "summary": "Details of a client, for the partner's consent page",
                 "operationId": "getClient",
@@ -138,7 +140,7 @@ def openapi_document(
                 },
             }
         },
-        "/v1/oauth/token": {
+        routes.PARTNER_TOKEN: {
             "post": {
                 "summary": "Issue an access token for an account (response type token)",
                 "operationId": "issueToken",
@@ -152,7 +154,7 @@ def openapi_document(
                 },
             }
         },
-        "/v1/oauth/authorize": {
+        routes.PARTNER_AUTHORIZE: {
             "post": {
                 "summary": "Issue a one-time authorization code for an account",
                 "operationId": "authorize",
@@ -170,7 +172,7 @@ def openapi_document(
                 },
             }
         },
-        "/v1/oauth/token/{token_id}": {
+        routes.PARTNER_REVOKE: {
             "delete": {
                 "summary": "Revoke an access token (the token value is the id)",
                 "operationId": "deleteToken",
@@ -192,7 +194,7 @@ def openapi_document(
                 },
             }
         },
-        "/oauth/token": {
+        routes.TOKEN: {
             "post": {
                 "summary": "Token endpoint (RFC 6749 §3.2): code exchange and refresh",
                 "operationId": "token",
@@ -209,7 +211,7 @@ def openapi_document(
                 },
             }
         },
-        "/oauth/revoke": {
+        routes.REVOCATION: {
             "post": {
                 "summary": "Token revocation (RFC 7009)",
                 "operationId": "revoke",
@@ -224,7 +226,7 @@ def openapi_document(
                 },
             }
         },
-        "/oauth/introspect": {
+        routes.INTROSPECTION: {
             "post": {
                 "summary": "Token introspection (RFC 7662)",
                 "operationId": "introspect",
@@ -239,7 +241,7 @@ def openapi_document(
                 },
             }
         },
-        "/.well-known/oauth-authorization-server": {
+        routes.METADATA: {
             "get": {
                 "summary": "Authorization server metadata (RFC 8414)",
                 "operationId": "metadata",
@@ -250,7 +252,7 @@ def openapi_document(
                 },
             }
         },
-        "/oauth/openapi.json": {
+        routes.OPENAPI: {
             "get": {
                 "summary": "This document",
                 "operationId": "openapi",
@@ -262,96 +264,96 @@ def openapi_document(
             }
         },
     }
-    if hosted_consent:
-        html = {"text/html": {"schema": {"type": "string"}}}
-        redirect = {
-            "description": "To the client's redirect URI (code or error, state, iss), or to "
-            "the platform's login page.",
-            "headers": {"Location": {"schema": {"type": "string"}}},
-        }
+    html = {"text/html": {"schema": {"type": "string"}}}
+    redirect = {
+        "description": "To the client's redirect URI (code or error, state, iss), or to "
+        "the platform's login page.",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    }
 
-        def page(text: str) -> dict[str, Any]:
-            return {"description": text, "content": html}
+    def page(text: str) -> dict[str, Any]:
+        return {"description": text, "content": html}
 
-        page_error = page(
-            "The client or redirect URI is invalid, or the form is not valid: an error "
-            "page, never a redirect (RFC 9700 §4.11)."
-        )
-        page_errors = {
-            "400": page_error,
-            "401": page("The user is no longer signed in."),
-            "403": page("The form was sent from another site."),
-            "500": page("Internal server error."),
-            "503": page("The storage is unavailable; nothing was changed."),
-        }
-        paths["/oauth/authorize"] = {
-            "get": {
-                "summary": "Authorization endpoint (RFC 6749 §4.1.1): the consent page",
-                "operationId": "consentPage",
-                "security": [],
-                "parameters": [
-                    {
-                        "name": name,
-                        "in": "query",
-                        "required": name in {"response_type", "client_id"},
-                        "schema": {"type": "string"},
-                    }
-                    for name in AUTHORIZATION_PARAMS
-                ],
-                "responses": {
-                    "200": {"description": "The consent page.", "content": html},
-                    "303": redirect,
-                    "400": page_error,
-                    "500": page_errors["500"],
-                    "503": page_errors["503"],
-                },
+    page_error = page(
+        "The client or redirect URI is invalid, or the form is not valid: an error "
+        "page, never a redirect (RFC 9700 §4.11)."
+    )
+    page_errors = {
+        "400": page_error,
+        "401": page("The user is no longer signed in."),
+        "403": page("The form was sent from another site."),
+        "500": page("Internal server error."),
+        "503": page("The storage is unavailable; nothing was changed."),
+    }
+    operations[routes.CONSENT] = {
+        "get": {
+            "summary": "Authorization endpoint (RFC 6749 §4.1.1): the consent page",
+            "operationId": "consentPage",
+            "security": [],
+            "parameters": [
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in {"response_type", "client_id"},
+                    "schema": {"type": "string"},
+                }
+                for name in AUTHORIZATION_PARAMS
+            ],
+            "responses": {
+                "200": {"description": "The consent page.", "content": html},
+                "303": redirect,
+                "400": page_error,
+                "500": page_errors["500"],
+                "503": page_errors["503"],
             },
-            "post": {
-                "summary": "The user's decision",
-                "operationId": "consentDecision",
-                "security": [],
-                "requestBody": {"required": True, "content": {form: {"schema": _ref("Decision")}}},
-                "responses": {"303": redirect, **page_errors},
-            },
-        }
-    if hosted_consent and connections:
-        paths["/oauth/connections"] = {
-            "get": {
-                "summary": "The signed-in user's connected apps",
-                "operationId": "connectionsPage",
-                "security": [],
-                "parameters": [
-                    {"name": "disconnected", "in": "query", "schema": {"type": "string"}},
-                    {"name": "account", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": {"description": "The connected-apps page.", "content": html},
-                    "303": {
-                        "description": "To the platform's login page.",
-                        "headers": {"Location": {"schema": {"type": "string"}}},
-                    },
-                    "400": page_error,
-                    "500": page_errors["500"],
-                    "503": page_errors["503"],
+        },
+        "post": {
+            "summary": "The user's decision",
+            "operationId": "consentDecision",
+            "security": [],
+            "requestBody": {"required": True, "content": {form: {"schema": _ref("Decision")}}},
+            "responses": {"303": redirect, **page_errors},
+        },
+    }
+    operations[routes.CONNECTIONS] = {
+        "get": {
+            "summary": "The signed-in user's connected apps",
+            "operationId": "connectionsPage",
+            "security": [],
+            "parameters": [
+                {"name": "disconnected", "in": "query", "schema": {"type": "string"}},
+                {"name": "account", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "The connected-apps page.", "content": html},
+                "303": {
+                    "description": "To the platform's login page.",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
                 },
+                "400": page_error,
+                "500": page_errors["500"],
+                "503": page_errors["503"],
             },
-            "post": {
-                "summary": "Disconnect an app from one of the user's accounts",
-                "operationId": "disconnect",
-                "security": [],
-                "requestBody": {
-                    "required": True,
-                    "content": {form: {"schema": _ref("Disconnect")}},
-                },
-                "responses": {
-                    "303": {
-                        "description": "Back to the connected-apps page.",
-                        "headers": {"Location": {"schema": {"type": "string"}}},
-                    },
-                    **page_errors,
-                },
+        },
+        "post": {
+            "summary": "Disconnect an app from one of the user's accounts",
+            "operationId": "disconnect",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {form: {"schema": _ref("Disconnect")}},
             },
-        }
+            "responses": {
+                "303": {
+                    "description": "Back to the connected-apps page.",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                },
+                **page_errors,
+            },
+        },
+    }
+    served = routes.served(consent=hosted_consent, connections=connections)
+    paths = {route.path: operations[route] for route in served}
     scopes = sorted(settings.scopes_supported)
     return {
         "openapi": "3.1.0",

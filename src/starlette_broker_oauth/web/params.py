@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 
-from ..errors import BadRequest, InvalidRequest, UnprocessableEntity
+from ..errors import BadRequest, InvalidRequest
 from ..security import basic_credentials
 
 __all__ = [
@@ -56,7 +56,7 @@ def optional(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise UnprocessableEntity(f"{name} is given more than once")
+        raise InvalidRequest(f"{name} is given more than once")
     return values[0]
 
 
@@ -128,4 +128,4 @@ def _json_text(name: str, value: object) -> str:
         return _unicode(_unicode("a field name", name), value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise UnprocessableEntity(f"{name} must be a string")
+    raise InvalidRequest(f"{name} must be a string")

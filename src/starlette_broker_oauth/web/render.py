@@ -1,40 +1,83 @@
-"""Every error the sub-app and the guards answer with, rendered in one place.
+"""Every error the sub-app and the guards answer with: one table, rendered in one place.
 
-One function per face, each mapping the error tree (:mod:`.errors`) to that face's
-documented shape:
+:data:`ANSWERS` says, for each class of the error tree (:mod:`.errors`), each kind of
+refused bearer token and any other exception, what each face answers: its HTTP status
+there, the RFC 6749/6750/7009 ``error`` code and, where the error's own words may not be
+shown, the words the face says instead. Each face renders it in its documented shape:
 
-* :func:`broker_error` - the partner endpoints, ``{"code", "message"}``;
-* :func:`oauth_error` - the standard endpoints, RFC 6749 §5.2 ``{"error",
-  "error_description"}``;
-* :func:`bearer_error` - protected routes, RFC 6750 §3 (Starlette and FastAPI alike);
-* :func:`consent_error` - the hosted consent page: a redirect to the client once its
-  redirect URI is trusted (RFC 6749 §4.1.2.1), an error page otherwise.
+* the partner endpoints (and the documents, and any path nothing serves):
+  ``{"code": status * 100000 + 10000, "message": …}``, HTTP Basic's challenge with a 401;
+* the standard endpoints: RFC 6749 §5.2 ``{"error", "error_description"}``, never stored,
+  HTTP Basic's challenge with a 401 (``invalid_client``);
+* the hosted pages: a redirect to the client once its redirect URI is trusted
+  (RFC 6749 §4.1.2.1), an error page otherwise (RFC 9700 §4.11);
+* the platform's protected routes: RFC 6750 §3, the same bytes from the Starlette
+  middleware, the route guard and the FastAPI dependency.
+
+The sub-app answers through Starlette's exception handlers (:class:`ErrorHandlers`):
+which face answers is the face of the endpoint the request was sent to
+(:func:`.routes.route_at`). An error a face has no answer for is a bug there: it is
+logged, answered as a 500 in the face's shape, and raised on to the platform's error
+middleware and the server.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ExceptionHandler, Scope
 
 from ..errors import (
-    APIError,
+    AccessDenied,
+    BadRequest,
+    BrokerOAuthError,
+    ClientDisabled,
+    CodeReplayed,
+    ConfigurationError,
     InvalidClient,
+    InvalidGrant,
+    InvalidRedirectURI,
+    InvalidRequest,
+    InvalidScope,
+    LiveTradingNotApproved,
+    MethodNotAllowed,
+    NotFound,
     PartnerUnauthenticated,
+    RefreshTokenReused,
     Refusal,
+    RegistrationError,
+    RequestError,
+    StorageError,
     StorageUnavailable,
     TokenError,
+    TokenErrorKind,
+    UnauthorizedClient,
+    UnknownAccount,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    UnsupportedTokenType,
 )
+from ..routes import Face, RouteSpec, route_at
 
 __all__ = [
+    "ANSWERS",
     "NO_STORE",
+    "Answer",
+    "ErrorBody",
+    "ErrorHandlers",
+    "answer_to",
     "bearer_error",
-    "broker_error",
-    "consent_error",
-    "oauth_error",
+    "bearer_text",
     "redirect_location",
+    "route_path",
+    "routing_error",
 ]
 
 log = logging.getLogger("starlette_broker_oauth")
@@ -42,67 +85,216 @@ log = logging.getLogger("starlette_broker_oauth")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PARTNER_REALM = 'Basic realm="broker-oauth", charset="UTF-8"'
 
+PARTNER, STANDARD, PAGE, BEARER = Face.PARTNER, Face.STANDARD, Face.PAGE, Face.BEARER
 
-def broker_error(exc: BaseException, *, what: str = "") -> Response:
-    """The partner endpoints' answer: ``{"code": int, "message": str}``.
 
-    A refused partner or client is 401 (one answer for an unknown client, a client the
-    partner may not use and a wrong secret), any other refusal 422, storage trouble 503.
+class ErrorBody(TypedDict):
+    """The Broker API's error shape, on the partner endpoints."""
+
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """What the faces answer to one error.
+
+    Parameters:
+        status: The HTTP status on each face that answers it. A face not named never
+            meets the error: if it does, that is a bug, answered as ``Exception`` is.
+        error: The RFC 6749/6750/7009 ``error`` code; ``None`` for a refusal's own
+            (:attr:`.errors.Refusal.error`), ``""`` for none at all (a request with no
+            token, RFC 6750 §3.1).
+        text: What a face says instead of the error's own words.
     """
-    headers = None
-    if isinstance(exc, APIError):
-        status, code, message = exc.status_code, exc.code, exc.message
-    elif isinstance(exc, InvalidClient):
-        status, code, message = 401, 40110000, InvalidClient.ONE_ANSWER
-    elif isinstance(exc, PartnerUnauthenticated):
-        status, code, message = 401, 40110000, exc.description
-    elif isinstance(exc, Refusal):
-        status, code, message = 422, 42210000, exc.description or exc.error
-    elif isinstance(exc, StorageUnavailable):
-        status, code, message = 503, 50310000, "service temporarily unavailable"
-    else:
-        log.error("unexpected error on %s", what or "a partner endpoint", exc_info=exc)
-        status, code, message = 500, 50010000, "internal server error"
-    if status == 401:
-        headers = {"WWW-Authenticate": _PARTNER_REALM}
-    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+    status: Mapping[Face, int]
+    error: str | None = None
+    text: Mapping[Face, str] = field(default_factory=dict)
 
 
-def oauth_error(exc: BaseException, *, what: str = "") -> Response:
-    """The standard endpoints' answer (RFC 6749 §5.2); ``invalid_client`` is 401 with the
-    ``WWW-Authenticate`` challenge of HTTP Basic."""
-    headers = dict(NO_STORE)
+# Any refusal of a rule: 422 on the partner endpoints (the Broker API's "invalid field"),
+# 400 on the standard endpoints (RFC 6749 §5.2) and the hosted pages.
+_REFUSED = Answer(status={PARTNER: 422, STANDARD: 400, PAGE: 400})
+# Raised while a request is served, a bug: answered as Exception is.
+_BUG = Answer(status={})
+# A token the check refused: the caller learns no more than that (RFC 6750 §3.1).
+_INVALID_TOKEN = Answer(
+    status={BEARER: 401}, error="invalid_token", text={BEARER: "the access token is invalid"}
+)
+
+#: Every error's answer on every face, by class (the nearest in its ``__mro__``) and, for
+#: a refused bearer token, by kind.
+ANSWERS: dict[type[Exception] | TokenErrorKind, Answer] = {
+    Exception: Answer(
+        status={PARTNER: 500, STANDARD: 500, PAGE: 500},
+        error="server_error",
+        text={PARTNER: "internal server error", STANDARD: "internal server error", PAGE: ""},
+    ),
+    BrokerOAuthError: _BUG,
+    ConfigurationError: _BUG,
+    RegistrationError: _BUG,
+    StorageError: _BUG,
+    StorageUnavailable: Answer(
+        status={PARTNER: 503, STANDARD: 503, PAGE: 503, BEARER: 503},
+        error="temporarily_unavailable",
+        text={
+            PARTNER: "service temporarily unavailable",
+            STANDARD: "storage is unavailable",
+            PAGE: "storage is unavailable",
+            BEARER: "try again shortly",
+        },
+    ),
+    RequestError: _BUG,
+    BadRequest: Answer(status={PARTNER: 400, STANDARD: 400, PAGE: 400}, error="invalid_request"),
+    # A path with control characters: 404 as a path nothing serves, except on the standard
+    # endpoints, whose every refusal of a request is a 400 (RFC 6749 §5.2).
+    NotFound: Answer(status={PARTNER: 404, STANDARD: 400, PAGE: 404}, error="invalid_request"),
+    MethodNotAllowed: Answer(status={PARTNER: 405}, error="invalid_request"),
+    Refusal: _REFUSED,
+    InvalidRequest: _REFUSED,
+    UnknownAccount: _REFUSED,
+    InvalidRedirectURI: _REFUSED,
+    # One answer for an unknown client, one the partner may not use and a wrong secret.
+    InvalidClient: Answer(
+        status={PARTNER: 401, STANDARD: 401, PAGE: 400}, text={PARTNER: InvalidClient.ONE_ANSWER}
+    ),
+    PartnerUnauthenticated: Answer(status={PARTNER: 401, STANDARD: 400, PAGE: 400}),
+    UnauthorizedClient: _REFUSED,
+    ClientDisabled: _REFUSED,
+    LiveTradingNotApproved: _REFUSED,
+    InvalidGrant: _REFUSED,
+    CodeReplayed: _REFUSED,
+    RefreshTokenReused: _REFUSED,
+    InvalidScope: _REFUSED,
+    UnsupportedResponseType: _REFUSED,
+    UnsupportedGrantType: _REFUSED,
+    UnsupportedTokenType: _REFUSED,
+    AccessDenied: _REFUSED,
+    # The sub-app checks no bearer token: the guards answer each kind (RFC 6750 §3.1).
+    TokenError: _BUG,
+    TokenErrorKind.MISSING: Answer(
+        status={BEARER: 401}, error="", text={BEARER: "a bearer token is required"}
+    ),
+    TokenErrorKind.INVALID_REQUEST: Answer(
+        status={BEARER: 400},
+        error="invalid_request",
+        text={BEARER: "send the access token once, in the Authorization header"},
+    ),
+    TokenErrorKind.MALFORMED: _INVALID_TOKEN,
+    TokenErrorKind.UNKNOWN: _INVALID_TOKEN,
+    TokenErrorKind.EXPIRED: Answer(
+        status={BEARER: 401}, error="invalid_token", text={BEARER: "the access token expired"}
+    ),
+    TokenErrorKind.REVOKED: _INVALID_TOKEN,
+    TokenErrorKind.CLIENT_DISABLED: _INVALID_TOKEN,
+    TokenErrorKind.NO_LONGER_ALLOWED: _INVALID_TOKEN,
+    TokenErrorKind.INSUFFICIENT_SCOPE: Answer(
+        status={BEARER: 403},
+        error="insufficient_scope",
+        text={BEARER: "the access token lacks a required scope"},
+    ),
+}
+
+
+def answer_to(exc: BaseException) -> Answer:
+    """The row of :data:`ANSWERS` for ``exc``: its kind's for a refused bearer token,
+    else its nearest class's (``Exception``'s for anything the tree does not name)."""
+    if isinstance(exc, TokenError):
+        return ANSWERS[exc.kind]
+    for cls in type(exc).__mro__:
+        answer = ANSWERS.get(cls)
+        if answer is not None:
+            return answer
+    return ANSWERS[Exception]
+
+
+def _own_text(exc: BaseException) -> str:
+    """The error's own words: a refusal's description, a request error's message."""
     if isinstance(exc, Refusal):
-        status, error, description = 400, exc.error, exc.description
-        if isinstance(exc, InvalidClient):
-            status = 401
-            safe = description.replace('"', "|")
-            headers["WWW-Authenticate"] = f'Basic error="{exc.error}", error_description="{safe}"'
-    elif isinstance(exc, APIError):
-        status, error, description = exc.status_code, "invalid_request", exc.message
-    elif isinstance(exc, StorageUnavailable):
-        status, error, description = 503, "temporarily_unavailable", "storage is unavailable"
-    else:
-        log.error("unexpected error at %s", what or "a standard endpoint", exc_info=exc)
-        status, error, description = 500, "server_error", "internal server error"
+        return exc.description
+    if isinstance(exc, RequestError):
+        return exc.message
+    return ""
+
+
+def _error(answer: Answer, exc: BaseException) -> str:
+    """The RFC ``error`` code: the row's, or the refusal's own."""
+    if answer.error is not None:
+        return answer.error
+    assert isinstance(exc, Refusal)
+    return exc.error
+
+
+# the faces
+
+
+def _partner(exc: BaseException, answer: Answer) -> Response:
+    status = answer.status[PARTNER]
+    message = answer.text.get(PARTNER)
+    if message is None:
+        message = _own_text(exc) or _error(answer, exc)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = _PARTNER_REALM
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allowed)
+    body: ErrorBody = {"code": status * 100000 + 10000, "message": message}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _standard(exc: BaseException, answer: Answer) -> Response:
+    status = answer.status[STANDARD]
+    error = _error(answer, exc)
+    description = answer.text.get(STANDARD, _own_text(exc))
+    headers = dict(NO_STORE)
+    if status == 401:  # invalid_client, with the challenge of HTTP Basic (RFC 6749 §5.2)
+        safe = description.replace('"', "|")
+        headers["WWW-Authenticate"] = f'Basic error="{error}", error_description="{safe}"'
     body = {"error": error, "error_description": description} if description else {"error": error}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+#: Renders the hosted pages' error page: ``(request, status, error, detail)``.
+PageRenderer = Callable[[Request, int, str, str], Response]
+
+
+def _page(
+    request: Request, exc: BaseException, answer: Answer, *, page: PageRenderer, issuer: str
+) -> Response:
+    if isinstance(exc, Refusal) and exc.redirect_uri is not None:
+        params = [("error", exc.error)]
+        if exc.description:
+            params.append(("error_description", exc.description))
+        location = redirect_location(exc.redirect_uri, params, state=exc.state, issuer=issuer)
+        return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+    detail = answer.text.get(PAGE, _own_text(exc))
+    return page(request, answer.status[PAGE], _error(answer, exc), detail)
+
+
 def bearer_error(exc: TokenError | StorageUnavailable) -> Response:
-    """A protected route's refusal (RFC 6750 §3): 401 or 403 with ``WWW-Authenticate``;
-    503 with ``Retry-After`` while the token store cannot be reached."""
-    if isinstance(exc, StorageUnavailable):
-        return JSONResponse(
-            {"error": "temporarily_unavailable", "error_description": "try again shortly"},
-            status_code=503,
-            headers={"Retry-After": "1", "Cache-Control": "no-store"},
-        )
-    return JSONResponse(
-        {"error": exc.error_code or "unauthorized", "error_description": exc.description},
-        status_code=exc.status_code,
-        headers={"WWW-Authenticate": exc.www_authenticate(), "Cache-Control": "no-store"},
-    )
+    """A protected route's refusal (RFC 6750 §3): 401, 403 or 400 with
+    ``WWW-Authenticate``; 503 with ``Retry-After`` while the token store cannot be
+    reached."""
+    answer = answer_to(exc)
+    error = _error(answer, exc)
+    if isinstance(exc, TokenError):
+        # A request with no token gets no error code in the challenge (RFC 6750 §3.1).
+        params = [f'error="{error}"'] if error else []
+        if exc.scopes:
+            params.append(f'scope="{" ".join(exc.scopes)}"')
+        challenge = "Bearer " + ", ".join(params) if params else "Bearer"
+        headers = {"WWW-Authenticate": challenge, "Cache-Control": "no-store"}
+    else:
+        headers = {"Retry-After": "1", "Cache-Control": "no-store"}
+    body = {"error": error or "unauthorized", "error_description": answer.text[BEARER]}
+    return JSONResponse(body, status_code=answer.status[BEARER], headers=headers)
+
+
+def bearer_text(exc: TokenError | StorageUnavailable) -> str:
+    """What a protected route says about a refused token (``error_description``): what
+    to do, nothing about anyone's token."""
+    return answer_to(exc).text[BEARER]
 
 
 def redirect_location(
@@ -117,25 +309,92 @@ def redirect_location(
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def consent_error(
-    exc: BaseException, *, issuer: str, page: Callable[[int, str, str], Response]
-) -> Response:
-    """The hosted pages' answer to a failure: once the client and its redirect URI are
-    validated, a 303 back to the client with the error; before that, never a redirect
-    (RFC 9700 §4.11), but ``page(status, error, detail)``."""
-    if isinstance(exc, Refusal):
-        if exc.redirect_uri is not None:
-            params = [("error", exc.error)]
-            if exc.description:
-                params.append(("error_description", exc.description))
-            location = redirect_location(exc.redirect_uri, params, state=exc.state, issuer=issuer)
-            return RedirectResponse(
-                location, status_code=303, headers={"Cache-Control": "no-store"}
-            )
-        return page(400, exc.error, exc.description)
-    if isinstance(exc, APIError):
-        return page(exc.status_code, "invalid_request", exc.message)
-    if isinstance(exc, StorageUnavailable):
-        return page(503, "temporarily_unavailable", "storage is unavailable")
-    log.error("unexpected error on a hosted page", exc_info=exc)
-    return page(500, "server_error", "")
+async def routing_error(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405, in the partner endpoints' shape whatever the path (the
+    sub-app's, and a host's that wants its own the same)."""
+    assert isinstance(exc, HTTPException)
+    error: RequestError = NotFound("not found")
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        error = MethodNotAllowed("method not allowed", allowed=tuple(allow.split(", ")))
+    return _partner(error, answer_to(error))
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path below where the sub-app is mounted."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+class ErrorHandlers:
+    """The sub-app's exception handlers: each error answered by the face of the endpoint
+    the request was sent to, as :data:`ANSWERS` says.
+
+    Parameters:
+        issuer: The issuer, named in refusals redirected to a client (RFC 9207).
+        page: Renders the hosted pages' error page; ``None`` when they are off.
+    """
+
+    def __init__(self, *, issuer: str, page: PageRenderer | None) -> None:
+        self.issuer = issuer
+        self.page = page
+
+    def handlers(self) -> dict[Any, ExceptionHandler]:
+        """For ``Starlette(exception_handlers=…)``: every error some face answers; the
+        router's 404 and 405; and, for the server's error middleware, any other
+        exception."""
+        handlers: dict[Any, ExceptionHandler] = {
+            key: self.expected
+            for key, answer in ANSWERS.items()
+            if isinstance(key, type) and key is not Exception and answer.status
+        }
+        handlers[404] = handlers[405] = routing_error
+        handlers[Exception] = self.unexpected
+        return handlers
+
+    def route(self, scope: Scope) -> RouteSpec | None:
+        """The endpoint a request was sent to (:func:`.routes.route_at`); its face answers
+        the request's errors, the partner endpoints' when it is ``None``."""
+        return route_at(route_path(scope), pages=self.page is not None)
+
+    def answer(self, request: Request, exc: Exception) -> Response | None:
+        """The answer to ``exc`` of the face the request reached; ``None`` when that face
+        has none (a bug)."""
+        route = self.route(request.scope)
+        face = PARTNER if route is None else route.face
+        return self._render(face, request, exc, answer_to(exc))
+
+    def _render(
+        self, face: Face, request: Request, exc: Exception, answer: Answer
+    ) -> Response | None:
+        if face not in answer.status:
+            return None
+        if face is PARTNER:
+            return _partner(exc, answer)
+        if face is STANDARD:
+            return _standard(exc, answer)
+        assert face is PAGE
+        assert self.page is not None
+        return _page(request, exc, answer, page=self.page, issuer=self.issuer)
+
+    async def expected(self, request: Request, exc: Exception) -> Response:
+        """An error of the tree: its answer, or on to :meth:`unexpected` if the face the
+        request reached has none."""
+        response = self.answer(request, exc)
+        if response is None:
+            raise exc
+        return response
+
+    async def unexpected(self, request: Request, exc: Exception) -> Response:
+        """A bug: logged with the endpoint's path template (never the request's path,
+        which may carry a token) and answered as ``Exception`` is, in the face's shape.
+        Starlette's error middleware then raises it on, to the platform's error
+        middleware and the server."""
+        route = self.route(request.scope)
+        where = "a path no endpoint has" if route is None else route.path
+        log.error("unexpected error on %s %s", request.method, where, exc_info=exc)
+        face = PARTNER if route is None else route.face
+        response = self._render(face, request, exc, ANSWERS[Exception])
+        assert response is not None
+        return response

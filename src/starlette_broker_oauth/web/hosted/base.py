@@ -15,7 +15,6 @@ from ...core import AuthorizationCore
 from ...errors import ConfigurationError
 from ...models import Account
 from ..params import read_params
-from ..render import consent_error
 from .config import FormTokens, HostedConsent, page_headers, plain_words, user_key
 from .pages import ErrorPage, Frame
 from .session import SessionAccount, SessionUser
@@ -101,14 +100,6 @@ class HostedEndpoints:
             detail=detail,
         )
         return self.render(request, "error.html", page, self.templates.error, status=status)
-
-    def failure(self, request: Request, exc: BaseException) -> Response:
-        """The answer to a refusal or a failure (see :func:`.._render.consent_error`)."""
-
-        def page(status: int, error: str, detail: str) -> Response:
-            return self.error_page(request, status, error, detail)
-
-        return consent_error(exc, issuer=self.core.settings.issuer, page=page)
 
     def login(self, request: Request) -> Response:
         """Send a user nobody has signed in to the platform's login, coming back here."""

@@ -63,22 +63,13 @@ class ConnectionsEndpoints(HostedEndpoints):
         return await self.get(request)
 
     async def get(self, request: Request) -> Response:
-        try:
-            user = await self.config.session.current_user(request)
-            if user is None:
-                return self.login(request)
-            page = await self._page(request, user)
-            return self.render(request, "connections.html", page, self.templates.connections)
-        except Exception as exc:
-            return self.failure(request, exc)
+        user = await self.config.session.current_user(request)
+        if user is None:
+            return self.login(request)
+        page = await self._page(request, user)
+        return self.render(request, "connections.html", page, self.templates.connections)
 
     async def post(self, request: Request) -> Response:
-        try:
-            return await self._disconnect(request)
-        except Exception as exc:
-            return self.failure(request, exc)
-
-    async def _disconnect(self, request: Request) -> Response:
         form = await self.signed_form(request, self.tokens)
         if isinstance(form, Response):
             return form

@@ -77,29 +77,20 @@ class ConsentEndpoints(HostedEndpoints):
         )
 
     async def get(self, request: Request) -> Response:
-        try:
-            consent = await self.protocol.consent_request(query_params(request))
-            user = await self.config.session.current_user(request)
-            if user is None:
-                return self.login(request)
-            page = await self._page(request, consent, user)
-            return self.render(
-                request,
-                "consent.html",
-                page,
-                self.templates.consent,
-                redirect_uri=consent.redirect_uri,
-            )
-        except Exception as exc:
-            return self.failure(request, exc)
+        consent = await self.protocol.consent_request(query_params(request))
+        user = await self.config.session.current_user(request)
+        if user is None:
+            return self.login(request)
+        page = await self._page(request, consent, user)
+        return self.render(
+            request,
+            "consent.html",
+            page,
+            self.templates.consent,
+            redirect_uri=consent.redirect_uri,
+        )
 
     async def post(self, request: Request) -> Response:
-        try:
-            return await self._decide(request)
-        except Exception as exc:
-            return self.failure(request, exc)
-
-    async def _decide(self, request: Request) -> Response:
         form = await self.signed_form(request, self.tokens)
         if isinstance(form, Response):
             return form
