@@ -379,12 +379,17 @@ async def test_a_file_locked_past_the_busy_timeout_is_unavailable(tmp_path: Path
             except StorageUnavailable:
                 outcomes.append("unavailable")
 
+        started = time.monotonic()
         async with anyio.create_task_group() as tasks:
-            for _ in range(3):
+            for _ in range(5):
                 tasks.start_soon(one)
+        waited = time.monotonic() - started
         other.execute("ROLLBACK")
         other.close()
-        assert outcomes == ["unavailable"] * 3
+        assert outcomes == ["unavailable"] * 5
+        # Each waited at most the busy timeout for its turn and as long for the lock, not
+        # one timeout after another (1.5 s for five).
+        assert waited < 1.2, f"the writers waited {waited:.1f}s"
         async with storage.engine.connect() as conn:
             count = await conn.scalar(sa.select(sa.func.count()).select_from(storage.tables.tokens))
         assert count == 0
@@ -438,5 +443,66 @@ async def test_a_partner_revocation_is_one_transaction_on_one_connection(
                 assert (await world.account(token)).status_code == 401
                 refused = await world.exchange(pending)
                 assert refused.status_code == 400, refused.text
+        finally:
+            await drop_tables(storage)
+
+
+async def test_a_missing_table_is_a_bug_not_an_outage(tmp_path: Path) -> None:
+    """SQLite answers 'no such table' with the same exception class as 'database is
+    locked': only the latter is the storage's 'unavailable' (503); the former is raised as
+    it is (a 500, logged), like PostgreSQL's."""
+    storage = SQLAlchemyStorage(f"sqlite+aiosqlite:///{tmp_path / 'oauth.db'}", migrate=False)
+    async with storage:
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            await storage.get_client("nobody")
+    assert "no such table" in str(raised.value)
+    assert not isinstance(raised.value, StorageUnavailable)
+
+
+async def test_a_write_cancelled_by_asyncio_leaves_the_next_one_whole(tmp_path: Path) -> None:
+    """A write waiting for another process's lock, cancelled by an asyncio timeout (as a
+    host's timeout middleware does), goes on in its thread; the next write waits for it
+    instead of sharing its connection, and both complete once the lock is free."""
+    import asyncio
+
+    path = tmp_path / "oauth.db"
+    async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}") as storage:
+        save = await _token_saver(storage)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(save(1), timeout=0.2)
+        second = asyncio.ensure_future(save(1))
+        await anyio.sleep(0.3)
+        other.execute("COMMIT")
+        other.close()
+        await second
+        await anyio.sleep(0.2)  # the first thread's transaction has ended
+        async with storage.engine.connect() as conn:
+            count = await conn.scalar(sa.select(sa.func.count()).select_from(storage.tables.tokens))
+        assert count == 2
+        await save(1)
+
+
+async def test_a_failed_notify_still_tells_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The revocation has committed when it is announced: if the ``NOTIFY`` to the other
+    processes fails, this process's token caches have heard it already."""
+    if POSTGRES_URL is None:
+        pytest.skip("needs the PostgreSQL of scripts/with-postgres")
+    from starlette_broker_oauth.storage.base import TokensRevoked
+    from starlette_broker_oauth.storage.sqlalchemy import repository
+
+    async def unreachable(*args: object, **kwargs: object) -> None:
+        raise StorageUnavailable("ConnectionDoesNotExistError")
+
+    monkeypatch.setattr(repository, "notify", unreachable)
+    storage = SQLAlchemyStorage(POSTGRES_URL, table_prefix=f"t{uuid.uuid4().hex[:10]}_")
+    heard: list[object] = []
+    async with storage:
+        try:
+            storage.add_revocation_listener(heard.append)
+            with pytest.raises(StorageUnavailable):
+                await storage.announce(TokensRevoked(("a" * 64,)))
+            assert TokensRevoked(("a" * 64,)) in heard
         finally:
             await drop_tables(storage)

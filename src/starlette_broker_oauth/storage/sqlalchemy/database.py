@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -83,9 +84,20 @@ _TRANSIENT_DRIVER_ERRORS = frozenset(
 )
 
 
+# SQLite's primary result codes that mean "not now": BUSY, LOCKED, IOERR, FULL, CANTOPEN,
+# PROTOCOL. Every other code (no such table, read-only file, a misuse) is a bug or a
+# misconfiguration, answered 500 like any other.
+_TRANSIENT_SQLITE_CODES = frozenset({5, 6, 10, 13, 14, 15})
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot serve right now (retry later): SQLAlchemy's
     wrapped errors and the drivers' own alike."""
+    code = getattr(
+        exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc, "sqlite_errorcode", None
+    )
+    if code is not None:
+        return code & 0xFF in _TRANSIENT_SQLITE_CODES
     if isinstance(exc, _UNAVAILABLE):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
@@ -153,13 +165,17 @@ def _sqlite_begin(conn: sa.Connection) -> None:
 
 
 class _Unit:
-    """A unit of work: the one connection a request's statements share (PostgreSQL)."""
+    """A unit of work: the one connection a request's statements share (PostgreSQL). It
+    is the task's that entered it: a task started inside it (which inherits the context)
+    takes connections of its own, and so does anything running after it ended."""
 
-    __slots__ = ("connection", "database")
+    __slots__ = ("connection", "database", "ended", "task")
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.connection: AsyncConnection | None = None
+        self.task = anyio.get_current_task().id
+        self.ended = False
 
 
 _UNIT: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar(
@@ -192,6 +208,8 @@ class Database:
         self._reader: sa.Connection | None = None
         self._writer: sa.Connection | None = None
         self._writers: anyio.Lock | None = None
+        self._writer_thread = threading.Lock()
+        self._busy_timeout = 5.0
         self._async_writes: AsyncEngine | None = None
 
     @property
@@ -212,6 +230,8 @@ class Database:
         if self._engine is not None:
             return
         options = self._engine_options()
+        if self.sqlite:
+            self._busy_timeout = float(options["connect_args"]["timeout"])
         engine = create_async_engine(self.url, **options)
         if self.sqlite:
             # SQLite has one writer at a time: this process's writers queue here rather
@@ -247,9 +267,11 @@ class Database:
         engine, self._engine = self._engine, None
         self._autocommit = self._async_writes = None
         self._writers = None
-        for held in (self._reader, self._writer):
-            if held is not None:
-                held.close()
+        if self._reader is not None:
+            self._reader.close()
+        with self._writer_thread:  # a write still running in its thread ends first
+            if self._writer is not None:
+                self._writer.close()
         self._reader = self._writer = None
         sync, self._sync = self._sync, None
         if sync is not None:
@@ -290,13 +312,19 @@ class Database:
             yield
         finally:
             _UNIT.reset(token)
+            unit.ended = True
             if unit.connection is not None:
                 with translated():
                     await unit.connection.close()
 
     async def _unit_connection(self) -> AsyncConnection | None:
         unit = _UNIT.get()
-        if unit is None or unit.database is not self:
+        if (
+            unit is None
+            or unit.database is not self
+            or unit.ended
+            or unit.task != anyio.get_current_task().id
+        ):
             return None
         if unit.connection is None:
             assert self._autocommit is not None
@@ -321,17 +349,28 @@ class Database:
         async with self.reading() as conn:
             return (await conn.execute(statement, params)).first()
 
-    def _turn(self, *, reading: bool = False) -> contextlib.AbstractAsyncContextManager[Any]:
+    @contextlib.asynccontextmanager
+    async def _turn(self, *, reading: bool = False) -> AsyncIterator[None]:
         """This process's SQLite writers take turns; on an in-memory database (one
-        connection) readers too."""
+        connection) readers too, and no statement there is cancelled half-way (SQLAlchemy
+        would drop the connection, and the database with it)."""
         if self._writers is None or (reading and not self.in_memory):
-            return contextlib.nullcontext()
-        return self._writers
+            yield
+            return
+        with anyio.CancelScope(shield=self.in_memory):
+            async with self._writers:
+                yield
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for several reads that see one snapshot (admin listings)."""
+        """A connection for several reads (admin listings, a page's list): in a unit of
+        work its connection (in autocommit: each read sees the last commit); otherwise
+        one of its own, in a read transaction."""
         with translated():
+            unit = await self._unit_connection()
+            if unit is not None:
+                yield unit
+                return
             async with self._turn(reading=True), self.engine.connect() as conn, conn.begin():
                 yield conn
 
@@ -344,7 +383,7 @@ class Database:
         ``guarded``: the first must change exactly one row (a code not yet used), or
         nothing else is run and the answer is ``False``."""
         if self._sync is not None:
-            async with self._turn():
+            async with self._writers_turn():
                 with translated():
                     return await anyio.to_thread.run_sync(self._write_here, steps, guarded)
         async with self.transaction() as conn:
@@ -354,10 +393,29 @@ class Database:
                     return False
         return True
 
+    @contextlib.asynccontextmanager
+    async def _writers_turn(self) -> AsyncIterator[None]:
+        """This process's SQLite writers queue for their turn no longer than the busy
+        timeout: a writer that would wait longer is answered 503, as one that waits that
+        long for another process is."""
+        if self._writers is None:
+            raise ConfigurationError(_NOT_OPEN)
+        try:
+            with anyio.fail_after(self._busy_timeout):
+                await self._writers.acquire()
+        except TimeoutError:
+            raise StorageUnavailable("the database is locked") from None
+        try:
+            yield
+        finally:
+            self._writers.release()
+
     def _write_here(
         self, steps: Sequence[tuple[sa.Executable, Mapping[str, Any]]], guarded: bool
     ) -> bool:
-        with self._writing() as conn, conn.begin():
+        # The thread's own turn: an asyncio cancellation of the request may release the
+        # writers' turn while this thread still runs; the next writer's thread waits here.
+        with self._writer_thread, self._writing() as conn, conn.begin():
             for index, (statement, params) in enumerate(steps):
                 result = conn.execute(statement, params)
                 if guarded and index == 0 and result.rowcount != 1:
@@ -385,7 +443,8 @@ class Database:
         """The connection of the requests' write transactions on a SQLite file: one,
         held open, used by one worker thread at a time (this process's writers take
         turns). Its transactions begin ``IMMEDIATE``. Replaced after a failure."""
-        assert self._sync is not None
+        if self._sync is None:
+            raise ConfigurationError(_NOT_OPEN)
         if self._writer is None:
             self._writer = self._sync.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE")
         try:

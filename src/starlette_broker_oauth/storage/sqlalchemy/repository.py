@@ -118,12 +118,14 @@ class SQLAlchemyStorage(SQLClients, SQLAccounts, SQLPartners, SQLGrants, Managed
             self._start_listening()
 
     async def announce(self, message: RevocationMessage) -> None:
+        # This process first: what was revoked has committed, and a failure to reach the
+        # other processes must not leave it valid here.
+        self.tell_listeners(message)
         if self.database.postgres:
             async with self.database.transaction() as conn:
                 await notify(
                     conn, self.revocation_channel, wire_messages(message), origin=self._origin
                 )
-        self.tell_listeners(message)
 
     def _heard(self, wire: str) -> None:
         self.tell_listeners(from_wire(wire))
