@@ -210,6 +210,7 @@ class Database:
         self._writers: anyio.Lock | None = None
         self._writer_thread = threading.Lock()
         self._busy_timeout = 5.0
+        self._write_level = "READ COMMITTED"
         self._async_writes: AsyncEngine | None = None
 
     @property
@@ -252,7 +253,7 @@ class Database:
             self._async_writes = engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         else:
             self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._async_writes = engine
+            self._async_writes = engine.execution_options(isolation_level=self._write_level)
         self._engine = engine
         if self.sqlite:
             try:
@@ -287,6 +288,13 @@ class Database:
         if self.sqlite:
             options.setdefault("connect_args", {}).setdefault("timeout", 5)
         else:
+            # Connections read in autocommit (no BEGIN and ROLLBACK around a read, and a
+            # checkout's ping is one round trip); write transactions ask for their level.
+            self._write_level = options.get("isolation_level", "READ COMMITTED")
+            options.setdefault("isolation_level", "AUTOCOMMIT")
+            # As many connections as a worker serves requests at once, kept: a connection
+            # opened past the pool's size is closed when it is returned.
+            options.setdefault("pool_size", 10)
             # Fail fast while the database is away, and come back by itself: a dead pooled
             # connection is noticed at checkout (pre-ping) and replaced.
             options.setdefault("pool_pre_ping", True)
@@ -470,7 +478,7 @@ class Database:
             # SQLAlchemy's record of a transaction begun, which wrote nothing.)
             if conn.in_transaction():
                 await conn.commit()
-            await conn.execution_options(isolation_level="READ COMMITTED")
+            await conn.execution_options(isolation_level=self._write_level)
             try:
                 async with conn.begin():
                     yield conn

@@ -35,7 +35,10 @@ class SQLAlchemyStorage(SQLClients, SQLAccounts, SQLPartners, SQLGrants, Managed
             where migrations are a deployment step (``broker-oauth db upgrade``).
         engine_options: Extra keyword arguments for ``create_async_engine``: pool size,
             ``pool_timeout``, ``connect_args`` (asyncpg's ``timeout`` and
-            ``command_timeout`` are set to 5 s and 10 s unless given), …
+            ``command_timeout`` are set to 5 s and 10 s unless given, SQLite's busy
+            ``timeout`` to 5 s), …. On PostgreSQL the pool keeps 10 connections, each in
+            autocommit between the storage's write transactions (``READ COMMITTED``, or
+            the ``isolation_level`` given here).
     """
 
     def __init__(
