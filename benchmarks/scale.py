@@ -52,8 +52,10 @@ async def bulk_load(storage: SQLAlchemyStorage, client_id: str, rows: int, share
         f"INSERT INTO {t.name} (token_hash, client_id, account_id, scope, account_live, "  # noqa: S608
         "issued_at, expires_at, revoked_at, family_id) "
         "SELECT md5(n::text || :salt) || md5(n::text), :client, gen_random_uuid(), 'general', "
-        "false, :old, CASE WHEN n <= :dead AND n % 2 = 0 THEN :old ELSE :later END, "
-        "CASE WHEN n <= :dead AND n % 2 = 1 THEN :old END, NULL "
+        "false, CAST(:old AS timestamptz), "
+        "CASE WHEN n <= :dead AND n % 2 = 0 THEN CAST(:old AS timestamptz) "
+        "ELSE CAST(:later AS timestamptz) END, "
+        "CASE WHEN n <= :dead AND n % 2 = 1 THEN CAST(:old AS timestamptz) END, NULL "
         "FROM generate_series(1, :rows) AS n"
     )
     async with storage.engine.begin() as conn:
@@ -87,7 +89,10 @@ async def timed(step: Callable[[], Awaitable[None]], count: int) -> float:
 
 async def measure(url: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"s{uuid.uuid4().hex[:8]}_"
-    storage = SQLAlchemyStorage(url, table_prefix=prefix)
+    # Bulk loading and purging millions of rows takes longer than a request may.
+    storage = SQLAlchemyStorage(
+        url, table_prefix=prefix, engine_options={"connect_args": {"command_timeout": 3600}}
+    )
     settings = OAuthSettings(issuer=ISSUER)
     oauth = create_oauth_app(settings=settings, storage=storage)
     verifier = TokenVerifier(grants=storage, clients=storage, settings=settings)
