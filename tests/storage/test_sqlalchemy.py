@@ -506,3 +506,44 @@ async def test_a_failed_notify_still_tells_this_process(monkeypatch: pytest.Monk
             assert TokensRevoked(("a" * 64,)) in heard
         finally:
             await drop_tables(storage)
+
+
+async def test_a_task_started_in_a_unit_of_work_takes_its_own_connection() -> None:
+    """A unit of work's connection is its task's: a task started inside it (which inherits
+    the context) reads on a connection of its own, and nothing runs on the unit's once it
+    has ended."""
+    if POSTGRES_URL is None:
+        pytest.skip("needs the PostgreSQL of scripts/with-postgres")
+    storage = SQLAlchemyStorage(POSTGRES_URL, table_prefix=f"t{uuid.uuid4().hex[:10]}_")
+    checkouts: list[object] = []
+
+    def checked_out(*args: object) -> None:
+        checkouts.append(args)
+
+    async with storage:
+        try:
+            pool = storage.engine.sync_engine.pool
+            sa.event.listen(pool, "checkout", checked_out)
+            later: list[object] = []
+
+            async def child() -> None:
+                assert await storage.get_client("nobody") is None
+
+            async with anyio.create_task_group() as outlive, storage.unit_of_work():
+                assert await storage.get_client("nobody") is None
+                assert await storage.get_client("nobody") is None
+                assert len(checkouts) == 1  # the unit's
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(child)
+                assert len(checkouts) == 2  # the child's own
+
+                async def after_the_unit() -> None:
+                    await anyio.sleep(0.05)
+                    later.append(await storage.get_client("nobody"))
+
+                outlive.start_soon(after_the_unit)
+            assert later == [None]
+            assert len(checkouts) == 3
+            sa.event.remove(pool, "checkout", checked_out)
+        finally:
+            await drop_tables(storage)

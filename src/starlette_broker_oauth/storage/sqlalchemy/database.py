@@ -311,7 +311,7 @@ class Database:
         """A unit of work: until it ends, this task's statements share one connection,
         taken at the first statement that needs one (on PostgreSQL; SQLite's reads need
         none and its writers each take the write lock for their transaction)."""
-        if not self.postgres or _UNIT.get() is not None:
+        if not self.postgres or self._own_unit() is not None:
             yield
             return
         unit = _Unit(self)
@@ -325,7 +325,8 @@ class Database:
                 with translated():
                     await unit.connection.close()
 
-    async def _unit_connection(self) -> AsyncConnection | None:
+    def _own_unit(self) -> _Unit | None:
+        """This task's unit of work on this database, if it is in one."""
         unit = _UNIT.get()
         if (
             unit is None
@@ -333,6 +334,12 @@ class Database:
             or unit.ended
             or unit.task != anyio.get_current_task().id
         ):
+            return None
+        return unit
+
+    async def _unit_connection(self) -> AsyncConnection | None:
+        unit = self._own_unit()
+        if unit is None:
             return None
         if unit.connection is None:
             assert self._autocommit is not None
