@@ -547,3 +547,24 @@ async def test_a_task_started_in_a_unit_of_work_takes_its_own_connection() -> No
             sa.event.remove(pool, "checkout", checked_out)
         finally:
             await drop_tables(storage)
+
+
+async def test_many_storages_opening_a_new_file_at_once_all_open(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs it to itself, and SQLite refuses two connections
+    asking at once without waiting: workers starting together on a new file take turns,
+    and every one opens (and upgrades) it."""
+    outcomes: list[str] = []
+    for round_ in range(10):
+        path = tmp_path / f"new-{round_}.db"
+
+        async def start(path: Path = path) -> None:
+            try:
+                async with SQLAlchemyStorage(f"sqlite+aiosqlite:///{path}") as storage:
+                    outcomes.append(str(await storage.current_revision()))
+            except StorageUnavailable as exc:
+                outcomes.append(f"unavailable: {exc}")
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(8):
+                tasks.start_soon(start)
+    assert outcomes == ["0006"] * 80

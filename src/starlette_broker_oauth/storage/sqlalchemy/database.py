@@ -52,11 +52,9 @@ __all__ = [
     "translated",
 ]
 
-# Set on every SQLite connection, after the busy timeout (the driver's ``timeout``, 5 s
-# unless given), so that switching the file to WAL (once: the mode is the file's, and
-# lasts) waits for other processes' connections.
+# Set on every SQLite connection (the busy timeout is the driver's ``timeout``, 5 s
+# unless given). WAL is the file's mode, set once when the storage opens.
 SQLITE_PRAGMAS = (
-    "journal_mode=WAL",
     "synchronous=NORMAL",
     "foreign_keys=ON",
     # A commit that leaves 1000 pages (4 MiB) in the log copies them into the database;
@@ -255,14 +253,38 @@ class Database:
             self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
             self._async_writes = engine.execution_options(isolation_level=self._write_level)
         self._engine = engine
-        if self.sqlite:
+        if self.sqlite and not self.in_memory:
             try:
-                with translated():
-                    async with engine.connect():
-                        pass
+                await self._switch_to_wal()
             except BaseException:
                 await self.close()
                 raise
+
+    async def _switch_to_wal(self) -> None:
+        """Put the file in WAL mode (a no-op once it is). The switch needs the file to
+        itself, and two connections asking for it at once are refused at once rather
+        than made to wait (SQLite does not call its busy handler where waiting could
+        deadlock), so processes opening a new file together take turns here, for as
+        long as the busy timeout."""
+        assert self._sync is not None
+        deadline = anyio.current_time() + self._busy_timeout
+        while True:
+            try:
+                with translated():
+                    mode = await anyio.to_thread.run_sync(self._journal_mode_wal)
+            except StorageUnavailable:
+                if anyio.current_time() >= deadline:
+                    raise
+                await anyio.sleep(0.025)
+                continue
+            if mode == "wal":
+                return
+            raise ConfigurationError(f"{self.url.database} cannot be put in WAL mode ({mode})")
+
+    def _journal_mode_wal(self) -> str:
+        assert self._sync is not None
+        with self._sync.connect().execution_options(sqlite_begin=None) as conn:
+            return str(conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()).lower()
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
