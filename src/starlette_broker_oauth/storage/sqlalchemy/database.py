@@ -203,8 +203,12 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
         self._sync: sa.Engine | None = None
-        self._reader: sa.Connection | None = None
-        self._writer: sa.Connection | None = None
+        # SQLite's request path: reads by key, on the event loop only, where each runs
+        # whole; they begin no transaction (one statement, which in WAL mode sees the
+        # last commit). Write transactions, in one worker thread at a time (this
+        # process's writers take turns), begun ``IMMEDIATE``.
+        self._reader = _Held(begin=None)
+        self._writer = _Held(begin="BEGIN IMMEDIATE")
         self._writers: anyio.Lock | None = None
         self._writer_thread = threading.Lock()
         self._busy_timeout = 5.0
@@ -240,7 +244,7 @@ class Database:
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
             if not self.in_memory:
                 # The request path: the same file and settings, used synchronously, on
-                # two connections held open (see _reading and _writing).
+                # two connections held open (see _Held).
                 sync = sa.create_engine(
                     self.url.set(drivername="sqlite+pysqlite"),
                     connect_args={**options.get("connect_args", {}), "check_same_thread": False},
@@ -290,12 +294,9 @@ class Database:
         engine, self._engine = self._engine, None
         self._autocommit = self._async_writes = None
         self._writers = None
-        if self._reader is not None:
-            self._reader.close()
+        self._reader.close()
         with self._writer_thread:  # a write still running in its thread ends first
-            if self._writer is not None:
-                self._writer.close()
-        self._reader = self._writer = None
+            self._writer.close()
         sync, self._sync = self._sync, None
         if sync is not None:
             sync.dispose()
@@ -373,7 +374,7 @@ class Database:
     async def first(self, statement: sa.Executable, params: Mapping[str, Any]) -> Any:
         """The first row of a read (a ``Row``), or ``None``."""
         if self._sync is not None:
-            with translated(), self._reading() as reader:
+            with translated(), self._reader.use(self._sync) as reader:
                 return reader.execute(statement, params).first()
         if self.postgres:
             with translated():
@@ -388,15 +389,24 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def _turn(self, *, reading: bool = False) -> AsyncIterator[None]:
-        """This process's SQLite writers take turns; on an in-memory database (one
-        connection) readers too, and no statement there is cancelled half-way (SQLAlchemy
-        would drop the connection, and the database with it)."""
+        """This process's SQLite writers take turns, each waiting for its turn no longer
+        than the busy timeout (a writer that would wait longer is answered 503, as one
+        that waits that long for another process is); on an in-memory database (one
+        connection) readers too, and no statement there is cancelled half-way
+        (SQLAlchemy would drop the connection, and the database with it)."""
         if self._writers is None or (reading and not self.in_memory):
             yield
             return
         with anyio.CancelScope(shield=self.in_memory):
-            async with self._writers:
+            try:
+                with anyio.fail_after(self._busy_timeout):
+                    await self._writers.acquire()
+            except TimeoutError:
+                raise StorageUnavailable("the database is locked") from None
+            try:
                 yield
+            finally:
+                self._writers.release()
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
@@ -420,7 +430,7 @@ class Database:
         ``guarded``: the first must change exactly one row (a code not yet used), or
         nothing else is run and the answer is ``False``."""
         if self._sync is not None:
-            async with self._writers_turn():
+            async with self._turn():
                 with translated():
                     return await anyio.to_thread.run_sync(self._write_here, steps, guarded)
         async with self.transaction() as conn:
@@ -430,66 +440,22 @@ class Database:
                     return False
         return True
 
-    @contextlib.asynccontextmanager
-    async def _writers_turn(self) -> AsyncIterator[None]:
-        """This process's SQLite writers queue for their turn no longer than the busy
-        timeout: a writer that would wait longer is answered 503, as one that waits that
-        long for another process is."""
-        if self._writers is None:
-            raise ConfigurationError(_NOT_OPEN)
-        try:
-            with anyio.fail_after(self._busy_timeout):
-                await self._writers.acquire()
-        except TimeoutError:
-            raise StorageUnavailable("the database is locked") from None
-        try:
-            yield
-        finally:
-            self._writers.release()
-
     def _write_here(
         self, steps: Sequence[tuple[sa.Executable, Mapping[str, Any]]], guarded: bool
     ) -> bool:
         # The thread's own turn: an asyncio cancellation of the request may release the
         # writers' turn while this thread still runs; the next writer's thread waits here.
-        with self._writer_thread, self._writing() as conn, conn.begin():
+        with self._writer_thread, self._writer.use(self._sync_engine()) as conn, conn.begin():
             for index, (statement, params) in enumerate(steps):
                 result = conn.execute(statement, params)
                 if guarded and index == 0 and result.rowcount != 1:
                     return False
         return True
 
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[sa.Connection]:
-        """The connection of reads by key on a SQLite file: one, held open and used on
-        the event loop only, where each read runs whole (no pool checkout per read).
-        It begins no transaction: a read by key is one statement, and in WAL mode it
-        sees the last commit. Replaced after a failure."""
-        assert self._sync is not None
-        if self._reader is None:
-            self._reader = self._sync.connect().execution_options(sqlite_begin=None)
-        try:
-            yield self._reader
-        except BaseException:
-            reader, self._reader = self._reader, None
-            reader.invalidate()
-            raise
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[sa.Connection]:
-        """The connection of the requests' write transactions on a SQLite file: one,
-        held open, used by one worker thread at a time (this process's writers take
-        turns). Its transactions begin ``IMMEDIATE``. Replaced after a failure."""
+    def _sync_engine(self) -> sa.Engine:
         if self._sync is None:
             raise ConfigurationError(_NOT_OPEN)
-        if self._writer is None:
-            self._writer = self._sync.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        try:
-            yield self._writer
-        except BaseException:
-            writer, self._writer = self._writer, None
-            writer.invalidate()
-            raise
+        return self._sync
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -498,7 +464,8 @@ class Database:
         with translated():
             conn = await self._unit_connection()
             if conn is None:
-                assert self._async_writes is not None
+                if self._async_writes is None:
+                    raise ConfigurationError(_NOT_OPEN)
                 async with self._turn(), self._async_writes.begin() as own:
                     yield own
                 return
@@ -513,6 +480,35 @@ class Database:
                     yield conn
             finally:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+class _Held:
+    """A connection of the synchronous engine, held open between uses (no pool checkout
+    per statement) and replaced after a failure.
+
+    Parameters:
+        begin: How its transactions begin (the ``sqlite_begin`` execution option).
+    """
+
+    def __init__(self, *, begin: str | None) -> None:
+        self.begin = begin
+        self.connection: sa.Connection | None = None
+
+    @contextlib.contextmanager
+    def use(self, engine: sa.Engine) -> Iterator[sa.Connection]:
+        if self.connection is None:
+            self.connection = engine.connect().execution_options(sqlite_begin=self.begin)
+        try:
+            yield self.connection
+        except BaseException:
+            held, self.connection = self.connection, None
+            held.invalidate()
+            raise
+
+    def close(self) -> None:
+        held, self.connection = self.connection, None
+        if held is not None:
+            held.close()
 
 
 class Repository:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...security import new_client_id
@@ -52,11 +53,20 @@ class SQLAlchemyStorage(SQLClients, SQLAccounts, SQLPartners, SQLGrants, Managed
         ManagedStorage.__init__(self)
         tables = Tables(table_prefix)
         super().__init__(Database(async_url(database_url), engine_options), tables)
-        self.url = self.database.url
-        self.metadata = tables.metadata
         self._migrate = migrate
         self._listener: RevocationListener | None = None
         self._origin = new_client_id()  # names this instance in NOTIFY payloads
+
+    @property
+    def url(self) -> sa.URL:
+        """The database's URL, with its async driver."""
+        return self.database.url
+
+    @property
+    def metadata(self) -> sa.MetaData:
+        """The library's tables (for ``create_all`` in tests, or a platform's own
+        Alembic environment)."""
+        return self.tables.metadata
 
     @property
     def table_prefix(self) -> str:
