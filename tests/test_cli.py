@@ -895,13 +895,14 @@ def test_every_admin_command_is_an_audit_event(cli: CLI, caplog: pytest.LogCaptu
     cli("account", "delete", account)
     cli("partner", "delete", partner["key_id"])
     cli("client", "delete", client["client_id"])
-    audit = [r.getMessage() for r in caplog.records if r.name == "starlette_broker_oauth.audit"]
-    changes = [
-        re.search(r"subject='(\w+)', subject_id='[^']*', action='(\w+)'", line)
-        for line in audit
-        if line.startswith("AdminChange(")
-    ]
-    assert [m.groups() for m in changes if m] == [
+    lines = [r.getMessage() for r in caplog.records if r.name == "starlette_broker_oauth.audit"]
+    audit = [json.loads(line) for line in lines]
+    assert {record["schema"] for record in audit} == {"starlette_broker_oauth.audit/1"}
+    assert [
+        (record["subject"], record["action"])
+        for record in audit
+        if record["event"] == "AdminChange"
+    ] == [
         ("client", "created"),
         ("partner", "created"),
         ("partner", "client_allowed"),
@@ -916,11 +917,12 @@ def test_every_admin_command_is_an_audit_event(cli: CLI, caplog: pytest.LogCaptu
         ("partner", "deleted"),
         ("client", "deleted"),
     ]
-    revoked = [line for line in audit if line.startswith("TokenRevoked(")]
+    revoked = [record for record in audit if record["event"] == "TokenRevoked"]
     assert len(revoked) == 1
-    assert "reason='client_disabled'" in revoked[0]
-    assert any(line.startswith("ConnectionRevoked(") for line in audit)
-    assert all(client["client_secret"] not in line for line in audit)
+    assert revoked[0]["reason"] == "client_disabled"
+    assert revoked[0]["client_id"] == client["client_id"]
+    assert any(record["event"] == "ConnectionRevoked" for record in audit)
+    assert all(client["client_secret"] not in line for line in lines)
 
 
 def test_a_read_command_creates_no_database(

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "clock",
             "events",
             "registration",
+            "telemetry",
         ),
     ),
     ("repositories", ("storage.base", "storage.admin")),
@@ -63,6 +64,8 @@ CONFINED = {
     "aiosqlite": {"backends"},
     "asyncpg": {"backends"},
     "pytest": {"contract suite"},
+    # Optional (the otel extra): imported once, where its absence is handled.
+    "opentelemetry": {"foundations"},
 }
 
 
@@ -148,6 +151,7 @@ def test_the_package_root_holds_the_foundations_only() -> None:
         "routes",
         "security",
         "settings",
+        "telemetry",
     ]
 
 

@@ -6,18 +6,27 @@ not change the answer the client gets.
 
 Token ids are the SHA-256 of the token, the form the storage keeps; the token itself is
 never in an event.
+
+Every event is also logged on the ``starlette_broker_oauth.audit`` logger at ``INFO``, as
+one JSON object (:func:`audit_record`, schema :data:`AUDIT_SCHEMA`), so that a platform
+ships them to its SIEM with its logging configuration alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from .security import utcnow
 
 __all__ = [
+    "AUDIT_SCHEMA",
     "AdminChange",
     "ClientAuthenticationFailed",
     "CodeIssued",
@@ -28,7 +37,15 @@ __all__ = [
     "RefreshTokenReuseDetected",
     "TokenIssued",
     "TokenRevoked",
+    "audit_record",
+    "log_event",
 ]
+
+#: The version of the audit log's records: a field added keeps it, a field removed or
+#: changed in meaning bumps it.
+AUDIT_SCHEMA = "starlette_broker_oauth.audit/1"
+
+audit_log = logging.getLogger("starlette_broker_oauth.audit")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,3 +148,31 @@ class AdminChange(OAuthEvent):
 
 
 EventListener = Callable[[OAuthEvent], Awaitable[None] | None]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def audit_record(event: OAuthEvent) -> dict[str, Any]:
+    """The event as the audit log's JSON object: ``schema``, ``event`` (the class name),
+    ``at`` (ISO 8601, UTC) and the event's fields (UUIDs as text, tuples as arrays)."""
+    record: dict[str, Any] = {"schema": AUDIT_SCHEMA, "event": type(event).__name__}
+    for item in dataclasses.fields(event):
+        record[item.name] = _plain(getattr(event, item.name))
+    return record
+
+
+def log_event(event: OAuthEvent) -> None:
+    """Log ``event`` on ``starlette_broker_oauth.audit`` (``INFO``): the message is the
+    JSON object of :func:`audit_record`, which is also the record's ``audit`` attribute
+    for structured handlers. Nothing is built while the logger is off."""
+    if audit_log.isEnabledFor(logging.INFO):
+        record = audit_record(event)
+        audit_log.info(json.dumps(record, separators=(",", ":")), extra={"audit": record})

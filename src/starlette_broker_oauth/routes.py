@@ -66,6 +66,8 @@ class RouteSpec:
         methods: The methods it is served with (``HEAD`` comes with ``GET``).
         face: Who calls it, and so the shape of its errors.
         feature: What must be on for it to be served; ``None``: always.
+        secret_path: Whether its path carries a secret (the token of the partner
+            ``DELETE``, as the Broker API defines it): logs and traces name the template.
     """
 
     name: str
@@ -73,6 +75,7 @@ class RouteSpec:
     methods: tuple[str, ...]
     face: Face
     feature: Feature | None = None
+    secret_path: bool = False
 
     @property
     def prefix(self) -> str:
@@ -100,6 +103,7 @@ PARTNER_REVOKE = RouteSpec(
     path="/v1/oauth/token/{token_id}",
     methods=("DELETE",),
     face=Face.PARTNER,
+    secret_path=True,
 )
 TOKEN = RouteSpec(name="token", path="/oauth/token", methods=("POST",), face=Face.STANDARD)
 REVOCATION = RouteSpec(

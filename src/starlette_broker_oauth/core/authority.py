@@ -40,11 +40,13 @@ from ..events import (
     OAuthEvent,
     RefreshTokenReuseDetected,
     TokenIssued,
+    log_event,
 )
 from ..models import AccessToken, Account, AuthorizationCode, Client, Partner, RefreshToken
 from ..security import hash_secret, secrets_equal
 from ..settings import OAuthSettings
 from ..storage.base import AccountRepository, ClientRepository, GrantStore, PartnerRepository
+from ..telemetry import annotate, record_event
 from .policy import Policy
 from .records import IssuedCode, IssuedToken, Minter
 from .revocation import Revocations
@@ -92,7 +94,10 @@ class AuthorizationCore(Policy):
     # events
 
     async def emit(self, event: OAuthEvent) -> None:
-        """Hand ``event`` to the listener; its failure is logged, never raised."""
+        """Record ``event`` (the audit log, metrics) and hand it to the listener; its
+        failure is logged, never raised."""
+        log_event(event)
+        record_event(event)
         if self.on_event is None:
             return
         try:
@@ -114,6 +119,7 @@ class AuthorizationCore(Policy):
         matches = secrets_equal(hash_secret(secret or ""), stored)
         if partner is None or not matches or not partner.secret_hash:
             raise PartnerUnauthenticated("partner authentication failed")
+        annotate({"broker_oauth.partner": partner.partner_id})
         return partner
 
     async def may_act_for(self, partner: Partner, account_id: UUID) -> bool:
@@ -142,6 +148,7 @@ class AuthorizationCore(Policy):
             client = await self.clients.get_client(client_id)
         if client is None:
             raise InvalidClient(InvalidClient.ONE_ANSWER)
+        annotate({"oauth.client_id": client.client_id})
         return client
 
     async def partner_revoke(self, partner: Partner, value: str) -> None:
@@ -196,6 +203,7 @@ class AuthorizationCore(Policy):
             client = await self.clients.get_client(client_id)
         stored = client.secret_hash if client is not None else _NO_SECRET
         if secrets_equal(hash_secret(secret), stored) and client is not None:
+            annotate({"oauth.client_id": client.client_id})
             return client
         await self.emit(
             ClientAuthenticationFailed(

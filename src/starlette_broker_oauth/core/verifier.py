@@ -6,7 +6,9 @@ takes depends on the hash, which tells a guesser nothing about any real token.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from urllib.parse import parse_qsl
 from uuid import UUID
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import TokenError, TokenErrorKind
+from ..errors import StorageUnavailable, TokenError, TokenErrorKind
 from ..models import AccessToken, Client
 from ..security import hash_secret
 from ..settings import OAuthSettings
@@ -27,6 +29,13 @@ from ..storage.base import (
     RevocationMessage,
     Storage,
     TokensRevoked,
+)
+from ..telemetry import (
+    ENABLED,
+    record_token_check,
+    token_check_span,
+    tracing,
+    watch_token_cache,
 )
 from .policy import token_refusal
 
@@ -117,6 +126,8 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+_NO_SPAN = contextlib.nullcontext(None)
+
 #: The longest a cached token is trusted when the grant store cannot tell every process
 #: of a revocation (SQLite): revocations made in another process reach this one's cache
 #: within this bound.
@@ -184,39 +195,78 @@ class TokenVerifier:
         self._by_hash: dict[str, str] = {}
         if self._ttl:
             grants.add_revocation_listener(self._revocation)
+            watch_token_cache(self)
 
     @property
     def cache_ttl(self) -> timedelta:
         """The cache bound; zero when caching is off."""
         return timedelta(seconds=self._ttl)
 
+    @property
+    def cache_size(self) -> int:
+        """How many verified tokens the cache holds now."""
+        return len(self._cache)
+
     def cached(self, token: str) -> VerifiedToken | None:
         """The cached verification of ``token``, if the cache holds a fresh one.
 
         Synchronous, for the hot path: a miss (``None``) is settled by :meth:`verify`.
         """
+        start = time.perf_counter() if ENABLED else 0.0
         entry = self._cache.get(token)
         if entry is None or entry[1] <= self._monotonic():
             return None
         expires = entry[2]
         if expires is not None and self._time() >= expires:
             return None
+        if ENABLED:
+            record_token_check("hit", "valid", time.perf_counter() - start)
         return entry[0]
 
     async def verify(self, token: str, *, scopes: Iterable[str] = ()) -> VerifiedToken:
         """Verify ``token``; with ``scopes``, also require each of them (RFC 6750 §3.1)."""
         verified = self.cached(token) if self._ttl else None
         if verified is None:
-            if len(token) > _MAX_TOKEN_LENGTH or _B64TOKEN.fullmatch(token) is None:
-                raise TokenError(TokenErrorKind.MALFORMED)
-            self._drop(token)
-            token_hash = hash_secret(token)
-            generation = self._generation
-            verified = await self._load(token_hash)
-            if self._ttl and generation == self._generation:
-                self._remember(token, token_hash, verified)
+            verified = await (self._observed(token) if ENABLED else self._check(token))
         if scopes and not verified.scopes.issuperset(scopes):
             raise TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=tuple(scopes))
+        return verified
+
+    async def _check(self, token: str) -> VerifiedToken:
+        """The check of a token the cache does not hold: the storage's record and the
+        rules, remembered in the cache when it is on."""
+        if len(token) > _MAX_TOKEN_LENGTH or _B64TOKEN.fullmatch(token) is None:
+            raise TokenError(TokenErrorKind.MALFORMED)
+        self._drop(token)
+        token_hash = hash_secret(token)
+        generation = self._generation
+        verified = await self._load(token_hash)
+        if self._ttl and generation == self._generation:
+            self._remember(token, token_hash, verified)
+        return verified
+
+    async def _observed(self, token: str) -> VerifiedToken:
+        """:meth:`_check`, timed (``broker_oauth.token_check.duration``) and, when spans
+        are recorded, in a ``broker_oauth.token_check`` span."""
+        start = time.perf_counter()
+        outcome, reason = "valid", ""
+        with token_check_span() if tracing() else _NO_SPAN as span:
+            try:
+                verified = await self._check(token)
+            except TokenError as exc:
+                outcome, reason = "refused", exc.kind.value
+                raise
+            except StorageUnavailable:
+                outcome, reason = "unavailable", "storage_unavailable"
+                raise
+            finally:
+                record_token_check("miss", outcome, time.perf_counter() - start)
+                if span is not None:
+                    span.set_attribute("broker_oauth.outcome", outcome)
+                    if reason:
+                        span.set_attribute("broker_oauth.reason", reason)
+            if span is not None:
+                span.set_attribute("oauth.client_id", verified.client_id)
         return verified
 
     async def verify_header(

@@ -32,16 +32,21 @@ from ..storage.base import (
     PartnerRepository,
     Storage,
 )
+from ..telemetry import annotate
 from .edge import EdgeGuard
 from .hosted import HostedConsent
 from .hosted.connections import ConnectionsEndpoints
 from .hosted.consent import ConsentEndpoints
 from .hosted.render import page_templates
+from .observe import Observed
 from .openapi import openapi_document
 from .params import basic_credentials, check_standard, optional, query_params, read_params
 from .render import NO_STORE, ErrorHandlers
 
 __all__ = ["create_oauth_app", "metadata_route"]
+
+# The grant types a span may name (anything else a client sends is not repeated).
+_GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials", "password"})
 
 _REQUIRED = ("client_id", "client_secret", "redirect_uri", "scope", "account_id")
 
@@ -201,6 +206,7 @@ def create_oauth_app(
         routes=[Route(r.path, endpoints[r], methods=list(r.methods)) for r in served],
         exception_handlers=errors.handlers(),
         middleware=[
+            Middleware(Observed, pages=consent is not None),
             Middleware(EdgeGuard, issuer=settings.issuer, errors=errors),
             Middleware(UnitOfWork, storage=storage),
         ],
@@ -341,6 +347,9 @@ class _BrokerAPI:
         params = await read_params(request, json_allowed=False)
         check_standard(params, request.headers.get("authorization"))
         if route is routes.TOKEN:
+            grant_type = optional(params, "grant_type")
+            if grant_type in _GRANT_TYPES:
+                annotate({"oauth.grant_type": grant_type})
             result = await self.protocol.token(headers=request.headers, params=params)
         else:
             result = await self.protocol.endpoint(route, headers=request.headers, params=params)

@@ -65,16 +65,19 @@ from ..errors import (
     UnsupportedTokenType,
 )
 from ..routes import Face, RouteSpec, route_at
+from ..telemetry import record_refusal
 
 __all__ = [
     "ANSWERS",
     "NO_STORE",
+    "REASON_KEY",
     "Answer",
     "ErrorBody",
     "ErrorHandlers",
     "answer_to",
     "bearer_error",
     "bearer_text",
+    "reason_of",
     "redirect_location",
     "route_path",
     "routing_error",
@@ -209,6 +212,20 @@ def answer_to(exc: BaseException) -> Answer:
     return ANSWERS[Exception]
 
 
+#: Where a request's refusal reason is kept in its ASGI scope (for its span's outcome).
+REASON_KEY = "starlette_broker_oauth.reason"
+
+
+def reason_of(exc: BaseException) -> str:
+    """The precise reason of a refusal, for metrics and spans: a refused bearer token's
+    kind, else the error's class in snake case (``invalid_client``, ``code_replayed``,
+    ``storage_unavailable``, ``unknown_account``, …)."""
+    if isinstance(exc, TokenError):
+        return exc.kind.value
+    name = type(exc).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
 def _own_text(exc: BaseException) -> str:
     """The error's own words: a refusal's description, a request error's message."""
     if isinstance(exc, Refusal):
@@ -278,6 +295,7 @@ def bearer_error(exc: TokenError | StorageUnavailable) -> Response:
     reached."""
     answer = answer_to(exc)
     error = _error(answer, exc)
+    record_refusal("protected route", reason_of(exc), error)
     if isinstance(exc, TokenError):
         # A request with no token gets no error code in the challenge (RFC 6750 §3.1).
         params = [f'error="{error}"'] if error else []
@@ -317,7 +335,16 @@ async def routing_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         allow = (exc.headers or {}).get("Allow", "")
         error = MethodNotAllowed("method not allowed", allowed=tuple(allow.split(", ")))
-    return _partner(error, answer_to(error))
+    answer = answer_to(error)
+    _refused(request.scope, None, error, answer)
+    return _partner(error, answer)
+
+
+def _refused(scope: Scope, route: RouteSpec | None, exc: BaseException, answer: Answer) -> None:
+    """Count a refusal of the sub-app, and note its reason for the request's span."""
+    reason = reason_of(exc)
+    scope[REASON_KEY] = reason
+    record_refusal("unrouted" if route is None else route.path, reason, _error(answer, exc))
 
 
 def route_path(scope: Scope) -> str:
@@ -363,7 +390,11 @@ class ErrorHandlers:
         has none (a bug)."""
         route = self.route(request.scope)
         face = PARTNER if route is None else route.face
-        return self._render(face, request, exc, answer_to(exc))
+        answer = answer_to(exc)
+        response = self._render(face, request, exc, answer)
+        if response is not None:
+            _refused(request.scope, route, exc, answer)
+        return response
 
     def _render(
         self, face: Face, request: Request, exc: Exception, answer: Answer

@@ -9,6 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from ...models import Account
+from ...telemetry import instrumented
 from ..admin import AccountDetails
 from .database import Database, Repository
 from .partners import give, partner_exists
@@ -17,6 +18,7 @@ from .schema import Tables
 __all__ = ["SQLAccounts"]
 
 
+@instrumented
 class SQLAccounts(Repository):
     """The platform's accounts (``{prefix}accounts``), each owned by at most one partner."""
 

@@ -13,6 +13,7 @@ from sqlalchemy import exc as sa_exc
 from ...models import Client, ClientCredentials, ClientStatus
 from ...registration import check_client_secret, check_redirect_uris
 from ...security import hash_secret, new_client_id, new_secret
+from ...telemetry import instrumented
 from ..admin import client_changes
 from .database import Database, Repository
 from .schema import Tables, client_from
@@ -36,6 +37,7 @@ _PLACEHOLDER_CLIENT = {
 }
 
 
+@instrumented
 class SQLClients(Repository):
     """The registered clients (``{prefix}clients``)."""
 

@@ -522,3 +522,8 @@ class Repository:
     def __init__(self, database: Database, tables: Tables) -> None:
         self.database = database
         self.tables = tables
+
+    @property
+    def db_system(self) -> str:
+        """The database's name in telemetry: ``sqlite`` or ``postgresql``."""
+        return self.database.url.get_backend_name()

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...models import AccessToken, AuthorizationCode, Client, Connection, RefreshToken
+from ...telemetry import instrumented
 from ..admin import PurgeResult
 from ..base import gather_connections
 from .database import Database, Repository
@@ -24,6 +25,7 @@ __all__ = ["SQLGrants"]
 _REVOKE_ROUNDS = 20
 
 
+@instrumented
 class SQLGrants(Repository):
     """Codes, tokens and refresh tokens (``{prefix}codes``, ``tokens``, ``refresh_tokens``)
     and keys used once (``used_keys``)."""

@@ -2,9 +2,12 @@
 
 The core announces a revocation once its transaction has committed; the storage then
 sends :func:`notify` in a transaction of its own, and PostgreSQL delivers it to every
-listening process. (A process that dies between the two leaves other processes' caches
-to their ``token_cache_ttl``.) Each payload names the storage instance that sent it:
-that instance has told its own listeners already, and skips them when they come back.
+listening process. Each payload carries when it was sent (after the revocation's commit),
+so that each receiver reports the lag from commit to its caches
+(``broker_oauth.revocation.lag``). (A process that dies between the two leaves other
+processes' caches to their ``token_cache_ttl``.) Each payload names the storage instance
+that sent it: that instance has told its own listeners already, and skips them when they
+come back.
 Each process with a token cache holds one of its engine's connections for ``LISTEN``
 (:class:`RevocationListener`), passes what arrives to the store's listeners, and
 reconnects with backoff, logging why, when it drops. A connection that stops answering
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +27,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ...telemetry import record_revocation_lag, watch_listener
 from ..base import CacheReset, ClientChanged, RevocationMessage, TokensRevoked
 from .database import is_transient
 
@@ -57,9 +62,11 @@ def from_wire(payload: str) -> RevocationMessage:
 async def notify(
     conn: AsyncConnection, channel: str, messages: Sequence[str], *, origin: str
 ) -> None:
-    """Queue ``messages`` on ``channel`` in the connection's transaction, from ``origin``."""
+    """Queue ``messages`` on ``channel`` in the connection's transaction, from ``origin``,
+    stamped with the time now (``origin@seconds since the epoch``)."""
+    sender = f"{origin}@{time.time():.6f}"
     for message in messages:
-        await conn.execute(_NOTIFY, {"channel": channel, "message": f"{origin} {message}"})
+        await conn.execute(_NOTIFY, {"channel": channel, "message": f"{sender} {message}"})
 
 
 class RevocationListener:
@@ -88,6 +95,12 @@ class RevocationListener:
         self._origin = origin
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        watch_listener(self)
+
+    @property
+    def channel(self) -> str:
+        """The channel it listens on."""
+        return self._channel
 
     def start(self) -> None:
         """Start listening (once)."""
@@ -103,9 +116,12 @@ class RevocationListener:
             self._task = None
 
     def _received(self, connection: object, pid: int, channel: str, payload: str) -> None:
-        origin, _, message = payload.partition(" ")
+        sender, _, message = payload.partition(" ")
+        origin, _, sent = sender.partition("@")
         if origin != self._origin:
             self._announce(message)
+            with contextlib.suppress(ValueError):  # a sender that does not stamp them
+                record_revocation_lag(time.time() - float(sent))
 
     async def _listen(self) -> None:
         delay = 0.1

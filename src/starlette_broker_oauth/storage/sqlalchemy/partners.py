@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import Partner, PartnerCredentials
 from ...security import hash_secret, new_client_id, new_secret
+from ...telemetry import instrumented
 from ..admin import PartnerDetails
 from .database import Database, Repository
 from .schema import Tables
@@ -22,6 +23,7 @@ from .schema import Tables
 __all__ = ["SQLPartners", "give", "partner_exists"]
 
 
+@instrumented
 class SQLPartners(Repository):
     """The partners (``{prefix}partners``, ``partner_clients``, ``partner_accounts``)."""
 
