@@ -248,6 +248,9 @@ def test_demo_login(tmp_path: Path) -> None:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=base) as http:
                 assert 'href="/login?next=%2F"' in (await http.get("/")).text
+                assert (await http.get("/healthz/live")).json() == {"status": "alive"}
+                ready = await http.get("/healthz/ready")
+                assert (ready.status_code, ready.json()["status"]) == (200, "ready")
                 form = await http.get("/login", params={"next": "/oauth/connections"})
                 assert '<meta name="viewport"' in form.text
                 assert '<label for="username">' in form.text

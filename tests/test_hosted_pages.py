@@ -394,6 +394,7 @@ async def test_page_answers_503_when_storage_is_down(full: Platform) -> None:
     full.storage.list_connections = broken  # type: ignore[method-assign]
     answer = await full.http.get("/oauth/connections", headers=session_of(full.paper_account))
     assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
     assert "temporarily unavailable" in answer.text
 
 

@@ -329,6 +329,8 @@ async def test_every_documented_status_is_reachable(full: Platform) -> None:
         response = await scenario(full)
         assert str(response.status_code) == status, (path, method, status, response.text)
         documented_response = doc["paths"][path][method]["responses"][status]
+        for header in documented_response.get("headers", {}):
+            assert header in response.headers, (path, method, status, header)
         if "application/json" in documented_response.get("content", {}):
             schema = documented_response["content"]["application/json"]["schema"]
             _check_shape(doc, schema, response.json())

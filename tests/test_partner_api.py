@@ -437,8 +437,10 @@ async def test_failing_storage_answers_in_shape(
                 "/v1/oauth/authorize", json=platform.grant_body(), auth=platform.partner
             ),
         ]
+        retry_after = "1" if status == 503 else None
         for response in responses:
             assert_broker_error(response, status)
+            assert response.headers.get("retry-after") == retry_after
             assert "hunter2" not in response.text
             assert "Traceback" not in response.text
         if status == 500:
@@ -451,6 +453,7 @@ async def test_failing_storage_answers_in_shape(
         assert token.status_code == status
         expected = "server_error" if status == 500 else "temporarily_unavailable"
         assert token.json()["error"] == expected
+        assert token.headers.get("retry-after") == retry_after
         assert "hunter2" not in token.text
 
 

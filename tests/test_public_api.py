@@ -45,6 +45,7 @@ def test_exports_are_sorted_and_complete() -> None:
         "VerifiedToken",
         "bearer_token",
         "create_oauth_app",
+        "health_routes",
         "metadata_route",
     }
     for name in lib.__all__:

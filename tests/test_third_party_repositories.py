@@ -21,6 +21,8 @@ from uuid import UUID
 import anyio.to_thread
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from starlette_broker_oauth import (
     AccessToken,
@@ -38,6 +40,7 @@ from starlette_broker_oauth import (
     RefreshToken,
     SQLAlchemyStorage,
     create_oauth_app,
+    health_routes,
 )
 from starlette_broker_oauth.core import Administrator, ConnectedApps
 from starlette_broker_oauth.errors import ConfigurationError, TokenError
@@ -862,3 +865,36 @@ async def test_a_grant_store_that_skips_super_init_is_refused_at_start(db: Datab
             partners=SqlitePartners(db),
             grants=Forgetful(db),
         )
+
+
+@pytest.mark.anyio
+async def test_readiness_of_a_platform_whose_repositories_are_all_its_own(db: Database) -> None:
+    """No storage of the library's to probe: readiness says so, and leaves the platform's
+    database to the platform's own checks."""
+    oauth = create_oauth_app(
+        settings=OAuthSettings(issuer="https://broker.example.com"),
+        clients=SqliteClients(db),
+        accounts=SqliteAccounts(db),
+        partners=SqlitePartners(db),
+        grants=SqliteGrants(db),
+    )
+    host = Starlette(routes=[*health_routes(oauth), Mount("/", oauth)])
+    transport = httpx.ASGITransport(app=host)
+    async with httpx.AsyncClient(transport=transport, base_url="https://broker.example.com") as c:
+        answer = await c.get("/healthz/ready")
+    own = {
+        "status": "skipped",
+        "reason": "the repositories are the platform's own: nothing to probe",
+    }
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "ready",
+        "checks": {
+            "database": own,
+            "schema": own,
+            "listener": {
+                "status": "skipped",
+                "reason": "no revocation listener: no token cache, or one process",
+            },
+        },
+    }

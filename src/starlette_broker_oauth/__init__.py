@@ -37,6 +37,7 @@ from .storage import (
     Storage,
 )
 from .web.app import create_oauth_app, metadata_route
+from .web.health import health_routes
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,7 @@ __all__ = [
     "VerifiedToken",
     "bearer_token",
     "create_oauth_app",
+    "health_routes",
     "metadata_route",
 ]
 

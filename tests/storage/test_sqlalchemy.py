@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from starlette_broker_oauth import (
     ConfigurationError,
@@ -23,6 +24,7 @@ from starlette_broker_oauth import (
 )
 from starlette_broker_oauth.models import AccessToken
 from starlette_broker_oauth.security import hash_secret
+from starlette_broker_oauth.storage.sqlalchemy.database import is_disconnect
 
 from ..conftest import (
     ISSUER,
@@ -568,3 +570,36 @@ async def test_many_storages_opening_a_new_file_at_once_all_open(tmp_path: Path)
             for _ in range(8):
                 tasks.start_soon(start)
     assert outcomes == ["0006"] * 80
+
+
+def _postgres_errors() -> list[tuple[BaseException, bool]]:
+    """Failures as the driver and SQLAlchemy raise them, and whether each means the
+    database is away (the worker then answers 503 at once until it is back)."""
+    from asyncpg import exceptions as errors
+
+    return [
+        (ConnectionRefusedError(111, "refused"), True),
+        (ConnectionResetError(104, "reset"), True),
+        (errors.AdminShutdownError("terminated by administrator command"), True),  # 57P01
+        (errors.CannotConnectNowError("the database system is starting up"), True),  # 57P03
+        (errors.ConnectionDoesNotExistError("closed in the middle of operation"), True),
+        (errors.ConnectionFailureError("connection failure"), True),  # 08006
+        (
+            sa_exc.InterfaceError("SELECT 1", {}, Exception("closed"), connection_invalidated=True),
+            True,
+        ),
+        (sa_exc.OperationalError("SELECT 1", {}, errors.AdminShutdownError("x")), True),
+        # Busy, not away: a statement that timed out, a full pool, a conflict.
+        (TimeoutError(), False),
+        (sa_exc.TimeoutError("QueuePool limit of size 1 overflow 0 reached"), False),
+        (errors.TooManyConnectionsError("too many clients"), False),  # 53300
+        (errors.SerializationError("could not serialize access"), False),  # 40001
+        (errors.DeadlockDetectedError("deadlock detected"), False),  # 40P01
+        (sa_exc.OperationalError("SELECT 1", {}, errors.SerializationError("x")), False),
+        (errors.QueryCanceledError("canceling statement due to statement timeout"), False),
+    ]
+
+
+@pytest.mark.parametrize(("error", "away"), _postgres_errors(), ids=lambda v: repr(v)[:60])
+def test_what_says_the_database_is_away(error: BaseException, away: bool) -> None:
+    assert is_disconnect(error) is away

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -56,9 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _run(args: argparse.Namespace) -> Answer:
     from .database import connected
 
-    async with connected(args) as storage:
-        try:
-            answer: Answer = await args.handler(storage, args)
-        except (RegistrationError, ValueError) as exc:  # the storage's refusals
-            raise CommandError(str(exc)) from None
+    # The storage's log lines are a server's (a database seen away: "answering 503 until it
+    # is back"); a command says what failed in its one line, so logging's last resort does
+    # not print them here. A logging configuration of the operator's still receives them.
+    library = logging.getLogger("starlette_broker_oauth")
+    quiet = logging.NullHandler()
+    library.addHandler(quiet)
+    try:
+        async with connected(args) as storage:
+            try:
+                answer: Answer = await args.handler(storage, args)
+            except (RegistrationError, ValueError) as exc:  # the storage's refusals
+                raise CommandError(str(exc)) from None
+    finally:
+        library.removeHandler(quiet)
     return answer

@@ -9,12 +9,14 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
 * ``revocation.py`` - everything that ends access: a token, a grant with its pending
   codes, an account's or a client's tokens; announced to token caches;
 * ``administration.py`` - :class:`Administrator`: admin changes with their rules;
-* ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut.
+* ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut;
+* ``health.py`` - :class:`Readiness`: whether a worker can serve, and which check says not.
 """
 
 from .administration import Administrator
 from .authority import AuthorizationCore
 from .connections import ConnectedApp, ConnectedApps
+from .health import Readiness, ReadinessReport
 from .policy import AUTHORIZATION_PARAMS, Policy
 from .records import IssuedCode, IssuedToken, Minter
 
@@ -28,4 +30,6 @@ __all__ = [
     "IssuedToken",
     "Minter",
     "Policy",
+    "Readiness",
+    "ReadinessReport",
 ]

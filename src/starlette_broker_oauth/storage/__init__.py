@@ -8,6 +8,7 @@ from .base import (
     ManagedStorage,
     PartnerDetails,
     PartnerRepository,
+    SchemaState,
     Storage,
     gather_connections,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "PartnerRepository",
     "PartnerDetails",
     "SQLAlchemyStorage",
+    "SchemaState",
     "Storage",
     "gather_connections",
 ]

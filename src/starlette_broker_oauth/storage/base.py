@@ -5,7 +5,9 @@ A platform plugs in its own :class:`ClientRepository` and :class:`AccountReposit
 :class:`PartnerRepository`; the :class:`GrantStore` holds the library's own codes and
 tokens. Repositories store and fetch; every rule is the core's. :class:`Storage` bundles
 all four with admin operations and is an async context manager the host enters in its
-lifespan.
+lifespan. A storage also offers the probes of readiness (:meth:`Storage.ping`,
+:meth:`Storage.schema_state`, :attr:`GrantStore.listener_connected`); what they mean for
+a worker is the core's rule (:mod:`starlette_broker_oauth.core.health`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "PurgeResult",
     "RevocationListener",
     "RevocationMessage",
+    "SchemaState",
     "Storage",
     "TokensRevoked",
     "gather_connections",
@@ -141,6 +144,13 @@ class GrantStore(ABC):
         store. ``False`` by default: a store of one process, or one that cannot tell
         other processes."""
         return False
+
+    @property
+    def listener_connected(self) -> bool | None:
+        """Whether the connection on which this process hears other processes'
+        revocations is up (readiness); ``None`` when there is none: the default, and the
+        SQL storage without a token cache or on SQLite."""
+        return None
 
     def add_revocation_listener(self, listener: RevocationListener) -> None:
         """Call ``listener(message)`` on every revocation this store learns of."""
@@ -281,6 +291,21 @@ def gather_connections(
     ]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchemaState:
+    """Where a storage's tables are, and where this version of the library expects them.
+
+    Parameters:
+        revision: The revision the tables are at; ``None`` when there are none yet.
+        expected: The revision this version of the library works with (its newest).
+        earlier: The revisions before ``expected`` that this version knows, oldest first.
+    """
+
+    revision: str | None
+    expected: str
+    earlier: tuple[str, ...]
+
+
 class Storage(ClientRepository, AccountRepository, PartnerRepository, GrantStore):
     """Every repository on one backend.
 
@@ -304,6 +329,19 @@ class Storage(ClientRepository, AccountRepository, PartnerRepository, GrantStore
 
     async def close(self) -> None:
         """Release resources."""
+
+    async def ping(self) -> bool:
+        """Ask the backend a trivial question, such as ``SELECT 1`` (readiness): ``True``
+        once it answered. Raises
+        :class:`~starlette_broker_oauth.errors.StorageUnavailable` when it cannot answer;
+        readiness bounds how long it waits. The default returns ``False``: this storage
+        offers no probe, and readiness says so."""
+        return False
+
+    async def schema_state(self) -> SchemaState | None:
+        """Where the storage's tables are, for readiness; ``None`` when it has no schema
+        of its own to check (the default)."""
+        return None
 
     def unit_of_work(self) -> AbstractAsyncContextManager[object]:
         """The scope of one request: a backend may let its statements share a

@@ -45,6 +45,9 @@ class MemoryStorage(MemoryAdministration, ManagedStorage):
     def reaches_every_process(self) -> bool:
         return True  # only the process that holds it can use it
 
+    async def ping(self) -> bool:
+        return True  # the process's own memory: it answers while the process runs
+
     # ClientRepository, AccountRepository
 
     async def get_client(self, client_id: str) -> Client | None:

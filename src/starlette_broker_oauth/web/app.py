@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import routes
 from .._oauth import OAuthProtocol
 from ..clock import SYSTEM_CLOCK, Clock
-from ..core import Administrator, AuthorizationCore, ConnectedApps
+from ..core import Administrator, AuthorizationCore, ConnectedApps, Readiness
 from ..core.verifier import TokenVerifier
 from ..errors import ConfigurationError, InvalidRequest
 from ..events import EventListener
@@ -125,7 +125,8 @@ def create_oauth_app(
     cut every token of a closed account; and ``app.state.admin``
     (:class:`~.core.Administrator`): admin changes with their rules and audit events, as
     the CLI makes them (with a built-in ``storage``), and what a change in the platform's
-    own registry ends (``client_changed``, ``account_changed``).
+    own registry ends (``client_changed``, ``account_changed``); and ``app.state.readiness``
+    (:class:`~.core.Readiness`), which :func:`~.web.health.health_routes` answers.
     """
     clients = storage if clients is None else clients
     accounts = storage if accounts is None else accounts
@@ -223,6 +224,8 @@ def create_oauth_app(
         clock=clock,
     )
     app.state.metadata_endpoint = api.metadata
+    probed = storage if storage is not None else grants if isinstance(grants, Storage) else None
+    app.state.readiness = Readiness(storage=probed, grants=grants)
     return app
 
 

@@ -1,7 +1,8 @@
 """The demo platform behind ``broker-oauth demo``.
 
 A small brokerage: a login for one demo user with a paper and a live account, the hosted
-consent and connected-apps pages, and one protected API route, ``GET /v2/account``.
+consent and connected-apps pages, one protected API route, ``GET /v2/account``, and the
+health routes ``/healthz/live`` and ``/healthz/ready``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..routes import CONNECTIONS, PARTNER_REVOKE
 from ..settings import OAuthSettings
 from ..storage.sqlalchemy import SQLAlchemyStorage
 from .app import create_oauth_app
+from .health import health_routes
 from .hosted import HostedConsent, SessionAccount, SessionUser
 from .render import routing_error
 
@@ -378,7 +380,8 @@ async def account(request: Request) -> Response:
 def build_platform(
     storage: SQLAlchemyStorage, settings: OAuthSettings, *, password: str
 ) -> Starlette:
-    """The demo brokerage: its login and pages, the OAuth sub-app and one API route.
+    """The demo brokerage: its login and pages, the OAuth sub-app, one API route and the
+    health routes.
 
     ``password`` is the demo user's; the session and consent keys are new on every call.
     """
@@ -404,6 +407,7 @@ def build_platform(
             Route("/login", login, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["GET", "POST"]),
             Route("/v2/account", account),
+            *health_routes(oauth),
             Mount("/", oauth),
         ],
         middleware=[

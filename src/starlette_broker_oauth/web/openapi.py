@@ -29,6 +29,10 @@ def _json(schema: dict[str, Any], description: str, **headers: str) -> dict[str,
     return response
 
 
+# Sent with every 503.
+_RETRY = {"Retry-After": "Seconds to wait before trying again: 1."}
+
+
 def _broker_errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "The request could not be read: a body that is not JSON or form-encoded, "
@@ -41,7 +45,10 @@ def _broker_errors(*statuses: int) -> dict[str, Any]:
         500: "Internal server error.",
         503: "The storage is unavailable; retry later.",
     }
-    return {str(s): _json(_ref("BrokerError"), text[s]) for s in statuses}
+    return {
+        str(s): _json(_ref("BrokerError"), text[s], **(_RETRY if s == 503 else {}))
+        for s in statuses
+    }
 
 
 def _oauth_errors(*statuses: int) -> dict[str, Any]:
@@ -52,7 +59,9 @@ def _oauth_errors(*statuses: int) -> dict[str, Any]:
         500: "server_error.",
         503: "temporarily_unavailable: the storage is unavailable.",
     }
-    return {str(s): _json(_ref("OAuthError"), text[s]) for s in statuses}
+    return {
+        str(s): _json(_ref("OAuthError"), text[s], **(_RETRY if s == 503 else {})) for s in statuses
+    }
 
 
 def _token_request(settings: OAuthSettings) -> dict[str, Any]:
@@ -283,7 +292,13 @@ def openapi_document(
         "401": page("The user is no longer signed in."),
         "403": page("The form was sent from another site."),
         "500": page("Internal server error."),
-        "503": page("The storage is unavailable; nothing was changed."),
+        "503": {
+            **page("The storage is unavailable; nothing was changed."),
+            "headers": {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in _RETRY.items()
+            },
+        },
     }
     operations[routes.CONSENT] = {
         "get": {

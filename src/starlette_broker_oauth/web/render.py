@@ -14,6 +14,8 @@ shown, the words the face says instead. Each face renders it in its documented s
 * the platform's protected routes: RFC 6750 §3, the same bytes from the Starlette
   middleware, the route guard and the FastAPI dependency.
 
+Every 503 (the storage is unavailable) carries ``Retry-After: 1``.
+
 The sub-app answers through Starlette's exception handlers (:class:`ErrorHandlers`):
 which face answers is the face of the endpoint the request was sent to
 (:func:`.routes.route_at`). An error a face has no answer for is a bug there: it is
@@ -71,6 +73,7 @@ __all__ = [
     "ANSWERS",
     "NO_STORE",
     "REASON_KEY",
+    "RETRY_AFTER",
     "Answer",
     "ErrorBody",
     "ErrorHandlers",
@@ -86,6 +89,8 @@ __all__ = [
 log = logging.getLogger("starlette_broker_oauth")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: Sent with every 503 (RFC 9110 §10.2.3): the storage is unavailable, try again in a second.
+RETRY_AFTER = {"Retry-After": "1"}
 _PARTNER_REALM = 'Basic realm="broker-oauth", charset="UTF-8"'
 
 PARTNER, STANDARD, PAGE, BEARER = Face.PARTNER, Face.STANDARD, Face.PAGE, Face.BEARER
@@ -254,6 +259,8 @@ def _partner(exc: BaseException, answer: Answer) -> Response:
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = _PARTNER_REALM
+    if status == 503:
+        headers |= RETRY_AFTER
     if isinstance(exc, MethodNotAllowed):
         headers["Allow"] = ", ".join(exc.allowed)
     body: ErrorBody = {"code": status * 100000 + 10000, "message": message}
@@ -268,6 +275,8 @@ def _standard(exc: BaseException, answer: Answer) -> Response:
     if status == 401:  # invalid_client, with the challenge of HTTP Basic (RFC 6749 §5.2)
         safe = description.replace('"', "|")
         headers["WWW-Authenticate"] = f'Basic error="{error}", error_description="{safe}"'
+    if status == 503:
+        headers |= RETRY_AFTER
     body = {"error": error, "error_description": description} if description else {"error": error}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -286,7 +295,10 @@ def _page(
         location = redirect_location(exc.redirect_uri, params, state=exc.state, issuer=issuer)
         return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
     detail = answer.text.get(PAGE, _own_text(exc))
-    return page(request, answer.status[PAGE], _error(answer, exc), detail)
+    response = page(request, answer.status[PAGE], _error(answer, exc), detail)
+    if response.status_code == 503:
+        response.headers.update(RETRY_AFTER)
+    return response
 
 
 def bearer_error(exc: TokenError | StorageUnavailable) -> Response:
@@ -304,7 +316,7 @@ def bearer_error(exc: TokenError | StorageUnavailable) -> Response:
         challenge = "Bearer " + ", ".join(params) if params else "Bearer"
         headers = {"WWW-Authenticate": challenge, "Cache-Control": "no-store"}
     else:
-        headers = {"Retry-After": "1", "Cache-Control": "no-store"}
+        headers = {**RETRY_AFTER, "Cache-Control": "no-store"}
     body = {"error": error or "unauthorized", "error_description": answer.text[BEARER]}
     return JSONResponse(body, status_code=answer.status[BEARER], headers=headers)
 

@@ -21,17 +21,31 @@ statement cache. What each database is given:
 A transient failure - the database is away, restarting, out of connections, or a
 serialisation conflict - becomes :class:`~starlette_broker_oauth.errors.StorageUnavailable`
 (answered 503); anything else is a bug and stays as it is.
+
+While a PostgreSQL database is away, a worker answers at once. Once one of its connections
+fails (refused, timed out connecting, lost: :func:`is_disconnect`), every statement that
+would take a connection from the pool raises ``StorageUnavailable`` without touching the
+pool, and one task probes for the database's return, a connection attempt (the pool's
+checkout with its pre-ping, within the driver's timeouts) every quarter of a second;
+service resumes with the first that succeeds. Neither SQLAlchemy's pool nor asyncpg has a
+setting for this: each checkout from a pool whose database is away makes its own attempt
+and waits out the connect timeout (5 s when the server accepts the TCP connection but does
+not answer), for as long as the outage lasts. SQLite needs nothing of the kind: it is a
+file on the worker's own disk, whose failures are immediate or a wait for a lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -47,6 +61,7 @@ __all__ = [
     "Database",
     "Repository",
     "async_url",
+    "is_disconnect",
     "is_transient",
     "require_asyncpg",
     "translated",
@@ -82,6 +97,15 @@ _TRANSIENT_DRIVER_ERRORS = frozenset(
 )
 
 
+# SQLSTATE classes that mean the connection or the server is gone: 08 connection exception,
+# 57P0x shutting down / starting up (57P01: the backend was terminated).
+_DISCONNECT_SQLSTATES = ("08", "57P0")
+# How often a worker that saw its database go away tries a connection, in seconds.
+PROBE_EVERY = 0.25
+
+log = logging.getLogger("starlette_broker_oauth")
+
+
 # SQLite's primary result codes that mean "not now": BUSY, LOCKED, IOERR, FULL, CANTOPEN,
 # PROTOCOL. Every other code (no such table, read-only file, a misuse) is a bug or a
 # misconfiguration, answered 500 like any other.
@@ -107,6 +131,25 @@ def is_transient(exc: BaseException) -> bool:
     if sqlstate.startswith(_TRANSIENT_SQLSTATES):
         return True
     return type(exc).__name__ in _TRANSIENT_DRIVER_ERRORS
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached: the connection was refused,
+    reset or closed, or the server is shutting down or starting up. Not a database that is
+    busy: a serialisation conflict, a full pool, too many connections, a lock or a statement
+    that timed out. (A connect that timed out is one; :class:`Database` tells it from a
+    statement's timeout by where it happened.)"""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        inner = (exc.orig, getattr(exc.orig, "__cause__", None))
+        return any(e is not None and e is not exc and is_disconnect(e) for e in inner)
+    if isinstance(exc, OSError):
+        return not isinstance(exc, TimeoutError)
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate.startswith(_DISCONNECT_SQLSTATES) or (
+        type(exc).__name__ == "ConnectionDoesNotExistError"
+    )
 
 
 @contextlib.contextmanager
@@ -167,11 +210,12 @@ class _Unit:
     is the task's that entered it: a task started inside it (which inherits the context)
     takes connections of its own, and so does anything running after it ended."""
 
-    __slots__ = ("connection", "database", "ended", "task")
+    __slots__ = ("connection", "database", "ended", "held", "task")
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.connection: AsyncConnection | None = None
+        self.held = contextlib.AsyncExitStack()  # gives the connection back when it ends
         self.task = anyio.get_current_task().id
         self.ended = False
 
@@ -214,6 +258,10 @@ class Database:
         self._busy_timeout = 5.0
         self._write_level = "READ COMMITTED"
         self._async_writes: AsyncEngine | None = None
+        # PostgreSQL: since when the database has been seen away (None: it is not), and
+        # the one task probing for its return (see the module's docstring).
+        self._away_since: float | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -291,6 +339,11 @@ class Database:
             return str(conn.exec_driver_sql("PRAGMA journal_mode=WAL").scalar()).lower()
 
     async def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            await asyncio.wait([probe])
+        self._away_since = None
         engine, self._engine = self._engine, None
         self._autocommit = self._async_writes = None
         self._writers = None
@@ -344,9 +397,8 @@ class Database:
         finally:
             _UNIT.reset(token)
             unit.ended = True
-            if unit.connection is not None:
-                with translated():
-                    await unit.connection.close()
+            with self._watched():
+                await unit.held.aclose()
 
     def _own_unit(self) -> _Unit | None:
         """This task's unit of work on this database, if it is in one."""
@@ -366,8 +418,81 @@ class Database:
             return None
         if unit.connection is None:
             assert self._autocommit is not None
-            unit.connection = await self._autocommit.connect()
+            unit.connection = await unit.held.enter_async_context(self._connected(self._autocommit))
         return unit.connection
+
+    # the database away (PostgreSQL)
+
+    @contextlib.asynccontextmanager
+    async def _connected(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        """One of the pool's connections. While the database is away, ``StorageUnavailable``
+        at once, the pool untouched; a connect that times out (asyncpg's ``timeout``, or a
+        pooled connection's pre-ping) is the database seen away."""
+        if self._away_since is not None:
+            away = anyio.current_time() - self._away_since
+            # No I/O on this path: let the probe and other tasks run before answering.
+            await anyio.lowlevel.checkpoint()
+            raise StorageUnavailable(f"the database has been unreachable for {away:.1f} s")
+        connected = False
+        try:
+            async with engine.connect() as conn:
+                connected = True
+                yield conn
+        except TimeoutError as exc:
+            if not connected:
+                self._seen_away(exc)
+            raise
+
+    @contextlib.contextmanager
+    def _watched(self) -> Iterator[None]:
+        """:func:`translated`, and a connection-level failure is the database seen away."""
+        try:
+            with translated():
+                yield
+        except StorageUnavailable as exc:
+            if exc.__cause__ is not None and is_disconnect(exc.__cause__):
+                self._seen_away(exc.__cause__)
+            raise
+
+    def _seen_away(self, exc: BaseException) -> None:
+        """The database is away (PostgreSQL): answer at once until the probe sees it back."""
+        if not self.postgres or self._away_since is not None or self._autocommit is None:
+            return
+        self._away_since = since = anyio.current_time()
+        log.warning(
+            "the database is unreachable (%s): answering 503 until it is back, "
+            "trying a connection every %.2f s",
+            type(exc).__name__,
+            PROBE_EVERY,
+        )
+        # A task of the storage's, not of the request that saw the failure (its context
+        # is left behind); asyncpg runs on asyncio only. close() ends it.
+        self._probe = asyncio.get_running_loop().create_task(
+            self._wait_for_return(self._autocommit, since), context=contextvars.Context()
+        )
+
+    async def _wait_for_return(self, engine: AsyncEngine, since: float) -> None:
+        try:
+            while True:
+                if await self._answers(engine):
+                    break
+                await anyio.sleep(PROBE_EVERY)
+            log.warning("the database answers again, after %.1f s", anyio.current_time() - since)
+        finally:
+            self._away_since = None
+            self._probe = None
+
+    @staticmethod
+    async def _answers(engine: AsyncEngine) -> bool:
+        """Whether a connection can be had (a pooled one that answers its pre-ping, or a
+        new one within the driver's connect timeout). A failure other than the
+        database's absence (too many connections, a refused login) is an answer too:
+        requests meet it themselves."""
+        try:
+            async with engine.connect():
+                return True
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            return not (isinstance(exc, TimeoutError) or is_disconnect(exc))
 
     # reads
 
@@ -377,12 +502,12 @@ class Database:
             with translated(), self._reader.use(self._sync) as reader:
                 return reader.execute(statement, params).first()
         if self.postgres:
-            with translated():
+            with self._watched():
                 unit = await self._unit_connection()
                 if unit is not None:
                     return (await unit.execute(statement, params)).first()
                 assert self._autocommit is not None
-                async with self._autocommit.connect() as own:
+                async with self._connected(self._autocommit) as own:
                     return (await own.execute(statement, params)).first()
         async with self.reading() as conn:
             return (await conn.execute(statement, params)).first()
@@ -413,12 +538,16 @@ class Database:
         """A connection for several reads (admin listings, a page's list): in a unit of
         work its connection (in autocommit: each read sees the last commit); otherwise
         one of its own, in a read transaction."""
-        with translated():
+        with self._watched():
             unit = await self._unit_connection()
             if unit is not None:
                 yield unit
                 return
-            async with self._turn(reading=True), self.engine.connect() as conn, conn.begin():
+            async with (
+                self._turn(reading=True),
+                self._connected(self.engine) as conn,
+                conn.begin(),
+            ):
                 yield conn
 
     # writes
@@ -461,12 +590,12 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction, committed when the block ends (rolled back if it raises);
         on SQLite it holds the write lock from its start."""
-        with translated():
+        with self._watched():
             conn = await self._unit_connection()
             if conn is None:
                 if self._async_writes is None:
                     raise ConfigurationError(_NOT_OPEN)
-                async with self._turn(), self._async_writes.begin() as own:
+                async with self._turn(), self._connected(self._async_writes) as own, own.begin():
                     yield own
                 return
             # The unit's connection reads in autocommit; a transaction on it is begun for

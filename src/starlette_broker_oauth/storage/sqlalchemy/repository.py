@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...security import new_client_id
-from ..base import ManagedStorage, RevocationMessage
+from ..base import ManagedStorage, RevocationMessage, SchemaState
 from ..base import RevocationListener as RevocationListenerFunction
 from . import migrations
 from .accounts import SQLAccounts
@@ -114,6 +114,24 @@ class SQLAlchemyStorage(SQLClients, SQLAccounts, SQLPartners, SQLGrants, Managed
         """The Alembic revision the tables are at, or ``None`` before the first."""
         async with self.database.reading() as conn:
             return await migrations.current_revision(conn, self.tables.prefix)
+
+    async def ping(self) -> bool:
+        """``SELECT 1``. On PostgreSQL, once this worker has seen the database away, it
+        fails at once, without a connection attempt, until the database is back."""
+        await self.database.first(sa.text("SELECT 1"), {})
+        return True
+
+    async def schema_state(self) -> SchemaState:
+        """The Alembic revision the tables are at, and the newest this version ships."""
+        *earlier, expected = migrations.revisions()
+        return SchemaState(
+            revision=await self.current_revision(), expected=expected, earlier=tuple(earlier)
+        )
+
+    @property
+    def listener_connected(self) -> bool | None:
+        """On PostgreSQL with a token cache, whether the ``LISTEN`` connection is up."""
+        return None if self._listener is None else self._listener.connected
 
     @property
     def revocation_channel(self) -> str:

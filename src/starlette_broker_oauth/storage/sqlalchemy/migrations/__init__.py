@@ -4,13 +4,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ....security import hash_secret
 
-__all__ = ["current_revision", "upgrade"]
+__all__ = ["current_revision", "revisions", "upgrade"]
 
 
 async def upgrade(conn: AsyncConnection, prefix: str, revision: str = "head") -> None:
@@ -26,7 +28,7 @@ async def upgrade(conn: AsyncConnection, prefix: str, revision: str = "head") ->
     try:
         await conn.run_sync(_alembic, "upgrade", prefix, revision)
     except CommandError as exc:  # an unknown revision: the caller's mistake, said plainly
-        known = ", ".join(_revisions())
+        known = ", ".join(revisions())
         raise ValueError(f"unknown revision {revision!r}: give head or one of {known}") from exc
 
 
@@ -41,8 +43,9 @@ async def current_revision(conn: AsyncConnection, prefix: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _revisions() -> list[str]:
-    """The shipped revisions, oldest first."""
+@functools.cache
+def revisions() -> tuple[str, ...]:
+    """The shipped revisions, oldest first: the last is the one this version works with."""
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
@@ -50,10 +53,10 @@ def _revisions() -> list[str]:
     config.set_main_option(
         "script_location", "starlette_broker_oauth.storage.sqlalchemy:migrations"
     )
-    return [
+    return tuple(
         script.revision
         for script in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))
-    ]
+    )
 
 
 def _alembic(connection: sa.Connection, command_name: str, prefix: str, revision: str) -> None:
