@@ -603,3 +603,44 @@ def _postgres_errors() -> list[tuple[BaseException, bool]]:
 @pytest.mark.parametrize(("error", "away"), _postgres_errors(), ids=lambda v: repr(v)[:60])
 def test_what_says_the_database_is_away(error: BaseException, away: bool) -> None:
     assert is_disconnect(error) is away
+
+
+async def test_the_listener_comes_back_as_fast_after_every_loss() -> None:
+    """A LISTEN connection that worked and was lost is retried after the shortest wait,
+    however many times that happened before: the backoff grows only while connecting
+    fails. (A wait that grew with every loss would leave a worker deaf to other workers'
+    revocations for seconds after each blip.)"""
+    if POSTGRES_URL is None:
+        pytest.skip("needs the PostgreSQL of scripts/with-postgres")
+    storage = SQLAlchemyStorage(POSTGRES_URL, table_prefix=f"t{uuid.uuid4().hex[:10]}_")
+    resets: list[object] = []
+    async with storage:
+        try:
+            storage.add_revocation_listener(resets.append)
+            channel = storage.revocation_channel
+            gaps = []
+            for _ in range(6):
+                with anyio.fail_after(10):
+                    while not storage.listener_connected:  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                async with storage.engine.connect() as conn:
+                    killed = await conn.scalar(
+                        sa.text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE query LIKE :listen"
+                        ),
+                        {"listen": f'LISTEN "{channel}"%'},
+                    )
+                assert killed == 1
+                lost = time.monotonic()
+                with anyio.fail_after(10):
+                    while storage.listener_connected:  # noqa: ASYNC110
+                        await anyio.sleep(0.005)
+                    while not storage.listener_connected:  # noqa: ASYNC110
+                        await anyio.sleep(0.005)
+                gaps.append(time.monotonic() - lost)
+            # The shortest wait is 0.1 s; a backoff doubling from it would have reached
+            # 3.2 s at the sixth loss.
+            assert max(gaps) < 1.5, gaps
+        finally:
+            await drop_tables(storage)

@@ -95,6 +95,7 @@ class RevocationListener:
         self._origin = origin
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        self._listened = False  # whether the current attempt got as far as listening
         watch_listener(self)
 
     @property
@@ -126,12 +127,14 @@ class RevocationListener:
     async def _listen(self) -> None:
         delay = 0.1
         while True:
+            self._listened = False
             try:
                 await self._hold()
-                delay = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._listened:  # a connection that worked was lost: back off anew
+                    delay = 0.1
                 if not is_transient(exc):
                     log.exception("revocation listener on %s failed", self._channel)
                 else:
@@ -152,7 +155,7 @@ class RevocationListener:
             lost = anyio.Event()
             driver.add_termination_listener(lambda _: lost.set())
             await driver.add_listener(self._channel, self._received)
-            self.connected = True
+            self.connected = self._listened = True
             self._announce("*")
             try:
                 while not lost.is_set() and not driver.is_closed():
