@@ -618,7 +618,7 @@ async def test_the_listener_comes_back_as_fast_after_every_loss() -> None:
         try:
             storage.add_revocation_listener(resets.append)
             channel = storage.revocation_channel
-            gaps = []
+            gaps: list[float] = []
             for _ in range(6):
                 with anyio.fail_after(10):
                     while not storage.listener_connected:  # noqa: ASYNC110

@@ -101,7 +101,7 @@ _TRANSIENT_DRIVER_ERRORS = frozenset(
 # 57P0x shutting down / starting up (57P01: the backend was terminated).
 _DISCONNECT_SQLSTATES = ("08", "57P0")
 # How often a worker that saw its database go away tries a connection, in seconds.
-PROBE_EVERY = 0.25
+PROBE_EVERY = 0.1
 
 log = logging.getLogger("starlette_broker_oauth")
 
