@@ -16,7 +16,9 @@ The tree::
      │    │    ├── UnknownAccount    no such account
      │    │    └── InvalidRedirectURI  not a registered redirect URI: never redirected to
      │    ├── InvalidClient          invalid_client: unknown, wrong secret, or not the
-     │    │                          partner's - one answer for all three
+     │    │    │                     partner's - one answer for all three
+     │    │    └── ClientAssertionRefused  a private_key_jwt assertion refused (its
+     │    │                          AssertionProblem); the same answer
      │    ├── PartnerUnauthenticated the partner's HTTP Basic credentials were refused
      │    ├── UnauthorizedClient     unauthorized_client
      │    │    ├── ClientDisabled
@@ -47,8 +49,10 @@ import warnings
 
 __all__ = [
     "AccessDenied",
+    "AssertionProblem",
     "BadRequest",
     "BrokerOAuthError",
+    "ClientAssertionRefused",
     "ClientDisabled",
     "CodeReplayed",
     "ConfigurationError",
@@ -180,6 +184,43 @@ class InvalidClient(Refusal):
     error = "invalid_client"
     #: The one message of the partner endpoints for every such refusal.
     ONE_ANSWER = "client does not exist, you do not have access to it, or the secret is wrong"
+
+
+class AssertionProblem(enum.Enum):
+    """Why a client assertion (RFC 7523 §3) was refused: for logs, metrics and the audit
+    event only; the client is told ``invalid_client`` alone."""
+
+    MALFORMED = "assertion_malformed"
+    UNSUPPORTED_TYPE = "assertion_type_unsupported"
+    ALGORITHM = "assertion_algorithm_refused"
+    UNKNOWN_CLIENT = "assertion_unknown_client"
+    NO_KEYS = "assertion_client_has_no_keys"
+    UNKNOWN_KEY = "assertion_unknown_key"
+    SIGNATURE = "assertion_bad_signature"
+    ISSUER = "assertion_wrong_issuer"
+    AUDIENCE = "assertion_wrong_audience"
+    NO_EXPIRY = "assertion_without_exp"
+    EXPIRED = "assertion_expired"
+    TOO_LONG = "assertion_lifetime_too_long"
+    NOT_YET_VALID = "assertion_not_yet_valid"
+    NO_JTI = "assertion_without_jti"
+    REPLAYED = "assertion_replayed"
+
+
+class ClientAssertionRefused(InvalidClient):
+    """A ``private_key_jwt`` client assertion was refused (RFC 7523 §3.2): answered as
+    every failed client authentication is, ``invalid_client`` with one sentence.
+
+    Parameters:
+        problem: What was wrong with it, for logs, metrics and the audit event.
+    """
+
+    #: The one description of every failed client authentication at the standard endpoints.
+    ONE_SENTENCE = "Client authentication failed."
+
+    def __init__(self, problem: AssertionProblem) -> None:
+        super().__init__(self.ONE_SENTENCE)
+        self.problem = problem
 
 
 class PartnerUnauthenticated(Refusal):

@@ -104,10 +104,19 @@ class ConnectionRevoked(OAuthEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientAuthenticationFailed(OAuthEvent):
-    """A client presented credentials that did not authenticate it."""
+    """A client presented credentials that did not authenticate it.
+
+    Parameters:
+        reason: Why, when it is more than a wrong secret or an unknown client: a
+            ``private_key_jwt`` assertion's problem (``assertion_expired``,
+            ``assertion_replayed``, …, :class:`~starlette_broker_oauth.errors.AssertionProblem`),
+            or ``secret_not_allowed`` for a secret from a client registered for
+            ``private_key_jwt`` only.
+    """
 
     client_id: str
     endpoint: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

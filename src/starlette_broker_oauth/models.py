@@ -12,6 +12,7 @@ __all__ = [
     "Account",
     "AuthorizationCode",
     "Client",
+    "ClientAuthMethod",
     "ClientCredentials",
     "ClientStatus",
     "Connection",
@@ -28,6 +29,18 @@ class ClientStatus(enum.StrEnum):
     DISABLED = "DISABLED"
 
 
+class ClientAuthMethod(enum.StrEnum):
+    """How a client authenticates at the token, revocation and introspection endpoints
+    (RFC 7591 §2 ``token_endpoint_auth_method``)."""
+
+    #: A shared secret, in HTTP Basic or in the body (``client_secret_post``); with a
+    #: registered JWKS, ``private_key_jwt`` too.
+    CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method's name
+    #: A JWT signed with one of the client's registered keys only (RFC 7523 §2.2); its
+    #: secret is refused everywhere.
+    PRIVATE_KEY_JWT = "private_key_jwt"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Client:
     """A registered third-party app.
@@ -39,6 +52,10 @@ class Client:
         scopes: Scopes this client may ask for; ``None`` means every supported scope.
         response_types: Response types the client may use (``code``, ``token``).
         live_trading_approved: Whether the client may obtain tokens for live accounts.
+        jwks: The client's public keys, a JWK Set (RFC 7517 §5) as JSON text, checked at
+            registration (:func:`~starlette_broker_oauth.registration.check_client_jwks`);
+            ``None`` when it registered none.
+        token_endpoint_auth_method: How it may authenticate (:class:`ClientAuthMethod`).
     """
 
     client_id: str
@@ -53,6 +70,8 @@ class Client:
     live_trading_approved: bool = False
     scopes: frozenset[str] | None = None
     response_types: frozenset[str] = frozenset({"code", "token"})
+    jwks: str | None = field(default=None, repr=False)
+    token_endpoint_auth_method: ClientAuthMethod = ClientAuthMethod.CLIENT_SECRET_BASIC
 
     @property
     def active(self) -> bool:

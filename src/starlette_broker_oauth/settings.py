@@ -12,7 +12,12 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULT_SCOPE_DESCRIPTIONS", "OAuthSettings"]
+__all__ = [
+    "ASSERTION_ALGORITHMS",
+    "DEFAULT_ASSERTION_ALGORITHMS",
+    "DEFAULT_SCOPE_DESCRIPTIONS",
+    "OAuthSettings",
+]
 
 DEFAULT_SCOPES = frozenset({"general", "account:write", "trading", "data"})
 #: What the default scopes let an app do, in the words the consent page shows a trader.
@@ -22,6 +27,14 @@ DEFAULT_SCOPE_DESCRIPTIONS: Mapping[str, str] = {
     "trading": "Place, change and cancel orders for you",
     "data": "Read market data through your account",
 }
+#: The JWS algorithms a client assertion may be signed with (RFC 7518 §3, RFC 8037 §3.1,
+#: RFC 9864): asymmetric only; never ``none`` nor an HMAC keyed with a shared secret.
+ASSERTION_ALGORITHMS = frozenset(
+    {"PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"}
+    | {"RS256", "RS384", "RS512"}
+)
+#: FAPI 2.0 Security Profile §5.4.1: PS256, ES256 and EdDSA (Ed25519).
+DEFAULT_ASSERTION_ALGORITHMS = frozenset({"PS256", "ES256", "EdDSA"})
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
 
 
@@ -67,6 +80,16 @@ class OAuthSettings:
             once and shown on the consent page, the connected-apps page, the OpenAPI
             document and the FastAPI security scheme. ``None`` (the default) describes the
             default scopes; a scope without a description is shown by its name.
+        private_key_jwt: Accept ``private_key_jwt`` client authentication (RFC 7523 §2.2,
+            OIDC Core §9) at the token, revocation and introspection endpoints, for
+            clients that registered a JWKS, and publish it in the metadata. Off by
+            default. A client registered for ``private_key_jwt`` only is refused a shared
+            secret whether this is on or not.
+        client_assertion_algorithms: The JWS algorithms an assertion may be signed with
+            (``token_endpoint_auth_signing_alg_values_supported``): PS256, ES256 and
+            EdDSA by default (FAPI 2.0); any of PS/ES/RS 256-512, EdDSA and Ed25519.
+        client_assertion_max_lifetime: How far in the future an assertion's ``exp`` may
+            be (5 minutes by default, at most 10): its ``jti`` is remembered until then.
     """
 
     issuer: str
@@ -80,9 +103,12 @@ class OAuthSettings:
     token_cache_ttl: timedelta = timedelta(0)
     token_cache_size: int = 10_000
     scope_descriptions: Mapping[str, str] | None = None
+    private_key_jwt: bool = False
+    client_assertion_algorithms: frozenset[str] = DEFAULT_ASSERTION_ALGORITHMS
+    client_assertion_max_lifetime: timedelta = timedelta(minutes=5)
 
     def __post_init__(self) -> None:
-        for name in ("scopes_supported", "response_types"):
+        for name in ("scopes_supported", "response_types", "client_assertion_algorithms"):
             value = getattr(self, name)
             if isinstance(value, str | bytes) or not all(isinstance(v, str) for v in value):
                 raise ConfigurationError(
@@ -117,6 +143,18 @@ class OAuthSettings:
                 raise ConfigurationError("refresh_token_lifetime must be positive or None")
         if not self.response_types or not self.response_types <= {"code", "token"}:
             raise ConfigurationError("response_types must be a non-empty subset of code, token")
+        if not self.client_assertion_algorithms <= ASSERTION_ALGORITHMS:
+            unknown = sorted(self.client_assertion_algorithms - ASSERTION_ALGORITHMS)
+            raise ConfigurationError(
+                f"client_assertion_algorithms may name {sorted(ASSERTION_ALGORITHMS)} only "
+                f"(asymmetric algorithms), not {unknown}"
+            )
+        if self.private_key_jwt and not self.client_assertion_algorithms:
+            raise ConfigurationError("private_key_jwt needs client_assertion_algorithms")
+        if not timedelta(0) < self.client_assertion_max_lifetime <= timedelta(minutes=10):
+            raise ConfigurationError(
+                "client_assertion_max_lifetime must be between 0 and 10 minutes"
+            )
         described = set(self.scope_descriptions or ())
         if unknown := sorted(described - self.scopes_supported):
             raise ConfigurationError(f"scope_descriptions names unknown scopes: {unknown}")
@@ -141,8 +179,9 @@ class OAuthSettings:
             prefix: Variable name prefix: ``ISSUER``, ``SCOPES`` (space-separated),
                 ``CODE_LIFETIME_SECONDS``, ``ACCESS_TOKEN_LIFETIME_SECONDS``,
                 ``REFRESH_TOKEN_LIFETIME_SECONDS``,
-                ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT``, ``TOKEN_CACHE_TTL_SECONDS`` and
-                ``ALLOW_LIVE_WITHOUT_APPROVAL`` follow it.
+                ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT``, ``TOKEN_CACHE_TTL_SECONDS``,
+                ``ALLOW_LIVE_WITHOUT_APPROVAL``, ``PRIVATE_KEY_JWT`` and
+                ``CLIENT_ASSERTION_ALGORITHMS`` (space-separated) follow it.
         """
         env = os.environ if environ is None else environ
 
@@ -173,4 +212,8 @@ class OAuthSettings:
             kwargs["authorization_endpoint"] = endpoint
         if (live := get("ALLOW_LIVE_WITHOUT_APPROVAL")) is not None:
             kwargs["allow_live_without_approval"] = live.lower() in {"1", "true", "yes", "on"}
+        if (keys := get("PRIVATE_KEY_JWT")) is not None:
+            kwargs["private_key_jwt"] = keys.lower() in {"1", "true", "yes", "on"}
+        if (algorithms := get("CLIENT_ASSERTION_ALGORITHMS")) is not None:
+            kwargs["client_assertion_algorithms"] = frozenset(algorithms.split())
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ JSON_HEADERS = (
     ("Cache-Control", "no-store"),
     ("Pragma", "no-cache"),
 )
-AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 
 def _verify_s256(code_verifier: str, code_challenge: str) -> bool:

@@ -43,7 +43,9 @@ class ClientView(ClientMixin):  # type: ignore[misc]
         return self.core.redirect_uri_registered(self.model, redirect_uri)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method in {"client_secret_basic", "client_secret_post"}
+        # The core authenticated the client by this method, and refused a method the
+        # client may not use (a secret from a private_key_jwt client, keys never registered).
+        return method in {"client_secret_basic", "client_secret_post", "private_key_jwt"}
 
     def check_response_type(self, response_type: str) -> bool:
         return self.core.response_type_allowed(self.model, response_type)

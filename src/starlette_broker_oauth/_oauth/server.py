@@ -47,6 +47,7 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_client_auth_method("client_secret_basic", self.authenticate_basic)
         self.register_client_auth_method("client_secret_post", self.authenticate_post)
         self.register_client_auth_method("none", lambda query_client, request: None)
+        self.register_client_auth_method("private_key_jwt", self.authenticate_assertion)
         self.register_grant(CodeGrant, [S256Only(required=False)])
         self.register_grant(PartnerCodeGrant)
         self.register_grant(DirectTokenGrant)
@@ -68,6 +69,26 @@ class BrokerAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         return self.authenticate_credentials(
             form.get("client_id"), form.get("client_secret"), request
         )
+
+    def authenticate_assertion(self, query_client: Any, request: OAuthRequest) -> ClientView | None:
+        """``private_key_jwt`` (RFC 7523 §2.2), registered with Authlib when
+        ``OAuthSettings.private_key_jwt`` is on; the core checks the assertion and raises
+        its refusal itself."""
+        form = request.form
+        if not self.core.settings.private_key_jwt or (
+            "client_assertion" not in form and "client_assertion_type" not in form
+        ):
+            return None
+        client = await_(
+            self.core.authenticate_assertion(
+                form.get("client_assertion_type"),
+                form.get("client_assertion"),
+                client_id=form.get("client_id"),
+                endpoint=request.endpoint,
+                known=request.known_client,
+            )
+        )
+        return ClientView(client, self.core)
 
     def authenticate_credentials(
         self, client_id: str | None, secret: str | None, request: OAuthRequest

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..models import ClientStatus
+from ..models import ClientAuthMethod, ClientStatus
 from ..registration import MIN_SECRET_LENGTH
 from ..storage.sqlalchemy import SQLAlchemyStorage
 from .audit import administrator
@@ -79,6 +80,7 @@ def register(commands: Commands, parents: Parents) -> None:
         help="keep the secret read from standard input (one line, at least "
         f"{MIN_SECRET_LENGTH} characters) instead of generating one",
     )
+    _key_options(create)
     create.set_defaults(handler=create_client)
 
     update = sub.add_parser(
@@ -114,6 +116,7 @@ def register(commands: Commands, parents: Parents) -> None:
     update.add_argument(
         "--live-trading-approved", action=argparse.BooleanOptionalAction, default=None
     )
+    _key_options(update)
     update.set_defaults(handler=update_client)
 
     delete = sub.add_parser(
@@ -130,6 +133,32 @@ def register(commands: Commands, parents: Parents) -> None:
         action = sub.add_parser(name, help=text, parents=db)
         action.add_argument("client_id")
         action.set_defaults(handler=handler)
+
+
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jwks",
+        metavar="FILE",
+        type=Path,
+        help="the client's public keys for private_key_jwt: a JWK Set file (public keys "
+        "only; replaces those registered)",
+    )
+    parser.add_argument(
+        "--auth-method",
+        dest="token_endpoint_auth_method",
+        choices=[m.value for m in ClientAuthMethod],
+        help="how it authenticates: client_secret_basic (its secret, or its keys if it "
+        "has any; the default) or private_key_jwt (its keys only)",
+    )
+
+
+def _read_jwks(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read the JWKS file {str(path)!r}: {exc}") from None
 
 
 async def list_clients(storage: SQLAlchemyStorage, args: argparse.Namespace) -> Answer:
@@ -169,6 +198,10 @@ async def create_client(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
         response_types=args.response_types or ("code", "token"),
         client_id=args.client_id,
         client_secret=_read_secret() if args.secret_stdin else None,
+        jwks=_read_jwks(args.jwks),
+        token_endpoint_auth_method=(
+            args.token_endpoint_auth_method or ClientAuthMethod.CLIENT_SECRET_BASIC
+        ),
     )
     if args.secret_stdin:
         return Answer(
@@ -201,9 +234,12 @@ async def update_client(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
             "redirect_uris",
             "live_trading_approved",
             "response_types",
+            "token_endpoint_auth_method",
         )
         if getattr(args, name) is not None
     }
+    if args.jwks is not None:
+        changes["jwks"] = _read_jwks(args.jwks)
     if args.scopes is not None or args.all_scopes:
         changes["scopes"] = args.scopes
     if not changes:

@@ -3,6 +3,7 @@ refusal of a command that fails."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,8 +89,9 @@ def yes_no(value: bool) -> str:
 
 
 def client_json(client: Client) -> dict[str, Any]:
-    """A client's fields, without its secret's hash."""
-    return {
+    """A client's fields, without its secret's hash; with its authentication method and
+    public keys when it registered keys."""
+    shown: dict[str, Any] = {
         "client_id": client.client_id,
         "name": client.name,
         "status": client.status.value,
@@ -102,6 +104,10 @@ def client_json(client: Client) -> dict[str, Any]:
         "terms_of_use": client.terms_of_use,
         "privacy_policy": client.privacy_policy,
     }
+    if client.jwks is not None:
+        shown["token_endpoint_auth_method"] = client.token_endpoint_auth_method.value
+        shown["jwks"] = json.loads(client.jwks)
+    return shown
 
 
 def client_text(client: Client) -> str:
@@ -118,8 +124,21 @@ def client_text(client: Client) -> str:
             ("url", client.url),
             ("terms of use", client.terms_of_use),
             ("privacy policy", client.privacy_policy),
+            *(
+                [
+                    ("authentication", client.token_endpoint_auth_method.value),
+                    ("keys", _key_ids(client.jwks)),
+                ]
+                if client.jwks is not None
+                else []
+            ),
         ]
     )
+
+
+def _key_ids(jwks: str) -> str:
+    keys = json.loads(jwks)["keys"]
+    return ", ".join(f"{k['kty']} {k.get('kid', '(no kid)')}" for k in keys)
 
 
 def scopes_text(client: Client) -> str:

@@ -10,10 +10,13 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
   codes, an account's or a client's tokens; announced to token caches;
 * ``administration.py`` - :class:`Administrator`: admin changes with their rules;
 * ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut;
+* ``assertions.py`` - :class:`ClientAssertions`: ``private_key_jwt`` client assertions
+  (RFC 7523) checked, their ``jti`` used once;
 * ``health.py`` - :class:`Readiness`: whether a worker can serve, and which check says not.
 """
 
 from .administration import Administrator
+from .assertions import ASSERTION_TYPE, ClientAssertions
 from .authority import AuthorizationCore
 from .connections import ConnectedApp, ConnectedApps
 from .health import Readiness, ReadinessReport
@@ -21,9 +24,11 @@ from .policy import AUTHORIZATION_PARAMS, Policy
 from .records import IssuedCode, IssuedToken, Minter
 
 __all__ = [
+    "ASSERTION_TYPE",
     "AUTHORIZATION_PARAMS",
     "Administrator",
     "AuthorizationCore",
+    "ClientAssertions",
     "ConnectedApp",
     "ConnectedApps",
     "IssuedCode",

@@ -27,14 +27,22 @@ refuses itself.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import EllipsisType
+from typing import Any
 from uuid import UUID
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
 from ..events import AdminChange, OAuthEvent
-from ..models import Account, Client, ClientCredentials, ClientStatus, PartnerCredentials
+from ..models import (
+    Account,
+    Client,
+    ClientAuthMethod,
+    ClientCredentials,
+    ClientStatus,
+    PartnerCredentials,
+)
 from ..storage.admin import AccountDetails, PartnerDetails
 from ..storage.base import AccountRepository, ClientRepository, GrantStore, ManagedStorage
 from .revocation import Revocations
@@ -157,9 +165,12 @@ class Administrator:
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        jwks: Mapping[str, Any] | str | None = None,
+        token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
     ) -> ClientCredentials:
         """Register a client (:meth:`Administration.create_client
-        <starlette_broker_oauth.storage.admin.Administration.create_client>`)."""
+        <starlette_broker_oauth.storage.admin.Administration.create_client>`), with its
+        public keys for ``private_key_jwt`` when given."""
         self._own_clients()
         created = await self._store().create_client(
             name=name,
@@ -173,6 +184,8 @@ class Administrator:
             response_types=response_types,
             client_id=client_id,
             client_secret=client_secret,
+            jwks=jwks,
+            token_endpoint_auth_method=token_endpoint_auth_method,
         )
         await self._changed("client", created.client_id, "created")
         return created
@@ -190,10 +203,13 @@ class Administrator:
         scopes: Iterable[str] | EllipsisType | None = ...,
         live_trading_approved: bool | None = None,
         response_types: Iterable[str] | None = None,
+        jwks: Mapping[str, Any] | str | None = None,
+        token_endpoint_auth_method: ClientAuthMethod | str | None = None,
     ) -> Client | None:
         """Change what is given of a client's registration; ``None`` if it does not
         exist. Withdrawing live approval revokes its tokens for live accounts; narrowing
-        its scopes stops the tokens that carry a removed scope."""
+        its scopes stops the tokens that carry a removed scope. New keys (``jwks``)
+        replace the old ones at once; tokens already issued stay."""
         self._own_clients()
         before = await self._store().get_client(client_id)
         after = await self._store().update_client(
@@ -207,6 +223,8 @@ class Administrator:
             scopes=scopes,
             live_trading_approved=live_trading_approved,
             response_types=response_types,
+            jwks=jwks,
+            token_endpoint_auth_method=token_endpoint_auth_method,
         )
         if before is None or after is None:
             return None

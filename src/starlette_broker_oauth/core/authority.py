@@ -20,6 +20,7 @@ from uuid import UUID
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import (
+    ClientAssertionRefused,
     ClientDisabled,
     CodeReplayed,
     InvalidClient,
@@ -47,6 +48,7 @@ from ..security import hash_secret, secrets_equal
 from ..settings import OAuthSettings
 from ..storage.base import AccountRepository, ClientRepository, GrantStore, PartnerRepository
 from ..telemetry import annotate, record_event
+from .assertions import ClientAssertions, may_use_secret
 from .policy import Policy
 from .records import IssuedCode, IssuedToken, Minter
 from .revocation import Revocations
@@ -90,6 +92,9 @@ class AuthorizationCore(Policy):
         self.on_event = on_event
         self.mint = Minter(settings, clock)
         self.revocations = Revocations(grants=grants, emit=self.emit, clock=clock)
+        self.assertions = ClientAssertions(
+            settings=settings, clients=clients, grants=grants, clock=clock
+        )
 
     # events
 
@@ -203,14 +208,49 @@ class AuthorizationCore(Policy):
             client = await self.clients.get_client(client_id)
         stored = client.secret_hash if client is not None else _NO_SECRET
         if secrets_equal(hash_secret(secret), stored) and client is not None:
-            annotate({"oauth.client_id": client.client_id})
-            return client
+            if may_use_secret(client):
+                annotate({"oauth.client_id": client.client_id})
+                return client
+            reason = "secret_not_allowed"  # registered for private_key_jwt only
+        else:
+            reason = ""
         await self.emit(
             ClientAuthenticationFailed(
-                client_id=client_id[:128], endpoint=endpoint, at=self.clock.now()
+                client_id=client_id[:128], endpoint=endpoint, reason=reason, at=self.clock.now()
             )
         )
         return None
+
+    async def authenticate_assertion(
+        self,
+        assertion_type: str | None,
+        assertion: str | None,
+        *,
+        client_id: str | None,
+        endpoint: str,
+        known: Client | None = None,
+    ) -> Client:
+        """The client that signed this ``private_key_jwt`` assertion (RFC 7523 §2.2,
+        :mod:`.assertions`); a refusal raises
+        :class:`~starlette_broker_oauth.errors.ClientAssertionRefused` after its audit
+        event, which names the problem."""
+        try:
+            client = await self.assertions.authenticate(
+                assertion_type, assertion, client_id=client_id, known=known
+            )
+        except ClientAssertionRefused as refused:
+            named = client_id if isinstance(client_id, str) else ""
+            await self.emit(
+                ClientAuthenticationFailed(
+                    client_id=named[:128],
+                    endpoint=endpoint,
+                    reason=refused.problem.value,
+                    at=self.clock.now(),
+                )
+            )
+            raise
+        annotate({"oauth.client_id": client.client_id})
+        return client
 
     async def check_grant(
         self, client: Client, account_id: UUID, *, known: Account | None = None

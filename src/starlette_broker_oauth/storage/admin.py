@@ -4,15 +4,27 @@ partners and accounts, and housekeeping; the records they answer with."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any
 from uuid import UUID
 
-from ..models import Account, Client, ClientCredentials, ClientStatus, PartnerCredentials
-from ..registration import check_redirect_uris
+from ..models import (
+    Account,
+    Client,
+    ClientAuthMethod,
+    ClientCredentials,
+    ClientStatus,
+    PartnerCredentials,
+)
+from ..registration import (
+    check_auth_method,
+    check_client_jwks,
+    check_client_keys,
+    check_redirect_uris,
+)
 
 __all__ = [
     "AccountDetails",
@@ -20,6 +32,7 @@ __all__ = [
     "PartnerDetails",
     "PurgeResult",
     "client_changes",
+    "client_keys",
 ]
 
 
@@ -75,10 +88,13 @@ def client_changes(
     scopes: Iterable[str] | EllipsisType | None,
     live_trading_approved: bool | None,
     response_types: Iterable[str] | None,
+    jwks: Mapping[str, Any] | str | None = None,
+    token_endpoint_auth_method: ClientAuthMethod | str | None = None,
 ) -> dict[str, Any]:
     """The fields :meth:`Administration.update_client` changes, by :class:`Client` field
     name, as the record holds them; raises :class:`RegistrationError` for a redirect URI
-    the client may not have."""
+    the client may not have, or keys it may not register (whether a ``private_key_jwt``
+    client keeps keys is checked against the stored record by :func:`client_keys`)."""
     changes: dict[str, Any] = {
         field: value
         for field, value in (
@@ -97,7 +113,23 @@ def client_changes(
         changes["scopes"] = None if scopes is None else frozenset(scopes)
     if response_types is not None:
         changes["response_types"] = frozenset(response_types)
+    if jwks is not None:
+        changes["jwks"] = check_client_jwks(jwks)
+    if token_endpoint_auth_method is not None:
+        changes["token_endpoint_auth_method"] = check_auth_method(token_endpoint_auth_method)
     return changes
+
+
+def client_keys(
+    jwks: Mapping[str, Any] | str | None, method: ClientAuthMethod | str
+) -> tuple[str | None, ClientAuthMethod]:
+    """A new client's keys and authentication method as the record holds them; raises
+    :class:`RegistrationError` for keys it may not register (a private or symmetric key,
+    text that is not JSON) or ``private_key_jwt`` without keys."""
+    checked = None if jwks is None else check_client_jwks(jwks)
+    auth_method = check_auth_method(method)
+    check_client_keys(auth_method, checked)
+    return checked, auth_method
 
 
 class Administration(ABC):
@@ -125,17 +157,23 @@ class Administration(ABC):
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        jwks: Mapping[str, Any] | str | None = None,
+        token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
     ) -> ClientCredentials:
         """Register a client; returns its id and its secret (shown once).
 
         ``client_id`` and ``client_secret`` are new random values unless given (an app moved
-        from another server keeps its credentials).
+        from another server keeps its credentials). ``jwks`` are its public keys (a JWK
+        Set, or its JSON text) for ``private_key_jwt``; ``token_endpoint_auth_method``
+        ``private_key_jwt`` restricts it to them (its secret is then never accepted).
 
         Raises:
             RegistrationError: A redirect URI the client may not have
                 (:func:`~starlette_broker_oauth.registration.check_redirect_uri`), or a
                 secret too weak to store as a hash
-                (:func:`~starlette_broker_oauth.registration.check_client_secret`).
+                (:func:`~starlette_broker_oauth.registration.check_client_secret`), or
+                keys it may not register
+                (:func:`~starlette_broker_oauth.registration.check_client_jwks`).
             ValueError: ``client_id`` is already registered.
         """
 
@@ -157,14 +195,18 @@ class Administration(ABC):
         scopes: Iterable[str] | EllipsisType | None = ...,
         live_trading_approved: bool | None = None,
         response_types: Iterable[str] | None = None,
+        jwks: Mapping[str, Any] | str | None = None,
+        token_endpoint_auth_method: ClientAuthMethod | str | None = None,
     ) -> Client | None:
         """Change the given fields of a client (``None`` leaves a field as it is; for
         ``scopes``, which ``None`` sets to every supported scope, leaving it out does);
         the client as it is now, or ``None`` if it does not exist. ``redirect_uris``
-        replaces the registered URIs.
+        replaces the registered URIs, ``jwks`` the registered keys.
 
         Raises:
-            RegistrationError: A redirect URI the client may not have; nothing changes.
+            RegistrationError: A redirect URI the client may not have, keys it may not
+                register, or ``private_key_jwt`` for a client without keys; nothing
+                changes.
         """
 
     @abstractmethod

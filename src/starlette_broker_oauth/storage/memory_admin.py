@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from types import EllipsisType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ..models import (
@@ -16,19 +16,21 @@ from ..models import (
     Account,
     AuthorizationCode,
     Client,
+    ClientAuthMethod,
     ClientCredentials,
     ClientStatus,
     Partner,
     PartnerCredentials,
     RefreshToken,
 )
-from ..registration import check_client_secret, check_redirect_uris
+from ..registration import check_client_keys, check_client_secret, check_redirect_uris
 from ..security import hash_secret, new_client_id, new_secret
 from .admin import (
     AccountDetails,
     PartnerDetails,
     PurgeResult,
     client_changes,
+    client_keys,
 )
 
 __all__ = ["MemoryAdministration"]
@@ -66,8 +68,11 @@ class MemoryAdministration:
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        jwks: Mapping[str, Any] | str | None = None,
+        token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
+        keys, method = client_keys(jwks, token_endpoint_auth_method)
         client_id = client_id or new_client_id()
         if client_id in self._clients:
             raise ValueError(f"client {client_id!r} already exists")
@@ -84,6 +89,8 @@ class MemoryAdministration:
             live_trading_approved=live_trading_approved,
             scopes=None if scopes is None else frozenset(scopes),
             response_types=frozenset(response_types),
+            jwks=keys,
+            token_endpoint_auth_method=method,
         )
         return ClientCredentials(client_id=client_id, client_secret=secret)
 
@@ -103,6 +110,8 @@ class MemoryAdministration:
         scopes: Iterable[str] | EllipsisType | None = ...,
         live_trading_approved: bool | None = None,
         response_types: Iterable[str] | None = None,
+        jwks: Mapping[str, Any] | str | None = None,
+        token_endpoint_auth_method: ClientAuthMethod | str | None = None,
     ) -> Client | None:
         changes = client_changes(
             name=name,
@@ -114,11 +123,15 @@ class MemoryAdministration:
             scopes=scopes,
             live_trading_approved=live_trading_approved,
             response_types=response_types,
+            jwks=jwks,
+            token_endpoint_auth_method=token_endpoint_auth_method,
         )
         client = self._clients.get(client_id)
         if client is None:
             return None
-        client = self._clients[client_id] = dataclasses.replace(client, **changes)
+        client = dataclasses.replace(client, **changes)
+        check_client_keys(client.token_endpoint_auth_method, client.jwks)
+        self._clients[client_id] = client
         return client
 
     async def delete_client(self, client_id: str) -> bool:

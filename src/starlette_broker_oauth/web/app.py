@@ -375,6 +375,8 @@ class _BrokerAPI:
     async def metadata(self, request: Request) -> Response:
         s = self.settings
         methods = ["client_secret_basic", "client_secret_post"]
+        if s.private_key_jwt:
+            methods.append("private_key_jwt")
         grant_types = ["authorization_code"]
         if s.refresh_token_lifetime is not None:
             grant_types.append("refresh_token")
@@ -392,6 +394,10 @@ class _BrokerAPI:
             "introspection_endpoint_auth_methods_supported": methods,
             "code_challenge_methods_supported": ["S256"],
         }
+        if s.private_key_jwt:
+            algorithms = sorted(s.client_assertion_algorithms)
+            for endpoint in ("token", "revocation", "introspection"):
+                document[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] = algorithms
         if self.consent is not None:
             document["authorization_endpoint"] = s.url(routes.CONSENT.path)
             document["authorization_response_iss_parameter_supported"] = True

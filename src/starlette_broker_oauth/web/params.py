@@ -66,7 +66,9 @@ def check_standard(params: Mapping[str, Sequence[str]], authorization: str | Non
     for name, values in params.items():
         if len(values) > 1:
             raise InvalidRequest(f"{name} is given more than once")
-    if authorization is not None and "client_secret" in params:
+    methods = (authorization is not None) + ("client_secret" in params)
+    methods += "client_assertion" in params or "client_assertion_type" in params
+    if methods > 1:
         raise InvalidRequest("use one client authentication method per request")
 
 

@@ -40,6 +40,7 @@ from ..errors import (
     AccessDenied,
     BadRequest,
     BrokerOAuthError,
+    ClientAssertionRefused,
     ClientDisabled,
     CodeReplayed,
     ConfigurationError,
@@ -167,6 +168,11 @@ ANSWERS: dict[type[Exception] | TokenErrorKind, Answer] = {
     InvalidClient: Answer(
         status={PARTNER: 401, STANDARD: 401, PAGE: 400}, text={PARTNER: InvalidClient.ONE_ANSWER}
     ),
+    # private_key_jwt (RFC 7523): every refused assertion gets the same answer, its
+    # problem only reaching the logs and metrics (reason_of).
+    ClientAssertionRefused: Answer(
+        status={PARTNER: 401, STANDARD: 401}, text={PARTNER: InvalidClient.ONE_ANSWER}
+    ),
     PartnerUnauthenticated: Answer(status={PARTNER: 401, STANDARD: 400, PAGE: 400}),
     UnauthorizedClient: _REFUSED,
     ClientDisabled: _REFUSED,
@@ -223,10 +229,13 @@ REASON_KEY = "starlette_broker_oauth.reason"
 
 def reason_of(exc: BaseException) -> str:
     """The precise reason of a refusal, for metrics and spans: a refused bearer token's
-    kind, else the error's class in snake case (``invalid_client``, ``code_replayed``,
+    kind, a refused client assertion's problem (``assertion_expired``, …), else the
+    error's class in snake case (``invalid_client``, ``code_replayed``,
     ``storage_unavailable``, ``unknown_account``, …)."""
     if isinstance(exc, TokenError):
         return exc.kind.value
+    if isinstance(exc, ClientAssertionRefused):
+        return exc.problem.value
     name = type(exc).__name__
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import EllipsisType
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from ...models import Client, ClientCredentials, ClientStatus
-from ...registration import check_client_secret, check_redirect_uris
+from ...models import Client, ClientAuthMethod, ClientCredentials, ClientStatus
+from ...registration import check_client_keys, check_client_secret, check_redirect_uris
 from ...security import hash_secret, new_client_id, new_secret
 from ...telemetry import instrumented
-from ..admin import client_changes
+from ..admin import client_changes, client_keys
 from .database import Database, Repository
 from .schema import Tables, client_from
 
@@ -34,6 +34,8 @@ _PLACEHOLDER_CLIENT = {
     "redirect_uris": '["https://app.example/callback", "https://app.example/other"]',
     "scopes": '["general", "trading"]',
     "response_types": '["code", "token"]',
+    "jwks": None,
+    "token_endpoint_auth_method": "client_secret_basic",
 }
 
 
@@ -69,8 +71,11 @@ class SQLClients(Repository):
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        jwks: Mapping[str, Any] | str | None = None,
+        token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
+        keys, method = client_keys(jwks, token_endpoint_auth_method)
         client_id = client_id or new_client_id()
         secret = new_secret() if client_secret is None else check_client_secret(client_secret)
         try:
@@ -89,6 +94,8 @@ class SQLClients(Repository):
                         redirect_uris=json.dumps(list(uris)),
                         scopes=None if scopes is None else json.dumps(sorted(scopes)),
                         response_types=json.dumps(sorted(response_types)),
+                        jwks=keys,
+                        token_endpoint_auth_method=method.value,
                     )
                 )
         except sa_exc.IntegrityError:
@@ -113,6 +120,8 @@ class SQLClients(Repository):
         scopes: Iterable[str] | EllipsisType | None = ...,
         live_trading_approved: bool | None = None,
         response_types: Iterable[str] | None = None,
+        jwks: Mapping[str, Any] | str | None = None,
+        token_endpoint_auth_method: ClientAuthMethod | str | None = None,
     ) -> Client | None:
         changes = client_changes(
             name=name,
@@ -124,6 +133,8 @@ class SQLClients(Repository):
             scopes=scopes,
             live_trading_approved=live_trading_approved,
             response_types=response_types,
+            jwks=jwks,
+            token_endpoint_auth_method=token_endpoint_auth_method,
         )
         columns = {field: _column_value(field, value) for field, value in changes.items()}
         c = self.tables.clients
@@ -131,7 +142,10 @@ class SQLClients(Repository):
             if columns:
                 await conn.execute(sa.update(c).where(c.c.client_id == client_id).values(columns))
             row = (await conn.execute(sa.select(c).where(c.c.client_id == client_id))).first()
-        return None if row is None else client_from(row._mapping)
+            client = None if row is None else client_from(row._mapping)
+            if client is not None:  # a private_key_jwt client keeps keys; else rolled back
+                check_client_keys(client.token_endpoint_auth_method, client.jwks)
+        return client
 
     async def delete_client(self, client_id: str) -> bool:
         t = self.tables
@@ -170,4 +184,6 @@ def _column_value(field: str, value: Any) -> Any:
         return json.dumps(list(value))
     if field in ("scopes", "response_types"):
         return None if value is None else json.dumps(sorted(value))
+    if field == "token_endpoint_auth_method":
+        return ClientAuthMethod(value).value
     return value

@@ -16,7 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from ...errors import ConfigurationError
-from ...models import AccessToken, AuthorizationCode, Client, ClientStatus, RefreshToken
+from ...models import (
+    AccessToken,
+    AuthorizationCode,
+    Client,
+    ClientAuthMethod,
+    ClientStatus,
+    RefreshToken,
+)
 
 __all__ = ["Tables", "build_metadata", "client_from", "fields"]
 
@@ -64,6 +71,16 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("redirect_uris", sa.Text, nullable=False),
         sa.Column("scopes", sa.Text, nullable=True),
         sa.Column("response_types", sa.Text, nullable=False),
+        # private_key_jwt (migration 0008): the client's public keys, and whether it may
+        # authenticate with its secret too.
+        sa.Column("jwks", sa.Text, nullable=True),
+        sa.Column(
+            "token_endpoint_auth_method",
+            sa.String(32),
+            nullable=False,
+            default="client_secret_basic",
+            server_default="client_secret_basic",
+        ),
     )
     sa.Table(
         f"{prefix}accounts",
@@ -199,6 +216,8 @@ def client_from(values: Mapping[str, Any] | sa.RowMapping) -> Client:
         redirect_uris=tuple(json.loads(values["redirect_uris"])),
         scopes=None if scopes is None else frozenset(scopes),
         response_types=frozenset(json.loads(values["response_types"])),
+        jwks=values["jwks"],
+        token_endpoint_auth_method=ClientAuthMethod(values["token_endpoint_auth_method"]),
     )
 
 
