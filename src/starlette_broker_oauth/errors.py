@@ -212,14 +212,22 @@ class ClientAssertionRefused(InvalidClient):
     every failed client authentication is, ``invalid_client`` with one sentence.
 
     Parameters:
-        problem: What was wrong with it, for logs, metrics and the audit event.
+        description: As for :class:`Refusal`; the faces say :attr:`ONE_SENTENCE` whatever
+            it is.
+        problem: What was wrong with the assertion, for logs, metrics and the audit event.
     """
 
     #: The one description of every failed client authentication at the standard endpoints.
     ONE_SENTENCE = "Client authentication failed."
 
-    def __init__(self, problem: AssertionProblem) -> None:
-        super().__init__(self.ONE_SENTENCE)
+    def __init__(
+        self,
+        description: str = ONE_SENTENCE,
+        *,
+        problem: AssertionProblem = AssertionProblem.MALFORMED,
+        **kwargs: str | None,
+    ) -> None:
+        super().__init__(description, **kwargs)
         self.problem = problem
 
 

@@ -18,6 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from starlette_broker_oauth import OAuthSettings, SQLAlchemyStorage
+from starlette_broker_oauth.models import ClientCredentials
 from starlette_broker_oauth.security import hash_secret, new_secret
 from starlette_broker_oauth.storage.sqlalchemy import migrations
 
@@ -195,7 +196,23 @@ async def test_upgrade_from_the_previous_head_with_several_partners(
     url, prefix = database
     async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as old:
         await old.upgrade("0002")
-        client = await old.create_client(name="App", redirect_uris=["https://app.example/cb"])
+        # The client row as 0002 has it (today's create_client writes later columns).
+        client = ClientCredentials(client_id="app-client", client_secret=new_secret())
+        async with old.engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    f"INSERT INTO {prefix}clients (client_id, secret_hash, name, description, "
+                    "url, terms_of_use, privacy_policy, status, live_trading_approved, "
+                    "redirect_uris, scopes, response_types) VALUES (:id, :hash, 'App', '', '', "
+                    "'', '', 'ACTIVE', false, :uris, NULL, :types)"
+                ),
+                {
+                    "id": client.client_id,
+                    "hash": hash_secret(client.client_secret),
+                    "uris": '["https://app.example/cb"]',
+                    "types": '["code", "token"]',
+                },
+            )
         first = await old.create_partner(name="First")
         second = await old.create_partner(name="Second")
         for partner in (first, second):
@@ -245,11 +262,15 @@ async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
         refresh_token_lifetime=timedelta(days=30),
     )
     async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as old:
-        await old.upgrade("0003")
+        # Issued by today's code at head, then taken down to 0003 with them (today's code
+        # reads columns that 0003 does not have).
+        await old.upgrade()
         world = await seed_platform("sqlite", old, settings)
         async with world.http:
             issued = (await world.exchange(await world.code())).json()
             code = await world.code()
+        async with old.engine.begin() as conn:
+            await conn.run_sync(lambda c: migrations._alembic(c, "downgrade", prefix, "0003"))
     sqlite = url.startswith("sqlite")
     for revision in ("head", "0003", "head"):
         async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:

@@ -139,24 +139,24 @@ class ClientAssertions:
             known: The client as this request already read it, if it did.
         """
         if assertion_type != ASSERTION_TYPE:
-            raise ClientAssertionRefused(Problem.UNSUPPORTED_TYPE)
+            raise ClientAssertionRefused(problem=Problem.UNSUPPORTED_TYPE)
         if not assertion or len(assertion) > MAX_ASSERTION_LENGTH:
-            raise ClientAssertionRefused(Problem.MALFORMED)
+            raise ClientAssertionRefused(problem=Problem.MALFORMED)
         signed, header, claims = self._read(assertion)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.settings.client_assertion_algorithms:
-            raise ClientAssertionRefused(Problem.ALGORITHM)
+            raise ClientAssertionRefused(problem=Problem.ALGORITHM)
         named = client_id if client_id is not None else claims.get("sub")
         if not isinstance(named, str) or not named:
-            raise ClientAssertionRefused(Problem.ISSUER)
+            raise ClientAssertionRefused(problem=Problem.ISSUER)
         if known is not None and known.client_id == named:
             client: Client | None = known
         else:
             client = await self.clients.get_client(named)
         if client is None:
-            raise ClientAssertionRefused(Problem.UNKNOWN_CLIENT)
+            raise ClientAssertionRefused(problem=Problem.UNKNOWN_CLIENT)
         if client.jwks is None:
-            raise ClientAssertionRefused(Problem.NO_KEYS)
+            raise ClientAssertionRefused(problem=Problem.NO_KEYS)
         key = self._key(client.jwks, header.get("kid"), alg)
         self._verify(signed, key, alg)
         now = self.clock.now()
@@ -164,7 +164,7 @@ class ClientAssertions:
         # Last, so that only a valid assertion of this client spends its jti.
         replay_key = hash_secret(f"private_key_jwt:{client.client_id}:{claims['jti']}")
         if not await self.grants.use_once(replay_key, now=now, expires_at=expires_at):
-            raise ClientAssertionRefused(Problem.REPLAYED)
+            raise ClientAssertionRefused(problem=Problem.REPLAYED)
         return client
 
     @staticmethod
@@ -175,9 +175,9 @@ class ClientAssertions:
             header = dict(signed.headers())
             claims = json.loads(signed.payload)
         except (JoseError, ValueError, TypeError, RecursionError, UnicodeError):
-            raise ClientAssertionRefused(Problem.MALFORMED) from None
+            raise ClientAssertionRefused(problem=Problem.MALFORMED) from None
         if not isinstance(claims, dict):
-            raise ClientAssertionRefused(Problem.MALFORMED)
+            raise ClientAssertionRefused(problem=Problem.MALFORMED)
         return signed, header, claims
 
     @staticmethod
@@ -191,11 +191,11 @@ class ClientAssertions:
         if kid is not None:
             named = [k for k in keys if isinstance(kid, str) and k.get("kid") == kid]
             if len(named) != 1 or not _fits(named[0], alg):
-                raise ClientAssertionRefused(Problem.UNKNOWN_KEY)
+                raise ClientAssertionRefused(problem=Problem.UNKNOWN_KEY)
             return named[0]
         fitting = [k for k in keys if _fits(k, alg)]
         if len(fitting) != 1:
-            raise ClientAssertionRefused(Problem.UNKNOWN_KEY)
+            raise ClientAssertionRefused(problem=Problem.UNKNOWN_KEY)
         return fitting[0]
 
     @staticmethod
@@ -207,34 +207,34 @@ class ClientAssertions:
         except JoseError:
             valid = False
         if not valid:
-            raise ClientAssertionRefused(Problem.SIGNATURE)
+            raise ClientAssertionRefused(problem=Problem.SIGNATURE)
 
     def _check_claims(self, claims: Mapping[str, Any], client_id: str, now: datetime) -> datetime:
         """Check the claims of a verified assertion; when it expires."""
         if claims.get("iss") != client_id or claims.get("sub") != client_id:
-            raise ClientAssertionRefused(Problem.ISSUER)
+            raise ClientAssertionRefused(problem=Problem.ISSUER)
         audience = claims.get("aud")
         if not isinstance(audience, str) or audience != self.settings.issuer:
-            raise ClientAssertionRefused(Problem.AUDIENCE)
+            raise ClientAssertionRefused(problem=Problem.AUDIENCE)
         if "exp" not in claims:
-            raise ClientAssertionRefused(Problem.NO_EXPIRY)
+            raise ClientAssertionRefused(problem=Problem.NO_EXPIRY)
         exp = _number(claims["exp"])
         stamp = now.timestamp()
         if exp is None:
-            raise ClientAssertionRefused(Problem.MALFORMED)
+            raise ClientAssertionRefused(problem=Problem.MALFORMED)
         if exp <= stamp:
-            raise ClientAssertionRefused(Problem.EXPIRED)
+            raise ClientAssertionRefused(problem=Problem.EXPIRED)
         if exp - stamp > self.settings.client_assertion_max_lifetime.total_seconds():
-            raise ClientAssertionRefused(Problem.TOO_LONG)
+            raise ClientAssertionRefused(problem=Problem.TOO_LONG)
         latest = stamp + CLOCK_SKEW.total_seconds()
         for name in ("nbf", "iat"):
             if name in claims:
                 value = _number(claims[name])
                 if value is None:
-                    raise ClientAssertionRefused(Problem.MALFORMED)
+                    raise ClientAssertionRefused(problem=Problem.MALFORMED)
                 if value > latest:
-                    raise ClientAssertionRefused(Problem.NOT_YET_VALID)
+                    raise ClientAssertionRefused(problem=Problem.NOT_YET_VALID)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
-            raise ClientAssertionRefused(Problem.NO_JTI)
+            raise ClientAssertionRefused(problem=Problem.NO_JTI)
         return now + timedelta(seconds=exp - stamp)

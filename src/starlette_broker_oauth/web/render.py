@@ -171,7 +171,8 @@ ANSWERS: dict[type[Exception] | TokenErrorKind, Answer] = {
     # private_key_jwt (RFC 7523): every refused assertion gets the same answer, its
     # problem only reaching the logs and metrics (reason_of).
     ClientAssertionRefused: Answer(
-        status={PARTNER: 401, STANDARD: 401}, text={PARTNER: InvalidClient.ONE_ANSWER}
+        status={PARTNER: 401, STANDARD: 401},
+        text={PARTNER: InvalidClient.ONE_ANSWER, STANDARD: ClientAssertionRefused.ONE_SENTENCE},
     ),
     PartnerUnauthenticated: Answer(status={PARTNER: 401, STANDARD: 400, PAGE: 400}),
     UnauthorizedClient: _REFUSED,
