@@ -311,7 +311,7 @@ class _Reads(dict[str, str]):
 
 
 # Values tried for each variable until one sets exactly one field.
-_SAMPLES = ("7", "true", "code", "https://broker.example.com/authorize")
+_SAMPLES = ("7", "true", "code", "https://broker.example.com/authorize", "ES256")
 
 
 def _holds(field: str) -> str:

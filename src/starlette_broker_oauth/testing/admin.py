@@ -4,14 +4,16 @@ listing, showing, changing and deleting them, and what deleting revokes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 
 import pytest
+from joserfc.jwk import ECKey
 
 from ..core.administration import Administrator
 from ..errors import RegistrationError
 from ..events import AdminChange, OAuthEvent
-from ..models import Account, Client, Partner
+from ..models import Account, Client, ClientAuthMethod, Partner
 from ..storage.admin import AccountDetails, PartnerDetails
 from ..storage.base import ClientChanged, ManagedStorage, TokensRevoked
 from .grants import GrantStoreContract
@@ -97,6 +99,41 @@ class StorageAdminContract(GrantStoreContract):
                     known_client.client_id, name="Changed", redirect_uris=uris
                 )
         assert await storage.get_client(known_client.client_id) == known_client
+
+    async def test_client_keys_are_stored_and_checked(
+        self, storage: ManagedStorage, known_client: Client
+    ) -> None:
+        """``private_key_jwt``: public keys round-trip; a private key, text that is not
+        JSON, or keys-only without keys are refused and change nothing."""
+        assert known_client.jwks is None
+        assert known_client.token_endpoint_auth_method is ClientAuthMethod.CLIENT_SECRET_BASIC
+        key = ECKey.generate_key("P-256", parameters={"kid": "k1"})
+        public = {"keys": [key.as_dict(private=False)]}
+        for refused in ({"keys": [key.as_dict(private=True)]}, "{not json"):
+            with pytest.raises(RegistrationError):
+                await storage.update_client(known_client.client_id, jwks=refused)
+        with pytest.raises(RegistrationError):
+            await storage.update_client(
+                known_client.client_id, token_endpoint_auth_method=ClientAuthMethod.PRIVATE_KEY_JWT
+            )
+        assert await storage.get_client(known_client.client_id) == known_client
+        changed = await storage.update_client(
+            known_client.client_id,
+            jwks=json.dumps(public),
+            token_endpoint_auth_method=ClientAuthMethod.PRIVATE_KEY_JWT,
+        )
+        assert changed is not None
+        assert changed == await storage.get_client(known_client.client_id)
+        assert changed.token_endpoint_auth_method is ClientAuthMethod.PRIVATE_KEY_JWT
+        assert json.loads(changed.jwks or "") == public
+        created = await storage.create_client(
+            name="Keys", redirect_uris=["https://keys.example/cb"], jwks=public,
+            token_endpoint_auth_method=ClientAuthMethod.PRIVATE_KEY_JWT,
+        )  # fmt: skip
+        stored = await storage.get_client(created.client_id)
+        assert stored is not None
+        assert stored.token_endpoint_auth_method is ClientAuthMethod.PRIVATE_KEY_JWT
+        assert stored.jwks == changed.jwks
 
     async def test_ids_are_registered_once(self, storage: ManagedStorage) -> None:
         await storage.create_client(
