@@ -386,7 +386,13 @@ SUBCLASSES: dict[type[Any], tuple[set[str], set[str]]] = {
             "query_client",
             "send_signal",
         },
-        {"authenticate_basic", "authenticate_credentials", "authenticate_post", "core"},
+        {
+            "authenticate_assertion",
+            "authenticate_basic",
+            "authenticate_credentials",
+            "authenticate_post",
+            "core",
+        },
     ),
     ClientView: (
         {
