@@ -67,6 +67,12 @@ class OAuthSettings:
             once and shown on the consent page, the connected-apps page, the OpenAPI
             document and the FastAPI security scheme. ``None`` (the default) describes the
             default scopes; a scope without a description is shown by its name.
+        par_lifetime: How long a ``request_uri`` from the pushed authorization request
+            endpoint (RFC 9126) may be used; 60 seconds by default, at most 10 minutes.
+        require_pushed_authorization_requests: Refuse every front-channel authorization
+            request without a ``request_uri`` (RFC 9126 §6), on the hosted consent page
+            and the partner's ``POST /v1/oauth/authorize``. Off by default; a client can
+            also be marked so on its own (``Client.require_pushed_authorization_requests``).
     """
 
     issuer: str
@@ -80,6 +86,8 @@ class OAuthSettings:
     token_cache_ttl: timedelta = timedelta(0)
     token_cache_size: int = 10_000
     scope_descriptions: Mapping[str, str] | None = None
+    par_lifetime: timedelta = timedelta(seconds=60)
+    require_pushed_authorization_requests: bool = False
 
     def __post_init__(self) -> None:
         for name in ("scopes_supported", "response_types"):
@@ -117,6 +125,8 @@ class OAuthSettings:
                 raise ConfigurationError("refresh_token_lifetime must be positive or None")
         if not self.response_types or not self.response_types <= {"code", "token"}:
             raise ConfigurationError("response_types must be a non-empty subset of code, token")
+        if not timedelta(0) < self.par_lifetime <= timedelta(minutes=10):
+            raise ConfigurationError("par_lifetime must be between 0 and 10 minutes")
         described = set(self.scope_descriptions or ())
         if unknown := sorted(described - self.scopes_supported):
             raise ConfigurationError(f"scope_descriptions names unknown scopes: {unknown}")
@@ -141,8 +151,9 @@ class OAuthSettings:
             prefix: Variable name prefix: ``ISSUER``, ``SCOPES`` (space-separated),
                 ``CODE_LIFETIME_SECONDS``, ``ACCESS_TOKEN_LIFETIME_SECONDS``,
                 ``REFRESH_TOKEN_LIFETIME_SECONDS``,
-                ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT``, ``TOKEN_CACHE_TTL_SECONDS`` and
-                ``ALLOW_LIVE_WITHOUT_APPROVAL`` follow it.
+                ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT``, ``TOKEN_CACHE_TTL_SECONDS``,
+                ``ALLOW_LIVE_WITHOUT_APPROVAL``, ``PAR_LIFETIME_SECONDS`` and
+                ``REQUIRE_PUSHED_AUTHORIZATION_REQUESTS`` follow it.
         """
         env = os.environ if environ is None else environ
 
@@ -167,10 +178,19 @@ class OAuthSettings:
                 kwargs["refresh_token_lifetime"] = timedelta(seconds=int(refresh))
             if (ttl := get("TOKEN_CACHE_TTL_SECONDS")) is not None:
                 kwargs["token_cache_ttl"] = timedelta(seconds=float(ttl))
+            if (par := get("PAR_LIFETIME_SECONDS")) is not None:
+                kwargs["par_lifetime"] = timedelta(seconds=int(par))
         except ValueError as exc:
             raise ConfigurationError(f"lifetimes must be numbers of seconds: {exc}") from None
         if (endpoint := get("AUTHORIZATION_ENDPOINT")) is not None:
             kwargs["authorization_endpoint"] = endpoint
         if (live := get("ALLOW_LIVE_WITHOUT_APPROVAL")) is not None:
             kwargs["allow_live_without_approval"] = live.lower() in {"1", "true", "yes", "on"}
+        if (required := get("REQUIRE_PUSHED_AUTHORIZATION_REQUESTS")) is not None:
+            kwargs["require_pushed_authorization_requests"] = required.lower() in {
+                "1",
+                "true",
+                "yes",
+                "on",
+            }
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
   codes, an account's or a client's tokens; announced to token caches;
 * ``administration.py`` - :class:`Administrator`: admin changes with their rules;
 * ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut;
+* ``pushed.py`` - :class:`PushedRequests`: pushed authorization requests (RFC 9126);
 * ``health.py`` - :class:`Readiness`: whether a worker can serve, and which check says not.
 """
 
@@ -18,10 +19,12 @@ from .authority import AuthorizationCore
 from .connections import ConnectedApp, ConnectedApps
 from .health import Readiness, ReadinessReport
 from .policy import AUTHORIZATION_PARAMS, Policy
+from .pushed import REQUEST_URI_PREFIX, PushedAuthorization, PushedRequests
 from .records import IssuedCode, IssuedToken, Minter
 
 __all__ = [
     "AUTHORIZATION_PARAMS",
+    "REQUEST_URI_PREFIX",
     "Administrator",
     "AuthorizationCore",
     "ConnectedApp",
@@ -30,6 +33,8 @@ __all__ = [
     "IssuedToken",
     "Minter",
     "Policy",
+    "PushedAuthorization",
+    "PushedRequests",
     "Readiness",
     "ReadinessReport",
 ]

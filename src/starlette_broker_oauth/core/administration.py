@@ -157,6 +157,7 @@ class Administrator:
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        require_pushed_authorization_requests: bool = False,
     ) -> ClientCredentials:
         """Register a client (:meth:`Administration.create_client
         <starlette_broker_oauth.storage.admin.Administration.create_client>`)."""
@@ -173,6 +174,7 @@ class Administrator:
             response_types=response_types,
             client_id=client_id,
             client_secret=client_secret,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         await self._changed("client", created.client_id, "created")
         return created
@@ -190,6 +192,7 @@ class Administrator:
         scopes: Iterable[str] | EllipsisType | None = ...,
         live_trading_approved: bool | None = None,
         response_types: Iterable[str] | None = None,
+        require_pushed_authorization_requests: bool | None = None,
     ) -> Client | None:
         """Change what is given of a client's registration; ``None`` if it does not
         exist. Withdrawing live approval revokes its tokens for live accounts; narrowing
@@ -207,6 +210,7 @@ class Administrator:
             scopes=scopes,
             live_trading_approved=live_trading_approved,
             response_types=response_types,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         if before is None or after is None:
             return None

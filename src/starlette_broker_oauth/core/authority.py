@@ -48,6 +48,7 @@ from ..settings import OAuthSettings
 from ..storage.base import AccountRepository, ClientRepository, GrantStore, PartnerRepository
 from ..telemetry import annotate, record_event
 from .policy import Policy
+from .pushed import PushedRequests
 from .records import IssuedCode, IssuedToken, Minter
 from .revocation import Revocations
 
@@ -90,6 +91,7 @@ class AuthorizationCore(Policy):
         self.on_event = on_event
         self.mint = Minter(settings, clock)
         self.revocations = Revocations(grants=grants, emit=self.emit, clock=clock)
+        self.pushed = PushedRequests(settings=settings, clients=clients, grants=grants, clock=clock)
 
     # events
 

@@ -75,6 +75,7 @@ def client_changes(
     scopes: Iterable[str] | EllipsisType | None,
     live_trading_approved: bool | None,
     response_types: Iterable[str] | None,
+    require_pushed_authorization_requests: bool | None = None,
 ) -> dict[str, Any]:
     """The fields :meth:`Administration.update_client` changes, by :class:`Client` field
     name, as the record holds them; raises :class:`RegistrationError` for a redirect URI
@@ -88,6 +89,7 @@ def client_changes(
             ("terms_of_use", terms_of_use),
             ("privacy_policy", privacy_policy),
             ("live_trading_approved", live_trading_approved),
+            ("require_pushed_authorization_requests", require_pushed_authorization_requests),
         )
         if value is not None
     }
@@ -125,6 +127,7 @@ class Administration(ABC):
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        require_pushed_authorization_requests: bool = False,
     ) -> ClientCredentials:
         """Register a client; returns its id and its secret (shown once).
 
@@ -157,6 +160,7 @@ class Administration(ABC):
         scopes: Iterable[str] | EllipsisType | None = ...,
         live_trading_approved: bool | None = None,
         response_types: Iterable[str] | None = None,
+        require_pushed_authorization_requests: bool | None = None,
     ) -> Client | None:
         """Change the given fields of a client (``None`` leaves a field as it is; for
         ``scopes``, which ``None`` sets to every supported scope, leaving it out does);

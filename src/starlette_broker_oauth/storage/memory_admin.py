@@ -20,6 +20,7 @@ from ..models import (
     ClientStatus,
     Partner,
     PartnerCredentials,
+    PushedRequest,
     RefreshToken,
 )
 from ..registration import check_client_secret, check_redirect_uris
@@ -45,6 +46,7 @@ class MemoryAdministration:
     _codes: dict[str, AuthorizationCode]
     _tokens: dict[str, AccessToken]
     _refresh: dict[str, RefreshToken]
+    _pushed: dict[str, PushedRequest]
 
     if TYPE_CHECKING:
 
@@ -66,6 +68,7 @@ class MemoryAdministration:
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        require_pushed_authorization_requests: bool = False,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         client_id = client_id or new_client_id()
@@ -84,6 +87,7 @@ class MemoryAdministration:
             live_trading_approved=live_trading_approved,
             scopes=None if scopes is None else frozenset(scopes),
             response_types=frozenset(response_types),
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         return ClientCredentials(client_id=client_id, client_secret=secret)
 
@@ -103,6 +107,7 @@ class MemoryAdministration:
         scopes: Iterable[str] | EllipsisType | None = ...,
         live_trading_approved: bool | None = None,
         response_types: Iterable[str] | None = None,
+        require_pushed_authorization_requests: bool | None = None,
     ) -> Client | None:
         changes = client_changes(
             name=name,
@@ -114,6 +119,7 @@ class MemoryAdministration:
             scopes=scopes,
             live_trading_approved=live_trading_approved,
             response_types=response_types,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         client = self._clients.get(client_id)
         if client is None:
@@ -276,4 +282,6 @@ class MemoryAdministration:
             del self._tokens[key]
         for key in refresh:
             del self._refresh[key]
+        for key in [k for k, p in self._pushed.items() if p.expires_at < cutoff]:
+            del self._pushed[key]
         return PurgeResult(len(codes), len(tokens), len(refresh))

@@ -34,6 +34,7 @@ _PLACEHOLDER_CLIENT = {
     "redirect_uris": '["https://app.example/callback", "https://app.example/other"]',
     "scopes": '["general", "trading"]',
     "response_types": '["code", "token"]',
+    "require_pushed_authorization_requests": False,
 }
 
 
@@ -69,14 +70,22 @@ class SQLClients(Repository):
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        require_pushed_authorization_requests: bool = False,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         client_id = client_id or new_client_id()
         secret = new_secret() if client_secret is None else check_client_secret(client_secret)
+        # Named only when set: the column's default is the database's (migration 0009).
+        flags = (
+            {"require_pushed_authorization_requests": True}
+            if (require_pushed_authorization_requests)
+            else {}
+        )
         try:
             async with self.database.transaction() as conn:
                 await conn.execute(
                     sa.insert(self.tables.clients).values(
+                        **flags,
                         client_id=client_id,
                         secret_hash=hash_secret(secret),
                         name=name,
@@ -113,6 +122,7 @@ class SQLClients(Repository):
         scopes: Iterable[str] | EllipsisType | None = ...,
         live_trading_approved: bool | None = None,
         response_types: Iterable[str] | None = None,
+        require_pushed_authorization_requests: bool | None = None,
     ) -> Client | None:
         changes = client_changes(
             name=name,
@@ -124,6 +134,7 @@ class SQLClients(Repository):
             scopes=scopes,
             live_trading_approved=live_trading_approved,
             response_types=response_types,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         columns = {field: _column_value(field, value) for field, value in changes.items()}
         c = self.tables.clients
