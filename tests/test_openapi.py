@@ -173,6 +173,17 @@ BOOM = RuntimeError("boom")
 CLIENT_PATH = "/v1/oauth/clients/{client_id}"
 token_ok = oauth_call("/oauth/token", {"grant_type": "refresh_token", "refresh_token": "x"})
 
+PAR_BODY = {
+    "response_type": "code",
+    "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+}
+
+
+async def par_ok(world: Platform) -> httpx.Response:
+    body = PAR_BODY | {"redirect_uri": world.redirect_uri, "code_challenge_method": "S256"}
+    return await oauth_call("/oauth/par", body)(world)
+
+
 SCENARIOS: dict[tuple[str, str, str], Scenario] = {
     # partner endpoints
     (CLIENT_PATH, "get", "200"): lambda w: partner_call("GET", CLIENT_PATH)(w),
@@ -228,6 +239,11 @@ SCENARIOS: dict[tuple[str, str, str], Scenario] = {
     )(w),
     ("/oauth/token", "post", "500"): with_failure(token_ok, BOOM),
     ("/oauth/token", "post", "503"): with_failure(token_ok, DOWN),
+    ("/oauth/par", "post", "201"): lambda w: par_ok(w),
+    ("/oauth/par", "post", "400"): lambda w: oauth_call("/oauth/par", {"response_type": "code"})(w),
+    ("/oauth/par", "post", "401"): lambda w: oauth_call("/oauth/par", PAR_BODY, "bad")(w),
+    ("/oauth/par", "post", "500"): with_failure(oauth_call("/oauth/par", PAR_BODY), BOOM),
+    ("/oauth/par", "post", "503"): with_failure(oauth_call("/oauth/par", PAR_BODY), DOWN),
     ("/oauth/revoke", "post", "200"): lambda w: oauth_call("/oauth/revoke", {"token": "t"})(w),
     ("/oauth/revoke", "post", "400"): lambda w: oauth_call("/oauth/revoke", {})(w),
     ("/oauth/revoke", "post", "401"): lambda w: oauth_call("/oauth/revoke", {"token": "t"}, "bad")(

@@ -14,7 +14,10 @@ The tree::
      ├── Refusal                     a rule refused the request (RFC 6749 ``error`` code)
      │    ├── InvalidRequest         invalid_request
      │    │    ├── UnknownAccount    no such account
-     │    │    └── InvalidRedirectURI  not a registered redirect URI: never redirected to
+     │    │    ├── InvalidRedirectURI  not a registered redirect URI: never redirected to
+     │    │    ├── InvalidRequestURI   a request_uri unknown, used, expired or another
+     │    │    │                       client's (RFC 9126 §4)
+     │    │    └── PushedRequestRequired  a front-channel request where PAR is required
      │    ├── InvalidClient          invalid_client: unknown, wrong secret, or not the
      │    │    │                     partner's - one answer for all three
      │    │    └── ClientAssertionRefused  a private_key_jwt assertion refused (its
@@ -60,11 +63,13 @@ __all__ = [
     "InvalidGrant",
     "InvalidRedirectURI",
     "InvalidRequest",
+    "InvalidRequestURI",
     "InvalidScope",
     "LiveTradingNotApproved",
     "MethodNotAllowed",
     "NotFound",
     "PartnerUnauthenticated",
+    "PushedRequestRequired",
     "RefreshTokenReused",
     "Refusal",
     "RegistrationError",
@@ -173,6 +178,33 @@ class UnknownAccount(InvalidRequest):
 
 class InvalidRedirectURI(InvalidRequest):
     """The redirect URI is not one the client registered; nothing is redirected to it."""
+
+
+class InvalidRequestURI(InvalidRequest):
+    """A ``request_uri`` that is unknown, used, expired or another client's: one answer
+    for all (RFC 9126 §4 rejects them as ``invalid_request``); never redirected, since
+    nothing of the request can be trusted."""
+
+    def __init__(
+        self,
+        description: str = "request_uri is unknown, expired, already used, or not this client's",
+        **kwargs: str | None,
+    ) -> None:
+        super().__init__(description, **kwargs)
+
+
+class PushedRequestRequired(InvalidRequest):
+    """A front-channel authorization request without ``request_uri`` where the client or
+    the platform requires pushed authorization requests (RFC 9126 §4, §6); shown, never
+    redirected, since its parameters are the untrusted ones."""
+
+    def __init__(
+        self,
+        description: str = "authorization requests must be pushed to the PAR endpoint first "
+        "(RFC 9126): send client_id and request_uri",
+        **kwargs: str | None,
+    ) -> None:
+        super().__init__(description, **kwargs)
 
 
 class InvalidClient(Refusal):

@@ -18,6 +18,7 @@ __all__ = [
     "Connection",
     "Partner",
     "PartnerCredentials",
+    "PushedRequest",
     "RefreshToken",
 ]
 
@@ -56,6 +57,9 @@ class Client:
             registration (:func:`~starlette_broker_oauth.registration.check_client_jwks`);
             ``None`` when it registered none.
         token_endpoint_auth_method: How it may authenticate (:class:`ClientAuthMethod`).
+        require_pushed_authorization_requests: Whether the client's authorization requests
+            must come through the PAR endpoint (RFC 9126 §6): a front-channel request
+            without a ``request_uri`` is refused.
     """
 
     client_id: str
@@ -72,6 +76,7 @@ class Client:
     response_types: frozenset[str] = frozenset({"code", "token"})
     jwks: str | None = field(default=None, repr=False)
     token_endpoint_auth_method: ClientAuthMethod = ClientAuthMethod.CLIENT_SECRET_BASIC
+    require_pushed_authorization_requests: bool = False
 
     @property
     def active(self) -> bool:
@@ -128,6 +133,25 @@ class AuthorizationCode:
     code_challenge: str | None = None
     code_challenge_method: str | None = None
     used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushedRequest:
+    """A pushed authorization request (RFC 9126), stored by the hash of its
+    ``request_uri``'s random part until it is used once or expires.
+
+    Parameters:
+        request_hash: Hash of the random part of the ``request_uri``.
+        client_id: The client that pushed it, authenticated.
+        params: The validated authorization request's parameters (RFC 6749 §4.1.1,
+            RFC 7636 §4.3), as ``(name, value)`` pairs.
+        expires_at: When the ``request_uri`` stops working.
+    """
+
+    request_hash: str
+    client_id: str
+    params: tuple[tuple[str, str], ...]
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,6 +22,7 @@ __all__ = [
     "PARTNER_CLIENT",
     "PARTNER_REVOKE",
     "PARTNER_TOKEN",
+    "PUSHED_AUTHORIZATION",
     "REVOCATION",
     "ROUTES",
     "TOKEN",
@@ -106,6 +107,10 @@ PARTNER_REVOKE = RouteSpec(
     secret_path=True,
 )
 TOKEN = RouteSpec(name="token", path="/oauth/token", methods=("POST",), face=Face.STANDARD)
+#: RFC 9126: the client pushes its authorization request and gets a ``request_uri``.
+PUSHED_AUTHORIZATION = RouteSpec(
+    name="pushed_authorization", path="/oauth/par", methods=("POST",), face=Face.STANDARD
+)
 REVOCATION = RouteSpec(
     name="revocation", path="/oauth/revoke", methods=("POST",), face=Face.STANDARD
 )
@@ -141,6 +146,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     PARTNER_AUTHORIZE,
     PARTNER_REVOKE,
     TOKEN,
+    PUSHED_AUTHORIZATION,
     REVOCATION,
     INTROSPECTION,
     METADATA,

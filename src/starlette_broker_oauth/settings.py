@@ -90,6 +90,12 @@ class OAuthSettings:
             EdDSA by default (FAPI 2.0); any of PS/ES/RS 256-512, EdDSA and Ed25519.
         client_assertion_max_lifetime: How far in the future an assertion's ``exp`` may
             be (5 minutes by default, at most 10): its ``jti`` is remembered until then.
+        par_lifetime: How long a ``request_uri`` from the pushed authorization request
+            endpoint (RFC 9126) may be used; 60 seconds by default, at most 10 minutes.
+        require_pushed_authorization_requests: Refuse every front-channel authorization
+            request without a ``request_uri`` (RFC 9126 §6), on the hosted consent page
+            and the partner's ``POST /v1/oauth/authorize``. Off by default; a client can
+            also be marked so on its own (``Client.require_pushed_authorization_requests``).
     """
 
     issuer: str
@@ -106,6 +112,8 @@ class OAuthSettings:
     private_key_jwt: bool = False
     client_assertion_algorithms: frozenset[str] = DEFAULT_ASSERTION_ALGORITHMS
     client_assertion_max_lifetime: timedelta = timedelta(minutes=5)
+    par_lifetime: timedelta = timedelta(seconds=60)
+    require_pushed_authorization_requests: bool = False
 
     def __post_init__(self) -> None:
         for name in ("scopes_supported", "response_types", "client_assertion_algorithms"):
@@ -155,6 +163,8 @@ class OAuthSettings:
             raise ConfigurationError(
                 "client_assertion_max_lifetime must be between 0 and 10 minutes"
             )
+        if not timedelta(0) < self.par_lifetime <= timedelta(minutes=10):
+            raise ConfigurationError("par_lifetime must be between 0 and 10 minutes")
         described = set(self.scope_descriptions or ())
         if unknown := sorted(described - self.scopes_supported):
             raise ConfigurationError(f"scope_descriptions names unknown scopes: {unknown}")
@@ -180,8 +190,9 @@ class OAuthSettings:
                 ``CODE_LIFETIME_SECONDS``, ``ACCESS_TOKEN_LIFETIME_SECONDS``,
                 ``REFRESH_TOKEN_LIFETIME_SECONDS``,
                 ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT``, ``TOKEN_CACHE_TTL_SECONDS``,
-                ``ALLOW_LIVE_WITHOUT_APPROVAL``, ``PRIVATE_KEY_JWT`` and
-                ``CLIENT_ASSERTION_ALGORITHMS`` (space-separated) follow it.
+                ``ALLOW_LIVE_WITHOUT_APPROVAL``, ``PRIVATE_KEY_JWT``,
+                ``CLIENT_ASSERTION_ALGORITHMS`` (space-separated), ``PAR_LIFETIME_SECONDS``
+                and ``REQUIRE_PUSHED_AUTHORIZATION_REQUESTS`` follow it.
         """
         env = os.environ if environ is None else environ
 
@@ -206,6 +217,8 @@ class OAuthSettings:
                 kwargs["refresh_token_lifetime"] = timedelta(seconds=int(refresh))
             if (ttl := get("TOKEN_CACHE_TTL_SECONDS")) is not None:
                 kwargs["token_cache_ttl"] = timedelta(seconds=float(ttl))
+            if (par := get("PAR_LIFETIME_SECONDS")) is not None:
+                kwargs["par_lifetime"] = timedelta(seconds=int(par))
         except ValueError as exc:
             raise ConfigurationError(f"lifetimes must be numbers of seconds: {exc}") from None
         if (endpoint := get("AUTHORIZATION_ENDPOINT")) is not None:
@@ -216,4 +229,11 @@ class OAuthSettings:
             kwargs["private_key_jwt"] = keys.lower() in {"1", "true", "yes", "on"}
         if (algorithms := get("CLIENT_ASSERTION_ALGORITHMS")) is not None:
             kwargs["client_assertion_algorithms"] = frozenset(algorithms.split())
+        if (required := get("REQUIRE_PUSHED_AUTHORIZATION_REQUESTS")) is not None:
+            kwargs["require_pushed_authorization_requests"] = required.lower() in {
+                "1",
+                "true",
+                "yes",
+                "on",
+            }
         return cls(**kwargs)  # type: ignore[arg-type]

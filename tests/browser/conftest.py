@@ -52,6 +52,7 @@ class Journey:
     username: str
     password: str
     client_id: str
+    client_secret: str
     redirect_uri: str
     paper_account: str
     live_account: str
@@ -115,6 +116,7 @@ def journey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
             username=DEMO_USERNAME,
             password=password,
             client_id=credentials["client_id"],
+            client_secret=credentials["client_secret"],
             redirect_uri=redirect_uri,
             paper_account=credentials["paper_account_id"],
             live_account=credentials["live_account_id"],

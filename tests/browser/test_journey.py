@@ -4,10 +4,12 @@ brokerage's connected-apps page. The app and the brokerage are on different orig
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
-from playwright.sync_api import Page, expect
+import httpx
+from playwright.sync_api import Page, Request, expect
 
+from ..conftest import pkce_pair
 from .conftest import Journey, log_in, screenshot
 
 
@@ -118,3 +120,61 @@ def test_login_redirect_returns_to_the_request(page: Page, journey: Journey) -> 
     page.wait_for_url(f"{journey.platform}/login*")
     log_in(page, journey)
     page.wait_for_url(f"{journey.platform}/oauth/authorize?{query}")
+
+
+def test_connect_through_a_pushed_request(page: Page, journey: Journey) -> None:
+    """RFC 9126: a request is pushed, the browser carries only client_id and request_uri;
+    the user logs in (the page is asked for twice), approves, and the code is exchanged
+    with the PKCE verifier by the test, which pushed the request. The used request_uri
+    is then refused on the brokerage's error page."""
+    verifier, challenge = pkce_pair()
+    pushed = httpx.post(
+        f"{journey.platform}/oauth/par",
+        auth=(journey.client_id, journey.client_secret),
+        data={
+            "response_type": "code",
+            "redirect_uri": journey.redirect_uri,
+            "scope": "general",
+            "state": "pushed-state",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+    )
+    assert pushed.status_code == 201, pushed.text
+    query = urlencode({"client_id": journey.client_id, "request_uri": pushed.json()["request_uri"]})
+    callbacks: list[str] = []
+
+    def seen(request: Request) -> None:
+        if request.url.startswith(journey.redirect_uri):
+            callbacks.append(request.url)
+
+    page.on("request", seen)
+    page.goto(f"{journey.platform}/oauth/authorize?{query}")
+    page.wait_for_url(f"{journey.platform}/login*")
+    log_in(page, journey)
+    page.wait_for_url(f"{journey.platform}/oauth/authorize?{query}")
+    expect(page.locator("#client-name")).to_have_text("Demo Trading App")
+    page.click("#approve")
+    # The browser lands on the app's callback. The example app did not start this
+    # request (this test pushed it), so it refuses the state and leaves the code unused.
+    page.wait_for_url(f"{journey.app}/")
+    (callback,) = callbacks
+    answer = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
+    assert answer["state"] == "pushed-state"
+    assert answer["iss"] == journey.platform
+    token = httpx.post(
+        f"{journey.platform}/oauth/token",
+        auth=(journey.client_id, journey.client_secret),
+        data={
+            "grant_type": "authorization_code",
+            "code": answer["code"],
+            "redirect_uri": journey.redirect_uri,
+            "code_verifier": verifier,
+        },
+    )
+    assert token.status_code == 200, token.text
+    used = page.goto(f"{journey.platform}/oauth/authorize?{query}")
+    assert used is not None
+    assert used.status == 400
+    expect(page.locator("h1")).to_have_text("This connection request is not valid")
+    screenshot(page, "pushed-request-used")

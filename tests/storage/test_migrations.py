@@ -49,7 +49,7 @@ async def database(
 async def test_head_matches_the_storage_tables(database: tuple[str, str]) -> None:
     url, prefix = database
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0008"
+        assert await storage.current_revision() == "0009"
         async with storage.engine.connect() as conn:
             diffs = await conn.run_sync(
                 lambda c: compare_metadata(
@@ -67,7 +67,7 @@ async def test_upgrade_is_idempotent(database: tuple[str, str]) -> None:
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
         await storage.upgrade()
         await storage.upgrade()
-        assert await storage.current_revision() == "0008"
+        assert await storage.current_revision() == "0009"
 
 
 async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
@@ -75,7 +75,7 @@ async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
 
     async def start() -> None:
         async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-            assert await storage.current_revision() == "0008"
+            assert await storage.current_revision() == "0009"
 
     async with anyio.create_task_group() as tg:
         for _ in range(4):
@@ -101,7 +101,7 @@ async def test_cli_upgrade(database: tuple[str, str]) -> None:
         )
         assert result.returncode == 0, result.stderr.decode()
     async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:
-        assert await storage.current_revision() == "0008"
+        assert await storage.current_revision() == "0009"
 
 
 async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str]) -> None:
@@ -158,7 +158,7 @@ async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str])
                     },
                 )
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0008"
+        assert await storage.current_revision() == "0009"
         migrated = await storage.get_token(hash_secret(token))
         assert migrated is not None
         assert migrated.family_id == hash_secret(code)
@@ -224,7 +224,7 @@ async def test_upgrade_from_the_previous_head_with_several_partners(
                 {"a": a.hex if url.startswith("sqlite") else a, "l": False},
             )
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0008"
+        assert await storage.current_revision() == "0009"
         app = build_platform(storage, OAuthSettings(issuer=ISSUER))
         body = {
             "client_id": client.client_id,
@@ -252,9 +252,9 @@ async def test_upgrade_from_the_previous_head_with_several_partners(
 async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
     database: tuple[str, str],
 ) -> None:
-    """0003 → 0004 with a token, a refresh token and an unused code in place: on SQLite
-    the three tables are rebuilt as rowid tables with their indexes, and every record
-    still works through HTTP; down to 0003 and up again keeps them too."""
+    """Down to 0003 and up through 0004 with a token, a refresh token and an unused code
+    in place, twice: on SQLite the three tables are rebuilt as rowid tables with their
+    indexes, and every record still works through HTTP."""
     url, prefix = database
     settings = OAuthSettings(
         issuer=ISSUER,
@@ -262,8 +262,8 @@ async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
         refresh_token_lifetime=timedelta(days=30),
     )
     async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as old:
-        # Issued by today's code at head, then taken down to 0003 with them (today's code
-        # reads columns that 0003 does not have).
+        # Seeded through HTTP at head (today's code reads today's columns), then carried
+        # down to 0003 and up again by the loop below.
         await old.upgrade()
         world = await seed_platform("sqlite", old, settings)
         async with world.http:
@@ -272,7 +272,7 @@ async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
         async with old.engine.begin() as conn:
             await conn.run_sync(lambda c: migrations._alembic(c, "downgrade", prefix, "0003"))
     sqlite = url.startswith("sqlite")
-    for revision in ("head", "0003", "head"):
+    for revision in ("0003", "head", "0003", "head"):
         async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:
             if revision == "head":
                 await storage.upgrade()
@@ -291,7 +291,7 @@ async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
                 for table in ("codes", "tokens", "refresh_tokens"):
                     assert kinds[f"{prefix}{table}"] is (revision == "0003")
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0008"
+        assert await storage.current_revision() == "0009"
         app = build_platform(storage, settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as c:
             bearer = {"Authorization": f"Bearer {issued['access_token']}"}

@@ -91,6 +91,7 @@ async def test_table_prefix(tmp_path: Path) -> None:
         "broker_codes",
         "broker_tokens",
         "broker_refresh_tokens",
+        "broker_pushed_requests",
         "broker_alembic_version",
     }
 
@@ -569,7 +570,7 @@ async def test_many_storages_opening_a_new_file_at_once_all_open(tmp_path: Path)
         async with anyio.create_task_group() as tasks:
             for _ in range(8):
                 tasks.start_soon(start)
-    assert outcomes == ["0006"] * 80
+    assert outcomes == ["0009"] * 80
 
 
 def _postgres_errors() -> list[tuple[BaseException, bool]]:

@@ -8,19 +8,21 @@ Every refusal leaves as a :class:`~..errors.Refusal`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 
 from .. import routes
-from ..core import AUTHORIZATION_PARAMS, AuthorizationCore, IssuedCode
-from ..errors import AccessDenied, InvalidRequest, Refusal
+from ..core import AUTHORIZATION_PARAMS, AuthorizationCore, IssuedCode, PushedAuthorization
+from ..errors import AccessDenied, InvalidRequest, InvalidRequestURI, Refusal
 from ..models import Account, Client
 from ..routes import RouteSpec
-from .bridge import run_sync
+from .bridge import await_, run_sync
 from .endpoints import Introspection, Revocation
+from .grants import AUTH_METHODS, JSON_HEADERS
 from .requests import OAuthRequest
 from .server import BrokerAuthorizationServer, refusal
 
@@ -51,6 +53,8 @@ class ConsentRequest:
     scopes: tuple[str, ...]
     state: str | None
     params: tuple[tuple[str, str], ...]
+    #: The hash of the ``request_uri`` it came through (RFC 9126), if it was pushed.
+    pushed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,9 @@ class OAuthProtocol:
     # hosted consent
 
     async def consent_request(self, params: Mapping[str, Sequence[str]]) -> ConsentRequest:
-        """Validate an authorization request (RFC 6749 §4.1.1)."""
+        """Validate an authorization request (RFC 6749 §4.1.1) sent through the front
+        channel; refused where requests must be pushed (RFC 9126 §6)."""
+        await self.core.pushed.check_front_channel(_first(params, "client_id"))
         request = self._hosted_request(params)
         result: ConsentRequest = await run_sync(self._consent_request, request)
         return result
@@ -189,10 +195,26 @@ class OAuthProtocol:
         )
 
     async def consent_decision(
-        self, params: Mapping[str, Sequence[str]], account_id: UUID | None, *, approve: bool
+        self,
+        params: Mapping[str, Sequence[str]],
+        account_id: UUID | None,
+        *,
+        approve: bool,
+        pushed: str | None = None,
+        presented_at: datetime | None = None,
     ) -> Authorized:
         """The user's answer: a code for the redirect URI, or a refusal to send there
-        (``access_denied``, or a rule that refuses this account)."""
+        (``access_denied``, or a rule that refuses this account).
+
+        ``pushed``: the hash of the ``request_uri`` the request came through, which is
+        used up here, once (RFC 9126 §4), as it stood when it was ``presented_at``."""
+        if pushed is None:
+            await self.core.pushed.check_front_channel(_first(params, "client_id"))
+        else:
+            record = await self.core.grants.get_pushed_request(pushed)
+            if record is None:
+                raise InvalidRequestURI()
+            await self.core.pushed.use(record, presented_at=presented_at)
         request = self._hosted_request(params)
         result: Authorized = await run_sync(self._consent_decision, request, account_id, approve)
         return result
@@ -210,3 +232,51 @@ class OAuthProtocol:
             exc.redirect_uri, exc.state = redirect_uri, state
             raise
         return Authorized(redirect_uri=redirect_uri, code=issued.code, state=state)
+
+    # pushed authorization requests (RFC 9126)
+
+    async def push(
+        self, *, headers: Mapping[str, str], params: Mapping[str, Sequence[str]]
+    ) -> ProtocolResponse:
+        """``POST /oauth/par`` (RFC 9126 §2): authenticate the client as the token
+        endpoint does, validate the request as the hosted consent page does, and store
+        it: ``201`` with its ``request_uri``."""
+        request = OAuthRequest(
+            method="POST",
+            uri=self.settings.url(routes.PUSHED_AUTHORIZATION.path),
+            headers=headers,
+            params=params,
+        )
+        pushed: PushedAuthorization = await run_sync(self._push, request)
+        return ProtocolResponse(201, pushed.response(), JSON_HEADERS)
+
+    def _push(self, request: OAuthRequest) -> PushedAuthorization:
+        try:
+            client = self.server.authenticate_client(request, AUTH_METHODS, endpoint="par")
+        except OAuth2Error as exc:
+            raise refusal(exc) from None
+        pushed = self.core.pushed
+        params = request.payload.all_values
+        pushed.check_pushable(params)
+        pushed.check_client_id(client.model, params)
+        values = {key: params[key] for key in AUTHORIZATION_PARAMS if key in params}
+        values["client_id"] = [client.model.client_id]
+        validated = self._consent_request(self._hosted_request(values))
+        result: PushedAuthorization = await_(pushed.push(client.model, validated.params))
+        return result
+
+    async def pushed_consent_request(
+        self, client_id: str | None, request_uri: str | None
+    ) -> ConsentRequest:
+        """The request a ``request_uri`` stands for (RFC 9126 §4), validated again (a
+        client's registration may have changed since), if ``client_id`` pushed it and it
+        is unused and unexpired; the other front-channel parameters are ignored."""
+        record = await self.core.pushed.find(client_id, request_uri)
+        request = self._hosted_request({key: [value] for key, value in record.params})
+        consent: ConsentRequest = await run_sync(self._consent_request, request)
+        return replace(consent, pushed=record.request_hash)
+
+
+def _first(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None

@@ -12,6 +12,7 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
 * ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut;
 * ``assertions.py`` - :class:`ClientAssertions`: ``private_key_jwt`` client assertions
   (RFC 7523) checked, their ``jti`` used once;
+* ``pushed.py`` - :class:`PushedRequests`: pushed authorization requests (RFC 9126);
 * ``health.py`` - :class:`Readiness`: whether a worker can serve, and which check says not.
 """
 
@@ -21,11 +22,13 @@ from .authority import AuthorizationCore
 from .connections import ConnectedApp, ConnectedApps
 from .health import Readiness, ReadinessReport
 from .policy import AUTHORIZATION_PARAMS, Policy
+from .pushed import REQUEST_URI_PREFIX, PushedAuthorization, PushedRequests
 from .records import IssuedCode, IssuedToken, Minter
 
 __all__ = [
     "ASSERTION_TYPE",
     "AUTHORIZATION_PARAMS",
+    "REQUEST_URI_PREFIX",
     "Administrator",
     "AuthorizationCore",
     "ClientAssertions",
@@ -35,6 +38,8 @@ __all__ = [
     "IssuedToken",
     "Minter",
     "Policy",
+    "PushedAuthorization",
+    "PushedRequests",
     "Readiness",
     "ReadinessReport",
 ]

@@ -167,6 +167,7 @@ class Administrator:
         client_secret: str | None = None,
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
+        require_pushed_authorization_requests: bool = False,
     ) -> ClientCredentials:
         """Register a client (:meth:`Administration.create_client
         <starlette_broker_oauth.storage.admin.Administration.create_client>`), with its
@@ -186,6 +187,7 @@ class Administrator:
             client_secret=client_secret,
             jwks=jwks,
             token_endpoint_auth_method=token_endpoint_auth_method,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         await self._changed("client", created.client_id, "created")
         return created
@@ -205,6 +207,7 @@ class Administrator:
         response_types: Iterable[str] | None = None,
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str | None = None,
+        require_pushed_authorization_requests: bool | None = None,
     ) -> Client | None:
         """Change what is given of a client's registration; ``None`` if it does not
         exist. Withdrawing live approval revokes its tokens for live accounts; narrowing
@@ -225,6 +228,7 @@ class Administrator:
             response_types=response_types,
             jwks=jwks,
             token_endpoint_auth_method=token_endpoint_auth_method,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         if before is None or after is None:
             return None

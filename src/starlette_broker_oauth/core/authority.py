@@ -50,6 +50,7 @@ from ..storage.base import AccountRepository, ClientRepository, GrantStore, Part
 from ..telemetry import annotate, record_event
 from .assertions import ClientAssertions, may_use_secret
 from .policy import Policy
+from .pushed import PushedRequests
 from .records import IssuedCode, IssuedToken, Minter
 from .revocation import Revocations
 
@@ -95,6 +96,7 @@ class AuthorizationCore(Policy):
         self.assertions = ClientAssertions(
             settings=settings, clients=clients, grants=grants, clock=clock
         )
+        self.pushed = PushedRequests(settings=settings, clients=clients, grants=grants, clock=clock)
 
     # events
 

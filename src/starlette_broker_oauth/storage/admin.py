@@ -90,6 +90,7 @@ def client_changes(
     response_types: Iterable[str] | None,
     jwks: Mapping[str, Any] | str | None = None,
     token_endpoint_auth_method: ClientAuthMethod | str | None = None,
+    require_pushed_authorization_requests: bool | None = None,
 ) -> dict[str, Any]:
     """The fields :meth:`Administration.update_client` changes, by :class:`Client` field
     name, as the record holds them; raises :class:`RegistrationError` for a redirect URI
@@ -104,6 +105,7 @@ def client_changes(
             ("terms_of_use", terms_of_use),
             ("privacy_policy", privacy_policy),
             ("live_trading_approved", live_trading_approved),
+            ("require_pushed_authorization_requests", require_pushed_authorization_requests),
         )
         if value is not None
     }
@@ -159,6 +161,7 @@ class Administration(ABC):
         client_secret: str | None = None,
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
+        require_pushed_authorization_requests: bool = False,
     ) -> ClientCredentials:
         """Register a client; returns its id and its secret (shown once).
 
@@ -197,6 +200,7 @@ class Administration(ABC):
         response_types: Iterable[str] | None = None,
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str | None = None,
+        require_pushed_authorization_requests: bool | None = None,
     ) -> Client | None:
         """Change the given fields of a client (``None`` leaves a field as it is; for
         ``scopes``, which ``None`` sets to every supported scope, leaving it out does);

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
+from ..errors import StorageError
 from ..models import (
     AccessToken,
     Account,
@@ -30,6 +31,7 @@ from ..models import (
     Client,
     Connection,
     Partner,
+    PushedRequest,
     RefreshToken,
 )
 from .admin import AccountDetails, Administration, PartnerDetails, PurgeResult
@@ -257,6 +259,31 @@ class GrantStore(ABC):
         ``False`` while that record has not expired, in every process that shares the
         store; a record with ``expires_at <= now`` no longer counts, and the key may be
         used again. Hosted consent relies on it so that one approval yields one code."""
+
+    # pushed authorization requests (RFC 9126). Not abstract, so that a store written
+    # before them still works without them: by default none is kept, none is found, and
+    # pushing one fails with a StorageError that says what to implement.
+
+    async def save_pushed_request(self, request: PushedRequest) -> None:
+        """Store a pushed authorization request (by its ``request_hash``) until it is used
+        or expires."""
+        raise StorageError(
+            f"{type(self).__name__} keeps no pushed authorization requests: implement "
+            "save_pushed_request, get_pushed_request and use_pushed_request "
+            "(PushedRequestContract in starlette_broker_oauth.testing checks them)"
+        )
+
+    async def get_pushed_request(self, request_hash: str) -> PushedRequest | None:
+        """The pushed request with this hash (expired or not), or ``None`` if unknown or
+        already used. The default finds none."""
+        return None
+
+    async def use_pushed_request(self, request_hash: str, *, client_id: str, now: datetime) -> bool:
+        """Atomically use up the pushed request: ``True`` for exactly one caller, while it
+        is unused, bound to ``client_id`` and unexpired at ``now``; ``False`` (changing
+        nothing) otherwise. One guarded statement, never a read then a write. The default
+        uses none."""
+        return False
 
     @abstractmethod
     async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:

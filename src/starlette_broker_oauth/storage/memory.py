@@ -15,6 +15,7 @@ from ..models import (
     Client,
     Connection,
     Partner,
+    PushedRequest,
     RefreshToken,
 )
 from .base import ManagedStorage, gather_connections
@@ -40,6 +41,7 @@ class MemoryStorage(MemoryAdministration, ManagedStorage):
         self._tokens: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
         self._used_keys: dict[str, datetime] = {}
+        self._pushed: dict[str, PushedRequest] = {}
 
     @property
     def reaches_every_process(self) -> bool:
@@ -178,6 +180,19 @@ class MemoryStorage(MemoryAdministration, ManagedStorage):
         if key in used:
             return False
         used[key] = expires_at
+        return True
+
+    async def save_pushed_request(self, request: PushedRequest) -> None:
+        self._pushed[request.request_hash] = request
+
+    async def get_pushed_request(self, request_hash: str) -> PushedRequest | None:
+        return self._pushed.get(request_hash)
+
+    async def use_pushed_request(self, request_hash: str, *, client_id: str, now: datetime) -> bool:
+        request = self._pushed.get(request_hash)
+        if request is None or request.client_id != client_id or now >= request.expires_at:
+            return False
+        del self._pushed[request_hash]
         return True
 
     async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:

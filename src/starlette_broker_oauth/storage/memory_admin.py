@@ -21,6 +21,7 @@ from ..models import (
     ClientStatus,
     Partner,
     PartnerCredentials,
+    PushedRequest,
     RefreshToken,
 )
 from ..registration import check_client_keys, check_client_secret, check_redirect_uris
@@ -47,6 +48,7 @@ class MemoryAdministration:
     _codes: dict[str, AuthorizationCode]
     _tokens: dict[str, AccessToken]
     _refresh: dict[str, RefreshToken]
+    _pushed: dict[str, PushedRequest]
 
     if TYPE_CHECKING:
 
@@ -70,6 +72,7 @@ class MemoryAdministration:
         client_secret: str | None = None,
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
+        require_pushed_authorization_requests: bool = False,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         keys, method = client_keys(jwks, token_endpoint_auth_method)
@@ -91,6 +94,7 @@ class MemoryAdministration:
             response_types=frozenset(response_types),
             jwks=keys,
             token_endpoint_auth_method=method,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         return ClientCredentials(client_id=client_id, client_secret=secret)
 
@@ -112,6 +116,7 @@ class MemoryAdministration:
         response_types: Iterable[str] | None = None,
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str | None = None,
+        require_pushed_authorization_requests: bool | None = None,
     ) -> Client | None:
         changes = client_changes(
             name=name,
@@ -125,6 +130,7 @@ class MemoryAdministration:
             response_types=response_types,
             jwks=jwks,
             token_endpoint_auth_method=token_endpoint_auth_method,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         client = self._clients.get(client_id)
         if client is None:
@@ -289,4 +295,6 @@ class MemoryAdministration:
             del self._tokens[key]
         for key in refresh:
             del self._refresh[key]
+        for key in [k for k, p in self._pushed.items() if p.expires_at < cutoff]:
+            del self._pushed[key]
         return PurgeResult(len(codes), len(tokens), len(refresh))

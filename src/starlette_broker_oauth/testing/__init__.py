@@ -30,6 +30,9 @@ The contracts:
 * :class:`GrantStoreContract` - codes and tokens: atomic redemption and rotation under
   concurrency, revocation of a grant with its pending codes, of an account's and of a
   client's tokens, single-use keys, and announcements;
+* :class:`PushedRequestContract` - pushed authorization requests (RFC 9126): stored by
+  hash, used once atomically by their client while unexpired (optional for a platform's
+  own grant store; without it, the PAR endpoint is unavailable);
 * :class:`StorageContract` - all four on one built-in backend, plus the admin operations
   (registering, listing, changing and deleting clients, partners and accounts, what
   deleting revokes through the core, disabling, secret rotation, purge), seeding the
@@ -43,11 +46,13 @@ pytest.register_assert_rewrite(
     "starlette_broker_oauth.testing._base",
     "starlette_broker_oauth.testing.admin",
     "starlette_broker_oauth.testing.grants",
+    "starlette_broker_oauth.testing.pushed",
     "starlette_broker_oauth.testing.repositories",
     "starlette_broker_oauth.testing.storage",
 )
 
 from .grants import GrantStoreContract  # noqa: E402
+from .pushed import PushedRequestContract  # noqa: E402
 from .repositories import (  # noqa: E402
     AccountRepositoryContract,
     ClientRepositoryContract,
@@ -60,5 +65,6 @@ __all__ = [
     "ClientRepositoryContract",
     "GrantStoreContract",
     "PartnerRepositoryContract",
+    "PushedRequestContract",
     "StorageContract",
 ]

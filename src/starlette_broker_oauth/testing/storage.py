@@ -20,6 +20,7 @@ from ..storage.base import (
 )
 from ._base import utc_now
 from .admin import StorageAdminContract
+from .pushed import PushedRequestContract
 from .repositories import (
     AccountRepositoryContract,
     ClientRepositoryContract,
@@ -34,8 +35,10 @@ class StorageContract(
     ClientRepositoryContract,
     AccountRepositoryContract,
     PartnerRepositoryContract,
+    PushedRequestContract,
 ):
     """What every :class:`~.storage.base.Storage` must do: the four repository contracts
+    (with pushed authorization requests)
     on one backend, seeded through its admin operations, and the admin operations
     (registering, listing, changing and deleting clients, partners and accounts; what
     deleting revokes; purging).

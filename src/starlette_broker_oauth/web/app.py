@@ -171,6 +171,7 @@ def create_oauth_app(
         routes.PARTNER_AUTHORIZE: api.authorize,
         routes.PARTNER_REVOKE: api.delete_token,
         routes.TOKEN: api.token,
+        routes.PUSHED_AUTHORIZATION: api.push,
         routes.REVOCATION: api.revoke,
         routes.INTROSPECTION: api.introspect,
         routes.METADATA: api.metadata,
@@ -289,29 +290,39 @@ class _BrokerAPI:
             for key, values in (await read_params(request)).items():
                 params.setdefault(key, values)
         client = await self.core.partner_client(partner, request.path_params["client_id"])
-        self.core.check_request(
-            client,
-            response_type=optional(params, "response_type"),
-            redirect_uri=optional(params, "redirect_uri"),
-            scope=optional(params, "scope"),
-        )
-        return JSONResponse(
-            {
-                "client_id": client.client_id,
-                "name": client.name,
-                "description": client.description,
-                "url": client.url,
-                "terms_of_use": client.terms_of_use,
-                "privacy_policy": client.privacy_policy,
-                "status": client.status.value,
-                "redirect_uri": list(client.redirect_uris),
-                "live_trading_approved": client.live_trading_approved,
-            }
-        )
+        pushed: dict[str, str] | None = None
+        if (request_uri := optional(params, "request_uri")) is not None:
+            # RFC 9126 §4: the pushed request, for the partner's consent page to show; it
+            # is used up by POST /v1/oauth/authorize.
+            record = await self.core.pushed.find(client.client_id, request_uri)
+            pushed = {k: v for k, v in record.params if k != "client_id"}
+        else:
+            self.core.check_request(
+                client,
+                response_type=optional(params, "response_type"),
+                redirect_uri=optional(params, "redirect_uri"),
+                scope=optional(params, "scope"),
+            )
+        body: dict[str, Any] = {
+            "client_id": client.client_id,
+            "name": client.name,
+            "description": client.description,
+            "url": client.url,
+            "terms_of_use": client.terms_of_use,
+            "privacy_policy": client.privacy_policy,
+            "status": client.status.value,
+            "redirect_uri": list(client.redirect_uris),
+            "live_trading_approved": client.live_trading_approved,
+        }
+        if pushed is not None:
+            body["request"] = pushed
+        return JSONResponse(body)
 
     async def _issue(self, request: Request, response_type: str) -> Response:
         partner = await self._partner(request)
         params = await read_params(request)
+        if response_type == "code" and optional(params, "request_uri") is not None:
+            return await self._issue_pushed(partner, params)
         for name in _REQUIRED:
             if optional(params, name) is None:
                 raise InvalidRequest(f"{name} is required")
@@ -320,10 +331,38 @@ class _BrokerAPI:
         except ValueError:
             raise InvalidRequest("account_id must be a UUID") from None
         client = await self.core.partner_client(partner, params["client_id"][0])
+        if response_type == "code":
+            await self.core.pushed.check_front_channel(client.client_id, client=client)
         account = await self.core.partner_account(partner, account_id)
         body = await self.protocol.partner_issue(
             response_type=response_type, params=params, client=client, account=account
         )
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def _issue_pushed(self, partner: Partner, params: dict[str, list[str]]) -> Response:
+        """``POST /v1/oauth/authorize`` with a ``request_uri`` (RFC 9126 §4): the code is
+        issued for the pushed request, which is used up; the body's other authorization
+        parameters are ignored. The answer carries the request's ``state`` for the
+        redirect."""
+        for name in ("client_id", "client_secret", "account_id", "request_uri"):
+            if optional(params, name) is None:
+                raise InvalidRequest(f"{name} is required")
+        try:
+            account_id = UUID(params["account_id"][0])
+        except ValueError:
+            raise InvalidRequest("account_id must be a UUID") from None
+        client = await self.core.partner_client(partner, params["client_id"][0])
+        account = await self.core.partner_account(partner, account_id)
+        record = await self.core.pushed.find(client.client_id, optional(params, "request_uri"))
+        await self.core.pushed.use(record)
+        pushed = {key: [value] for key, value in record.params}
+        pushed["client_secret"] = params["client_secret"]
+        body = await self.protocol.partner_issue(
+            response_type="code", params=pushed, client=client, account=account
+        )
+        state = dict(record.params).get("state")
+        if state:
+            body["state"] = state
         return JSONResponse(body, headers=NO_STORE)
 
     async def issue_token(self, request: Request) -> Response:
@@ -339,6 +378,14 @@ class _BrokerAPI:
 
     async def token(self, request: Request) -> Response:
         return await self._standard(request, routes.TOKEN)
+
+    async def push(self, request: Request) -> Response:
+        """``POST /oauth/par`` (RFC 9126 §2): form-encoded, client authentication as at the
+        token endpoint."""
+        params = await read_params(request, json_allowed=False)
+        check_standard(params, request.headers.get("authorization"))
+        result = await self.protocol.push(headers=request.headers, params=params)
+        return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
 
     async def revoke(self, request: Request) -> Response:
         return await self._standard(request, routes.REVOCATION)
@@ -393,6 +440,9 @@ class _BrokerAPI:
             "revocation_endpoint_auth_methods_supported": methods,
             "introspection_endpoint_auth_methods_supported": methods,
             "code_challenge_methods_supported": ["S256"],
+            # RFC 9126 §5
+            "pushed_authorization_request_endpoint": s.url(routes.PUSHED_AUTHORIZATION.path),
+            "require_pushed_authorization_requests": s.require_pushed_authorization_requests,
         }
         if s.private_key_jwt:
             algorithms = sorted(s.client_assertion_algorithms)

@@ -142,6 +142,14 @@ def openapi_document(
                     {"name": "response_type", "in": "query", "schema": {"enum": ["code", "token"]}},
                     {"name": "redirect_uri", "in": "query", "schema": {"type": "string"}},
                     {"name": "scope", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "request_uri",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "RFC 9126: a request the client pushed; the answer "
+                        "carries its parameters as `request` (the other query parameters "
+                        "are then not checked).",
+                    },
                 ],
                 "responses": {
                     "200": _json(_ref("Client"), "The client."),
@@ -215,6 +223,26 @@ def openapi_document(
                 "responses": {
                     "200": _json(
                         _ref("OAuthToken"), "RFC 6749 §5.1.", **{"Cache-Control": "no-store"}
+                    ),
+                    **_oauth_errors(400, 401, 500, 503),
+                },
+            }
+        },
+        routes.PUSHED_AUTHORIZATION: {
+            "post": {
+                "summary": "Pushed authorization request (RFC 9126): push the authorization "
+                "request, get a request_uri for the authorization endpoint",
+                "operationId": "pushAuthorizationRequest",
+                "security": client_auth,
+                "requestBody": {
+                    "required": True,
+                    "content": {form: {"schema": _ref("PushedAuthorizationRequest")}},
+                },
+                "responses": {
+                    "201": _json(
+                        _ref("PushedAuthorizationResponse"),
+                        "RFC 9126 §2.2: a single-use request_uri, for this client only.",
+                        **{"Cache-Control": "no-store"},
                     ),
                     **_oauth_errors(400, 401, 500, 503),
                 },
@@ -309,10 +337,10 @@ def openapi_document(
                 {
                     "name": name,
                     "in": "query",
-                    "required": name in {"response_type", "client_id"},
+                    "required": name == "client_id",
                     "schema": {"type": "string"},
                 }
-                for name in AUTHORIZATION_PARAMS
+                for name in (*AUTHORIZATION_PARAMS, "request_uri")
             ],
             "responses": {
                 "200": {"description": "The consent page.", "content": html},
@@ -426,6 +454,12 @@ def openapi_document(
                         "status": {"enum": ["ACTIVE", "DISABLED"]},
                         "redirect_uri": {"type": "array", "items": {"type": "string"}},
                         "live_trading_approved": {"type": "boolean"},
+                        "request": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "description": "With request_uri: the pushed request's "
+                            "parameters (RFC 9126).",
+                        },
                     },
                 },
                 "GrantRequest": {
@@ -440,6 +474,12 @@ def openapi_document(
                         **_GRANT_FIELDS,
                         "code_challenge": {"type": "string", "description": "RFC 7636 §4.2."},
                         "code_challenge_method": {"enum": ["S256"]},
+                        "request_uri": {
+                            "type": "string",
+                            "description": "RFC 9126: a request the client pushed, used up "
+                            "here; its redirect_uri, scope, state and PKCE challenge are "
+                            "the code's, and those of this body are ignored.",
+                        },
                     },
                 },
                 "BrokerToken": {
@@ -460,6 +500,10 @@ def openapi_document(
                         "client_id": {"type": "string"},
                         "redirect_uri": {"type": "string"},
                         "scope": {"type": "string"},
+                        "state": {
+                            "type": "string",
+                            "description": "The pushed request's state, for the redirect.",
+                        },
                     },
                 },
                 "TokenRequest": _token_request(settings),
@@ -472,6 +516,31 @@ def openapi_document(
                         "scope": {"type": "string"},
                         "expires_in": {"type": "integer"},
                         "refresh_token": {"type": "string"},
+                    },
+                },
+                "PushedAuthorizationRequest": {
+                    "type": "object",
+                    "required": ["response_type", "redirect_uri", "code_challenge"],
+                    "properties": {
+                        "response_type": {"const": "code"},
+                        "client_id": {"type": "string"},
+                        "redirect_uri": {"type": "string", "description": "Registered, exactly."},
+                        "scope": {"type": "string"},
+                        "state": {"type": "string"},
+                        "code_challenge": {"type": "string", "description": "RFC 7636 §4.2."},
+                        "code_challenge_method": {"enum": ["S256"]},
+                        "client_secret": {"type": "string"},
+                    },
+                },
+                "PushedAuthorizationResponse": {
+                    "type": "object",
+                    "required": ["request_uri", "expires_in"],
+                    "properties": {
+                        "request_uri": {
+                            "type": "string",
+                            "pattern": "^urn:ietf:params:oauth:request_uri:",
+                        },
+                        "expires_in": {"type": "integer"},
                     },
                 },
                 "TokenQuery": {

@@ -48,11 +48,13 @@ from ..errors import (
     InvalidGrant,
     InvalidRedirectURI,
     InvalidRequest,
+    InvalidRequestURI,
     InvalidScope,
     LiveTradingNotApproved,
     MethodNotAllowed,
     NotFound,
     PartnerUnauthenticated,
+    PushedRequestRequired,
     RefreshTokenReused,
     Refusal,
     RegistrationError,
@@ -164,6 +166,10 @@ ANSWERS: dict[type[Exception] | TokenErrorKind, Answer] = {
     InvalidRequest: _REFUSED,
     UnknownAccount: _REFUSED,
     InvalidRedirectURI: _REFUSED,
+    # Pushed authorization requests (RFC 9126): never redirected, since the request's
+    # redirect URI cannot be trusted.
+    InvalidRequestURI: _REFUSED,
+    PushedRequestRequired: _REFUSED,
     # One answer for an unknown client, one the partner may not use and a wrong secret.
     InvalidClient: Answer(
         status={PARTNER: 401, STANDARD: 401, PAGE: 400}, text={PARTNER: InvalidClient.ONE_ANSWER}

@@ -36,6 +36,7 @@ _PLACEHOLDER_CLIENT = {
     "response_types": '["code", "token"]',
     "jwks": None,
     "token_endpoint_auth_method": "client_secret_basic",
+    "require_pushed_authorization_requests": False,
 }
 
 
@@ -73,15 +74,23 @@ class SQLClients(Repository):
         client_secret: str | None = None,
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
+        require_pushed_authorization_requests: bool = False,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         keys, method = client_keys(jwks, token_endpoint_auth_method)
         client_id = client_id or new_client_id()
         secret = new_secret() if client_secret is None else check_client_secret(client_secret)
+        # Named only when set: the column's default is the database's (migration 0009).
+        flags = (
+            {"require_pushed_authorization_requests": True}
+            if (require_pushed_authorization_requests)
+            else {}
+        )
         try:
             async with self.database.transaction() as conn:
                 await conn.execute(
                     sa.insert(self.tables.clients).values(
+                        **flags,
                         client_id=client_id,
                         secret_hash=hash_secret(secret),
                         name=name,
@@ -122,6 +131,7 @@ class SQLClients(Repository):
         response_types: Iterable[str] | None = None,
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str | None = None,
+        require_pushed_authorization_requests: bool | None = None,
     ) -> Client | None:
         changes = client_changes(
             name=name,
@@ -135,6 +145,7 @@ class SQLClients(Repository):
             response_types=response_types,
             jwks=jwks,
             token_endpoint_auth_method=token_endpoint_auth_method,
+            require_pushed_authorization_requests=require_pushed_authorization_requests,
         )
         columns = {field: _column_value(field, value) for field, value in changes.items()}
         c = self.tables.clients

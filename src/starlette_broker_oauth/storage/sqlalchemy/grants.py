@@ -4,6 +4,7 @@ an account's connected apps, and purging what can no longer matter."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -12,7 +13,14 @@ import anyio.lowlevel
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ...models import AccessToken, AuthorizationCode, Client, Connection, RefreshToken
+from ...models import (
+    AccessToken,
+    AuthorizationCode,
+    Client,
+    Connection,
+    PushedRequest,
+    RefreshToken,
+)
 from ...telemetry import instrumented
 from ..admin import PurgeResult
 from ..base import gather_connections
@@ -28,7 +36,8 @@ _REVOKE_ROUNDS = 20
 @instrumented
 class SQLGrants(Repository):
     """Codes, tokens and refresh tokens (``{prefix}codes``, ``tokens``, ``refresh_tokens``)
-    and keys used once (``used_keys``)."""
+    keys used once (``used_keys``) and pushed authorization requests
+    (``pushed_requests``)."""
 
     def __init__(self, database: Database, tables: Tables) -> None:
         super().__init__(database, tables)
@@ -67,6 +76,15 @@ class SQLGrants(Repository):
                 r.c.expires_at > now,
             )
             .values(used_at=now)
+        )
+
+        p = tables.pushed_requests
+        self._pushed = sa.select(p).where(p.c.request_hash == sa.bindparam("request_hash"))
+        self._insert_pushed = sa.insert(p)
+        self._use_pushed = sa.delete(p).where(
+            p.c.request_hash == sa.bindparam("hash"),
+            p.c.client_id == sa.bindparam("client"),
+            p.c.expires_at > sa.bindparam("now", type_=p.c.expires_at.type),
         )
 
     async def save_code(self, code: AuthorizationCode) -> None:
@@ -234,6 +252,32 @@ class SQLGrants(Repository):
             inserted = (await conn.execute(statement)).rowcount
         return bool(inserted == 1)
 
+    async def save_pushed_request(self, request: PushedRequest) -> None:
+        values = {
+            "request_hash": request.request_hash,
+            "client_id": request.client_id,
+            "params": json.dumps([list(pair) for pair in request.params]),
+            "expires_at": request.expires_at,
+        }
+        await self.database.write([(self._insert_pushed, values)])
+
+    async def get_pushed_request(self, request_hash: str) -> PushedRequest | None:
+        row = await self.database.first(self._pushed, {"request_hash": request_hash})
+        if row is None:
+            return None
+        values = row._mapping
+        return PushedRequest(
+            request_hash=values["request_hash"],
+            client_id=values["client_id"],
+            params=tuple((str(k), str(v)) for k, v in json.loads(values["params"])),
+            expires_at=values["expires_at"],
+        )
+
+    async def use_pushed_request(self, request_hash: str, *, client_id: str, now: datetime) -> bool:
+        # One guarded statement: the row goes for exactly one caller.
+        use = {"hash": request_hash, "client": client_id, "now": now}
+        return await self.database.write([(self._use_pushed, use)], guarded=True)
+
     async def list_connections(self, account_id: UUID, *, now: datetime) -> list[Connection]:
         t, r = self.tables.tokens, self.tables.refresh_tokens
         first, last = sa.func.min(t.c.issued_at), sa.func.max(t.c.issued_at)
@@ -277,6 +321,10 @@ class SQLGrants(Repository):
         refresh = await self._purge(r, r.c.token_hash, r.c.expires_at, cutoff, batch_size)
         refresh += await self._purge(r, r.c.token_hash, r.c.revoked_at, cutoff, batch_size)
         await self._purge(u, u.c.key, u.c.expires_at, now, batch_size)
+        # Kept for ``retention`` after expiry, as codes are: a consent form shown while
+        # its request_uri was valid may still use it up.
+        p = t.pushed_requests
+        await self._purge(p, p.c.request_hash, p.c.expires_at, cutoff, batch_size)
         return PurgeResult(codes, tokens, refresh)
 
     async def _purge(

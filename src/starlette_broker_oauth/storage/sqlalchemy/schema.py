@@ -81,6 +81,13 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
             default="client_secret_basic",
             server_default="client_secret_basic",
         ),
+        # RFC 9126 §6 (migration 0009).
+        sa.Column(
+            "require_pushed_authorization_requests",
+            sa.Boolean,
+            nullable=False,
+            server_default=sa.false(),
+        ),
     )
     sa.Table(
         f"{prefix}accounts",
@@ -124,6 +131,16 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         f"{prefix}used_keys",
         md,
         sa.Column("key", hash_col, primary_key=True),
+        sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
+        sqlite_with_rowid=False,
+    )
+    sa.Table(
+        f"{prefix}pushed_requests",
+        md,
+        # RFC 9126 (migration 0009): by the hash of the request_uri's random part.
+        sa.Column("request_hash", hash_col, primary_key=True),
+        sa.Column("client_id", sa.String(128), nullable=False),
+        sa.Column("params", sa.Text, nullable=False),
         sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
         sqlite_with_rowid=False,
     )
@@ -193,6 +210,7 @@ class Tables:
         self.partner_clients = t[f"{prefix}partner_clients"]
         self.partner_accounts = t[f"{prefix}partner_accounts"]
         self.used_keys = t[f"{prefix}used_keys"]
+        self.pushed_requests = t[f"{prefix}pushed_requests"]
         self.codes = t[f"{prefix}codes"]
         self.tokens = t[f"{prefix}tokens"]
         self.refresh_tokens = t[f"{prefix}refresh_tokens"]
@@ -218,6 +236,9 @@ def client_from(values: Mapping[str, Any] | sa.RowMapping) -> Client:
         response_types=frozenset(json.loads(values["response_types"])),
         jwks=values["jwks"],
         token_endpoint_auth_method=ClientAuthMethod(values["token_endpoint_auth_method"]),
+        require_pushed_authorization_requests=bool(
+            values.get("require_pushed_authorization_requests", False)
+        ),
     )
 
 

@@ -11,6 +11,8 @@ its redirect URI are validated, errors are shown, never redirected (RFC 9700 §4
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -25,7 +27,7 @@ from ...errors import LiveTradingNotApproved, Refusal
 from ...models import Client
 from ...security import hash_secret, new_secret
 from ...settings import OAuthSettings
-from ..params import query_params
+from ..params import optional, query_params
 from ..render import redirect_location
 from .base import HostedEndpoints
 from .config import FormTokens, HostedConsent, user_key
@@ -77,7 +79,15 @@ class ConsentEndpoints(HostedEndpoints):
         )
 
     async def get(self, request: Request) -> Response:
-        consent = await self.protocol.consent_request(query_params(request))
+        params = query_params(request)
+        if "request_uri" in params:
+            # RFC 9126 §4: the pushed request; every other parameter but client_id is
+            # ignored. It stays usable until the user's decision uses it up.
+            consent = await self.protocol.pushed_consent_request(
+                optional(params, "client_id"), optional(params, "request_uri")
+            )
+        else:
+            consent = await self.protocol.consent_request(params)
         user = await self.config.session.current_user(request)
         if user is None:
             return self.login(request)
@@ -123,8 +133,13 @@ class ConsentEndpoints(HostedEndpoints):
             )
         # The request is the one signed into the form, not what the form's fields say.
         canonical = [(k, v) for k, v in signed.get("p", []) if k in AUTHORIZATION_PARAMS]
+        pushed, shown = signed.get("r"), signed.get("t")
         authorized = await self.protocol.consent_decision(
-            {k: [v] for k, v in canonical}, account_id, approve=decision == "approve"
+            {k: [v] for k, v in canonical},
+            account_id,
+            approve=decision == "approve",
+            pushed=pushed if isinstance(pushed, str) else None,
+            presented_at=_when(shown),
         )
         location = redirect_location(
             authorized.redirect_uri,
@@ -159,9 +174,17 @@ class ConsentEndpoints(HostedEndpoints):
         usable = [c for c in choices if c.available]
         if len(usable) == 1:
             choices = [replace(c, selected=c is usable[0]) for c in choices]
-        token = self.tokens.dumps(
-            {"u": user_key(user), "p": [list(p) for p in consent.params], "n": new_secret()}
-        )
+        signed: dict[str, Any] = {
+            "u": user_key(user),
+            "p": [list(p) for p in consent.params],
+            "n": new_secret(),
+        }
+        if consent.pushed is not None:
+            # The pushed request this form decides, and when its request_uri was shown
+            # (RFC 9126): the decision uses it up, as it stood then.
+            signed["r"] = consent.pushed
+            signed["t"] = self.core.clock.now().timestamp()
+        token = self.tokens.dumps(signed)
         settings = self.core.settings
         return ConsentPage(
             frame=self.frame(request, user),
@@ -175,6 +198,13 @@ class ConsentEndpoints(HostedEndpoints):
             fields=(("csrf_token", token),),
             access_lasts=_lasting(settings),
         )
+
+
+def _when(timestamp: object) -> datetime | None:
+    """A signed form's time, as a datetime."""
+    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+        return datetime.fromtimestamp(timestamp, UTC)
+    return None
 
 
 def _host(redirect_uri: str) -> str:
