@@ -769,10 +769,10 @@ def test_every_command_answers_json(cli: CLI) -> None:
         "client_id": None,
         "revoked": 0,
     }
-    assert cli.json("db", "current") == {"revision": "0006"}
-    assert cli.json("db", "upgrade") == {"revision": "0006"}
+    assert cli.json("db", "current") == {"revision": "0007"}
+    assert cli.json("db", "upgrade") == {"revision": "0007"}
     assert cli.json("db", "purge") == {"codes": 0, "tokens": 0, "refresh_tokens": 0}
-    assert cli("db", "current") == "0006\n"
+    assert cli("db", "current") == "0007\n"
 
 
 def test_usage_errors_are_one_line(
@@ -1004,6 +1004,6 @@ def test_client_create_asks_for_the_least(cli: CLI) -> None:
 
 def test_an_unknown_revision_is_one_plain_line(cli: CLI) -> None:
     assert cli.fails("db", "upgrade", "--revision", "nonsense") == (
-        "unknown revision 'nonsense': give head or one of 0001, 0002, 0003, 0004, 0005, 0006"
+        "unknown revision 'nonsense': give head or one of 0001, 0002, 0003, 0004, 0005, 0006, 0007"
     )
-    assert cli("db", "current") == "0006\n"  # nothing changed
+    assert cli("db", "current") == "0007\n"  # nothing changed

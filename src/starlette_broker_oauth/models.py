@@ -39,6 +39,8 @@ class Client:
         scopes: Scopes this client may ask for; ``None`` means every supported scope.
         response_types: Response types the client may use (``code``, ``token``).
         live_trading_approved: Whether the client may obtain tokens for live accounts.
+        dpop_bound_access_tokens: Whether the client always uses DPoP (RFC 9449 §5.2):
+            its token requests without a proof are refused.
     """
 
     client_id: str
@@ -53,6 +55,7 @@ class Client:
     live_trading_approved: bool = False
     scopes: frozenset[str] | None = None
     response_types: frozenset[str] = frozenset({"code", "token"})
+    dpop_bound_access_tokens: bool = False
 
     @property
     def active(self) -> bool:
@@ -97,6 +100,8 @@ class AuthorizationCode:
         code_hash: Hash of the code value.
         code_challenge: PKCE S256 challenge (RFC 7636 §4.2) or ``None``.
         used_at: When the code was redeemed; ``None`` until then.
+        dpop_jkt: The thumbprint of the key the authorization request bound the code to
+            (``dpop_jkt``, RFC 9449 §10); its exchange needs a proof by that key.
     """
 
     code_hash: str
@@ -109,6 +114,7 @@ class AuthorizationCode:
     code_challenge: str | None = None
     code_challenge_method: str | None = None
     used_at: datetime | None = None
+    dpop_jkt: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +130,8 @@ class AccessToken:
             reused refresh token revokes them all (RFC 9700 §4.5, §4.14). A token issued
             directly is a grant of its own: its family is its own hash (``None`` on rows
             stored before 0.1, which are revoked alike).
+        dpop_jkt: The RFC 7638 thumbprint of the key the token is bound to (DPoP,
+            RFC 9449 §6: ``cnf.jkt``); ``None`` for a bearer token.
     """
 
     token_hash: str
@@ -135,6 +143,7 @@ class AccessToken:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     family_id: str | None = None
+    dpop_jkt: str | None = None
 
     def is_expired(self, now: datetime) -> bool:
         """True once the token's lifetime has passed."""
@@ -150,6 +159,8 @@ class RefreshToken:
         family_id: The grant it belongs to (see :class:`AccessToken`).
         used_at: When it was exchanged for a new pair; using it again after that is
             reuse, and revokes the family (RFC 9700 §4.14.2).
+        dpop_jkt: The thumbprint of the key it is bound to (RFC 9449 §5); using it needs
+            a proof by that key.
     """
 
     token_hash: str
@@ -162,6 +173,7 @@ class RefreshToken:
     expires_at: datetime
     used_at: datetime | None = None
     revoked_at: datetime | None = None
+    dpop_jkt: str | None = None
 
     def is_expired(self, now: datetime) -> bool:
         """True once the token's lifetime has passed."""

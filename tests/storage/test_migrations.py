@@ -48,7 +48,7 @@ async def database(
 async def test_head_matches_the_storage_tables(database: tuple[str, str]) -> None:
     url, prefix = database
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0006"
+        assert await storage.current_revision() == "0007"
         async with storage.engine.connect() as conn:
             diffs = await conn.run_sync(
                 lambda c: compare_metadata(
@@ -66,7 +66,7 @@ async def test_upgrade_is_idempotent(database: tuple[str, str]) -> None:
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
         await storage.upgrade()
         await storage.upgrade()
-        assert await storage.current_revision() == "0006"
+        assert await storage.current_revision() == "0007"
 
 
 async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
@@ -74,7 +74,7 @@ async def test_concurrent_upgrades(database: tuple[str, str]) -> None:
 
     async def start() -> None:
         async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-            assert await storage.current_revision() == "0006"
+            assert await storage.current_revision() == "0007"
 
     async with anyio.create_task_group() as tg:
         for _ in range(4):
@@ -100,7 +100,7 @@ async def test_cli_upgrade(database: tuple[str, str]) -> None:
         )
         assert result.returncode == 0, result.stderr.decode()
     async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:
-        assert await storage.current_revision() == "0006"
+        assert await storage.current_revision() == "0007"
 
 
 async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str]) -> None:
@@ -157,7 +157,7 @@ async def test_upgrade_from_first_revision_keeps_data(database: tuple[str, str])
                     },
                 )
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0006"
+        assert await storage.current_revision() == "0007"
         migrated = await storage.get_token(hash_secret(token))
         assert migrated is not None
         assert migrated.family_id == hash_secret(code)
@@ -207,7 +207,7 @@ async def test_upgrade_from_the_previous_head_with_several_partners(
                 {"a": a.hex if url.startswith("sqlite") else a, "l": False},
             )
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0006"
+        assert await storage.current_revision() == "0007"
         app = build_platform(storage, OAuthSettings(issuer=ISSUER))
         body = {
             "client_id": client.client_id,
@@ -270,7 +270,7 @@ async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
                 for table in ("codes", "tokens", "refresh_tokens"):
                     assert kinds[f"{prefix}{table}"] is (revision == "0003")
     async with SQLAlchemyStorage(url, table_prefix=prefix) as storage:
-        assert await storage.current_revision() == "0006"
+        assert await storage.current_revision() == "0007"
         app = build_platform(storage, settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as c:
             bearer = {"Authorization": f"Bearer {issued['access_token']}"}

@@ -569,7 +569,7 @@ async def test_many_storages_opening_a_new_file_at_once_all_open(tmp_path: Path)
         async with anyio.create_task_group() as tasks:
             for _ in range(8):
                 tasks.start_soon(start)
-    assert outcomes == ["0006"] * 80
+    assert outcomes == ["0007"] * 80
 
 
 def _postgres_errors() -> list[tuple[BaseException, bool]]:

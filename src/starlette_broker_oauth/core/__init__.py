@@ -10,12 +10,14 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
   codes, an account's or a client's tokens; announced to token caches;
 * ``administration.py`` - :class:`Administrator`: admin changes with their rules;
 * ``connections.py`` - :class:`ConnectedApps`: an account's connected apps, listed and cut;
+* ``dpop.py`` - :class:`DPoPChecker`: the checks of a DPoP proof (RFC 9449);
 * ``health.py`` - :class:`Readiness`: whether a worker can serve, and which check says not.
 """
 
 from .administration import Administrator
 from .authority import AuthorizationCore
 from .connections import ConnectedApp, ConnectedApps
+from .dpop import DPoPChecker, DPoPProof
 from .health import Readiness, ReadinessReport
 from .policy import AUTHORIZATION_PARAMS, Policy
 from .records import IssuedCode, IssuedToken, Minter
@@ -26,6 +28,8 @@ __all__ = [
     "AuthorizationCore",
     "ConnectedApp",
     "ConnectedApps",
+    "DPoPChecker",
+    "DPoPProof",
     "IssuedCode",
     "IssuedToken",
     "Minter",

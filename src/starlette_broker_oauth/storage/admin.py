@@ -125,11 +125,13 @@ class Administration(ABC):
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        dpop_bound_access_tokens: bool = False,
     ) -> ClientCredentials:
         """Register a client; returns its id and its secret (shown once).
 
         ``client_id`` and ``client_secret`` are new random values unless given (an app moved
-        from another server keeps its credentials).
+        from another server keeps its credentials). ``dpop_bound_access_tokens``: the
+        client must send a DPoP proof with every token request (RFC 9449 §5.2).
 
         Raises:
             RegistrationError: A redirect URI the client may not have

@@ -66,6 +66,7 @@ class MemoryAdministration:
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        dpop_bound_access_tokens: bool = False,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         client_id = client_id or new_client_id()
@@ -84,6 +85,7 @@ class MemoryAdministration:
             live_trading_approved=live_trading_approved,
             scopes=None if scopes is None else frozenset(scopes),
             response_types=frozenset(response_types),
+            dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         return ClientCredentials(client_id=client_id, client_secret=secret)
 

@@ -353,7 +353,11 @@ class _BrokerAPI:
             grant_type = optional(params, "grant_type")
             if grant_type in _GRANT_TYPES:
                 annotate({"oauth.grant_type": grant_type})
-            result = await self.protocol.token(headers=request.headers, params=params)
+            result = await self.protocol.token(
+                headers=request.headers,
+                params=params,
+                dpop_proofs=request.headers.getlist("dpop"),
+            )
         else:
             result = await self.protocol.endpoint(route, headers=request.headers, params=params)
         return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
@@ -391,6 +395,8 @@ class _BrokerAPI:
             "revocation_endpoint_auth_methods_supported": methods,
             "introspection_endpoint_auth_methods_supported": methods,
             "code_challenge_methods_supported": ["S256"],
+            # RFC 9449 §5.1
+            "dpop_signing_alg_values_supported": list(s.dpop_signing_algs),
         }
         if self.consent is not None:
             document["authorization_endpoint"] = s.url(routes.CONSENT.path)

@@ -34,6 +34,7 @@ _PLACEHOLDER_CLIENT = {
     "redirect_uris": '["https://app.example/callback", "https://app.example/other"]',
     "scopes": '["general", "trading"]',
     "response_types": '["code", "token"]',
+    "dpop_bound_access_tokens": False,
 }
 
 
@@ -69,6 +70,7 @@ class SQLClients(Repository):
         response_types: Iterable[str] = ("code", "token"),
         client_id: str | None = None,
         client_secret: str | None = None,
+        dpop_bound_access_tokens: bool = False,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         client_id = client_id or new_client_id()
@@ -89,6 +91,7 @@ class SQLClients(Repository):
                         redirect_uris=json.dumps(list(uris)),
                         scopes=None if scopes is None else json.dumps(sorted(scopes)),
                         response_types=json.dumps(sorted(response_types)),
+                        dpop_bound_access_tokens=dpop_bound_access_tokens,
                     )
                 )
         except sa_exc.IntegrityError:

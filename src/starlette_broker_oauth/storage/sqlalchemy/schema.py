@@ -64,6 +64,14 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("redirect_uris", sa.Text, nullable=False),
         sa.Column("scopes", sa.Text, nullable=True),
         sa.Column("response_types", sa.Text, nullable=False),
+        # DPoP (RFC 9449 §5.2, migration 0007): the client always sends a proof.
+        sa.Column(
+            "dpop_bound_access_tokens",
+            sa.Boolean,
+            nullable=False,
+            default=False,
+            server_default=sa.false(),
+        ),
     )
     sa.Table(
         f"{prefix}accounts",
@@ -123,6 +131,8 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("code_challenge", sa.String(128), nullable=True),
         sa.Column("code_challenge_method", sa.String(16), nullable=True),
         sa.Column("used_at", _UTCDateTime, nullable=True),
+        # The key the authorization request bound the code to (RFC 9449 §10, 0007).
+        sa.Column("dpop_jkt", sa.String(64), nullable=True),
     )
     sa.Table(
         f"{prefix}tokens",
@@ -137,6 +147,8 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         # Indexed for purging (migration 0006): each batch walks the index.
         sa.Column("revoked_at", _UTCDateTime, nullable=True, index=True),
         sa.Column("family_id", hash_col, nullable=True, index=True),
+        # The key a DPoP-bound token is bound to (RFC 9449 §6, migration 0007).
+        sa.Column("dpop_jkt", sa.String(64), nullable=True),
         sa.Index(f"ix_{prefix}tokens_account_id_client_id", "account_id", "client_id"),
         # SQLite: a rowid table (migration 0004), so that a new row and its index entries
         # go to the end of their B-trees, and only the hash's index takes a random page.
@@ -154,6 +166,7 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
         sa.Column("used_at", _UTCDateTime, nullable=True),
         sa.Column("revoked_at", _UTCDateTime, nullable=True, index=True),
+        sa.Column("dpop_jkt", sa.String(64), nullable=True),  # RFC 9449 §5 (0007)
         sa.Index(f"ix_{prefix}refresh_tokens_account_id_client_id", "account_id", "client_id"),
     )
     return md
@@ -199,6 +212,7 @@ def client_from(values: Mapping[str, Any] | sa.RowMapping) -> Client:
         redirect_uris=tuple(json.loads(values["redirect_uris"])),
         scopes=None if scopes is None else frozenset(scopes),
         response_types=frozenset(json.loads(values["response_types"])),
+        dpop_bound_access_tokens=bool(values.get("dpop_bound_access_tokens", False)),
     )
 
 
