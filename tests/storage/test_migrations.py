@@ -244,12 +244,18 @@ async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
         access_token_lifetime=timedelta(hours=1),
         refresh_token_lifetime=timedelta(days=30),
     )
-    async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as old:
-        await old.upgrade("0003")
+    # Seeded through this version's code (which writes columns 0003 does not have), then
+    # taken down to 0003 with the records in place.
+    async with SQLAlchemyStorage(url, table_prefix=prefix) as old:
         world = await seed_platform("sqlite", old, settings)
         async with world.http:
             issued = (await world.exchange(await world.code())).json()
             code = await world.code()
+    async with (
+        SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage,
+        storage.engine.begin() as conn,
+    ):
+        await conn.run_sync(lambda c: migrations._alembic(c, "downgrade", prefix, "0003"))
     sqlite = url.startswith("sqlite")
     for revision in ("head", "0003", "head"):
         async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as storage:

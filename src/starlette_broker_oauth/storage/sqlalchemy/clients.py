@@ -91,7 +91,8 @@ class SQLClients(Repository):
                         redirect_uris=json.dumps(list(uris)),
                         scopes=None if scopes is None else json.dumps(sorted(scopes)),
                         response_types=json.dumps(sorted(response_types)),
-                        dpop_bound_access_tokens=dpop_bound_access_tokens,
+                        # Named only when set: the column's default is false (0007).
+                        **({"dpop_bound_access_tokens": True} if dpop_bound_access_tokens else {}),
                     )
                 )
         except sa_exc.IntegrityError:

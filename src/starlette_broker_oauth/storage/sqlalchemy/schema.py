@@ -64,13 +64,10 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("redirect_uris", sa.Text, nullable=False),
         sa.Column("scopes", sa.Text, nullable=True),
         sa.Column("response_types", sa.Text, nullable=False),
-        # DPoP (RFC 9449 §5.2, migration 0007): the client always sends a proof.
+        # DPoP (RFC 9449 §5.2, migration 0007): the client always sends a proof. The
+        # database's default only, so that a row written without it names no such column.
         sa.Column(
-            "dpop_bound_access_tokens",
-            sa.Boolean,
-            nullable=False,
-            default=False,
-            server_default=sa.false(),
+            "dpop_bound_access_tokens", sa.Boolean, nullable=False, server_default=sa.false()
         ),
     )
     sa.Table(
