@@ -374,7 +374,10 @@ def _ours_and_authlibs(cls: type[Any]) -> tuple[set[str], set[str]]:
 # names it adds (those, and the instance attributes its ``__init__`` sets that Authlib's
 # does not).
 SUBCLASSES: dict[type[Any], tuple[set[str], set[str]]] = {
-    OAuthRequest: ({"__init__", "args", "form"}, {"endpoint", "known_client", "partner_flow"}),
+    OAuthRequest: (
+        {"__init__", "args", "form"},
+        {"dpop", "endpoint", "known_client", "partner_flow"},
+    ),
     ParamsPayload: ({"__init__", "data", "datalist"}, {"all_values", "first_values"}),
     BrokerAuthorizationServer: (
         {

@@ -1005,6 +1005,6 @@ def test_client_create_asks_for_the_least(cli: CLI) -> None:
 def test_an_unknown_revision_is_one_plain_line(cli: CLI) -> None:
     assert cli.fails("db", "upgrade", "--revision", "nonsense") == (
         "unknown revision 'nonsense': give head or one of "
-        "0001, 0002, 0003, 0004, 0005, 0006, 0008, 0009"
+        "0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009"
     )
     assert cli("db", "current") == "0009\n"  # nothing changed

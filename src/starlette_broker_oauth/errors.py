@@ -31,7 +31,9 @@ The tree::
      │    │    └── RefreshTokenReused  the same, for a rotated-out refresh token
      │    ├── InvalidScope           invalid_scope
      │    ├── UnsupportedResponseType, UnsupportedGrantType, UnsupportedTokenType
-     │    └── AccessDenied           access_denied: the user said no
+     │    ├── AccessDenied           access_denied: the user said no
+     │    ├── InvalidDPoPProof       invalid_dpop_proof: a DPoP proof refused (RFC 9449)
+     │    └── UseDPoPNonce           use_dpop_nonce: the proof needs the server's nonce
      └── TokenError                  a bearer token failed verification (its TokenErrorKind)
 
 No error carries an HTTP status or a Broker API code: what each face of the sub-app
@@ -60,6 +62,7 @@ __all__ = [
     "CodeReplayed",
     "ConfigurationError",
     "InvalidClient",
+    "InvalidDPoPProof",
     "InvalidGrant",
     "InvalidRedirectURI",
     "InvalidRequest",
@@ -83,6 +86,7 @@ __all__ = [
     "UnsupportedGrantType",
     "UnsupportedResponseType",
     "UnsupportedTokenType",
+    "UseDPoPNonce",
     "refusal_for",
 ]
 
@@ -347,6 +351,32 @@ class AccessDenied(Refusal):
     error = "access_denied"
 
 
+# DPoP (RFC 9449)
+
+
+class InvalidDPoPProof(Refusal):
+    """A DPoP proof is missing where one is required, or fails a check of RFC 9449 §4.3
+    (``invalid_dpop_proof``)."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDPoPNonce(Refusal):
+    """The DPoP proof must carry a nonce the server issued (RFC 9449 §8):
+    ``use_dpop_nonce``, with the nonce to use.
+
+    Parameters:
+        description: As for :class:`Refusal`.
+        nonce: The nonce the client must put in its next proof.
+    """
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, description: str = "", *, nonce: str = "", **kwargs: str | None) -> None:
+        super().__init__(description, **kwargs)
+        self.nonce = nonce
+
+
 _BY_CODE: dict[str, type[Refusal]] = {
     cls.error: cls
     for cls in (
@@ -391,21 +421,42 @@ class TokenErrorKind(enum.Enum):
     CLIENT_DISABLED = "client_disabled"
     NO_LONGER_ALLOWED = "no_longer_allowed"
     INSUFFICIENT_SCOPE = "insufficient_scope"
+    #: A DPoP proof was refused (RFC 9449 §7.1: ``invalid_dpop_proof``).
+    DPOP_PROOF_INVALID = "invalid_dpop_proof"
+    #: The DPoP proof must carry the server's nonce (RFC 9449 §9: ``use_dpop_nonce``).
+    DPOP_NONCE_REQUIRED = "use_dpop_nonce"
+    #: A DPoP-bound token was sent as a bearer token (RFC 9449 §7.2).
+    DPOP_BOUND_AS_BEARER = "dpop_bound_as_bearer"
+    #: A token not bound to a key was sent with the DPoP scheme.
+    NOT_DPOP_BOUND = "not_dpop_bound"
 
 
 class TokenError(BrokerOAuthError):
-    """A bearer token failed verification.
+    """A bearer (or DPoP-bound) token failed verification.
 
     Parameters:
         kind: The precise reason, for logs and metrics; responses use only the RFC 6750
             error code so that a caller learns nothing about other people's tokens.
         scopes: With ``INSUFFICIENT_SCOPE``, the scopes the resource needs.
+        dpop_algs: For a request made with DPoP (or a DPoP-bound token sent as a bearer
+            one), the proof algorithms the server accepts: the refusal is then a DPoP
+            challenge (RFC 9449 §7.1). Empty for a bearer request.
+        nonce: With ``DPOP_NONCE_REQUIRED``, the nonce the next proof must carry.
     """
 
-    def __init__(self, kind: TokenErrorKind, *, scopes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        kind: TokenErrorKind,
+        *,
+        scopes: tuple[str, ...] = (),
+        dpop_algs: tuple[str, ...] = (),
+        nonce: str | None = None,
+    ) -> None:
         super().__init__(kind.value)
         self.kind = kind
         self.scopes = scopes
+        self.dpop_algs = dpop_algs
+        self.nonce = nonce
 
 
 _DEPRECATED: dict[str, tuple[str, type[BrokerOAuthError]]] = {

@@ -60,6 +60,8 @@ class Client:
         require_pushed_authorization_requests: Whether the client's authorization requests
             must come through the PAR endpoint (RFC 9126 §6): a front-channel request
             without a ``request_uri`` is refused.
+        dpop_bound_access_tokens: Whether the client always uses DPoP (RFC 9449 §5.2):
+            its token requests without a proof are refused.
     """
 
     client_id: str
@@ -77,6 +79,7 @@ class Client:
     jwks: str | None = field(default=None, repr=False)
     token_endpoint_auth_method: ClientAuthMethod = ClientAuthMethod.CLIENT_SECRET_BASIC
     require_pushed_authorization_requests: bool = False
+    dpop_bound_access_tokens: bool = False
 
     @property
     def active(self) -> bool:
@@ -121,6 +124,8 @@ class AuthorizationCode:
         code_hash: Hash of the code value.
         code_challenge: PKCE S256 challenge (RFC 7636 §4.2) or ``None``.
         used_at: When the code was redeemed; ``None`` until then.
+        dpop_jkt: The thumbprint of the key the authorization request bound the code to
+            (``dpop_jkt``, RFC 9449 §10); its exchange needs a proof by that key.
     """
 
     code_hash: str
@@ -133,6 +138,7 @@ class AuthorizationCode:
     code_challenge: str | None = None
     code_challenge_method: str | None = None
     used_at: datetime | None = None
+    dpop_jkt: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +173,8 @@ class AccessToken:
             reused refresh token revokes them all (RFC 9700 §4.5, §4.14). A token issued
             directly is a grant of its own: its family is its own hash (``None`` on rows
             stored before 0.1, which are revoked alike).
+        dpop_jkt: The RFC 7638 thumbprint of the key the token is bound to (DPoP,
+            RFC 9449 §6: ``cnf.jkt``); ``None`` for a bearer token.
     """
 
     token_hash: str
@@ -178,6 +186,7 @@ class AccessToken:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     family_id: str | None = None
+    dpop_jkt: str | None = None
 
     def is_expired(self, now: datetime) -> bool:
         """True once the token's lifetime has passed."""
@@ -193,6 +202,8 @@ class RefreshToken:
         family_id: The grant it belongs to (see :class:`AccessToken`).
         used_at: When it was exchanged for a new pair; using it again after that is
             reuse, and revokes the family (RFC 9700 §4.14.2).
+        dpop_jkt: The thumbprint of the key it is bound to (RFC 9449 §5); using it needs
+            a proof by that key.
     """
 
     token_hash: str
@@ -205,6 +216,7 @@ class RefreshToken:
     expires_at: datetime
     used_at: datetime | None = None
     revoked_at: datetime | None = None
+    dpop_jkt: str | None = None
 
     def is_expired(self, now: datetime) -> bool:
         """True once the token's lifetime has passed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from ipaddress import ip_address
 from urllib.parse import urlsplit
@@ -35,6 +35,21 @@ ASSERTION_ALGORITHMS = frozenset(
 )
 #: FAPI 2.0 Security Profile §5.4.1: PS256, ES256 and EdDSA (Ed25519).
 DEFAULT_ASSERTION_ALGORITHMS = frozenset({"PS256", "ES256", "EdDSA"})
+#: The DPoP proof algorithms accepted by default (RFC 9449 §4.2), in the order published.
+DEFAULT_DPOP_ALGS = ("ES256", "PS256", "EdDSA")
+# The asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037, RFC 9864) a DPoP proof may use:
+# never "none" nor a MAC (HS256, ...), which would need a secret shared with the server.
+DPOP_ALGS_KNOWN = (
+    *DEFAULT_DPOP_ALGS,
+    "Ed25519",
+    "ES384",
+    "ES512",
+    "PS384",
+    "PS512",
+    "RS256",
+    "RS384",
+    "RS512",
+)
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
 
 
@@ -96,6 +111,23 @@ class OAuthSettings:
             request without a ``request_uri`` (RFC 9126 §6), on the hosted consent page
             and the partner's ``POST /v1/oauth/authorize``. Off by default; a client can
             also be marked so on its own (``Client.require_pushed_authorization_requests``).
+        dpop_signing_algs: The algorithms a DPoP proof (RFC 9449) may be signed with, in
+            the order the metadata and the ``WWW-Authenticate`` challenges list them;
+            asymmetric ones only (ES256, PS256 and EdDSA by default; ``none`` and HS*
+            are refused). The token endpoint accepts a proof from any client and then
+            binds the tokens it issues to the proof's key.
+        dpop_required: Refuse token requests without a DPoP proof, from every client
+            (a client can ask for it alone: ``Client.dpop_bound_access_tokens``).
+        dpop_proof_max_age: How old a proof's ``iat`` may be (60 seconds by default).
+        dpop_proof_leeway: How far in the future a proof's ``iat`` may be (clock skew;
+            5 seconds by default).
+        dpop_nonce: Require every proof to carry a nonce the server issued
+            (``use_dpop_nonce`` and a ``DPoP-Nonce`` header, RFC 9449 §8, §9). Needs
+            ``dpop_nonce_secret``.
+        dpop_nonce_secret: The key of the nonces' HMAC, at least 32 characters, the same
+            in every worker; a nonce holds no state.
+        dpop_nonce_lifetime: How long each nonce is issued for; a nonce stays valid for
+            up to twice as long (the current and the previous one are accepted).
     """
 
     issuer: str
@@ -114,6 +146,13 @@ class OAuthSettings:
     client_assertion_max_lifetime: timedelta = timedelta(minutes=5)
     par_lifetime: timedelta = timedelta(seconds=60)
     require_pushed_authorization_requests: bool = False
+    dpop_signing_algs: tuple[str, ...] = DEFAULT_DPOP_ALGS
+    dpop_required: bool = False
+    dpop_proof_max_age: timedelta = timedelta(seconds=60)
+    dpop_proof_leeway: timedelta = timedelta(seconds=5)
+    dpop_nonce: bool = False
+    dpop_nonce_secret: str | None = field(default=None, repr=False)
+    dpop_nonce_lifetime: timedelta = timedelta(minutes=5)
 
     def __post_init__(self) -> None:
         for name in ("scopes_supported", "response_types", "client_assertion_algorithms"):
@@ -165,9 +204,31 @@ class OAuthSettings:
             )
         if not timedelta(0) < self.par_lifetime <= timedelta(minutes=10):
             raise ConfigurationError("par_lifetime must be between 0 and 10 minutes")
+        self._check_dpop()
         described = set(self.scope_descriptions or ())
         if unknown := sorted(described - self.scopes_supported):
             raise ConfigurationError(f"scope_descriptions names unknown scopes: {unknown}")
+
+    def _check_dpop(self) -> None:
+        algs = self.dpop_signing_algs
+        if isinstance(algs, str) or not algs:
+            raise ConfigurationError("dpop_signing_algs must name at least one algorithm")
+        object.__setattr__(self, "dpop_signing_algs", tuple(dict.fromkeys(algs)))
+        if unknown := [a for a in algs if a not in DPOP_ALGS_KNOWN]:
+            raise ConfigurationError(
+                f"dpop_signing_algs may name asymmetric algorithms only "
+                f"({', '.join(DPOP_ALGS_KNOWN)}); got {unknown}"
+            )
+        if self.dpop_proof_max_age <= timedelta(0) or self.dpop_proof_leeway < timedelta(0):
+            raise ConfigurationError("dpop_proof_max_age must be positive, dpop_proof_leeway >= 0")
+        if self.dpop_nonce_lifetime <= timedelta(0):
+            raise ConfigurationError("dpop_nonce_lifetime must be positive")
+        if self.dpop_nonce_secret is not None and len(self.dpop_nonce_secret) < 32:
+            raise ConfigurationError("dpop_nonce_secret must be at least 32 characters")
+        if self.dpop_nonce and self.dpop_nonce_secret is None:
+            raise ConfigurationError(
+                "dpop_nonce needs a dpop_nonce_secret (the same in every worker)"
+            )
 
     def describe(self, scope: str) -> str:
         """The description of ``scope``, or its name when it has none."""

@@ -261,10 +261,9 @@ async def test_upgrade_to_rowid_tables_keeps_codes_and_tokens(
         access_token_lifetime=timedelta(hours=1),
         refresh_token_lifetime=timedelta(days=30),
     )
-    async with SQLAlchemyStorage(url, table_prefix=prefix, migrate=False) as old:
-        # Seeded through HTTP at head (today's code reads today's columns), then carried
-        # down to 0003 and up again by the loop below.
-        await old.upgrade()
+    # Seeded through this version's code (which writes columns 0003 does not have), then
+    # taken down to 0003 with the records in place.
+    async with SQLAlchemyStorage(url, table_prefix=prefix) as old:
         world = await seed_platform("sqlite", old, settings)
         async with world.http:
             issued = (await world.exchange(await world.code())).json()

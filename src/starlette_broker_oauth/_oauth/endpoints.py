@@ -67,11 +67,15 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
             "active": True,
             "scope": model.scope,
             "client_id": model.client_id,
-            "token_type": "refresh_token" if token.refresh else "Bearer",
+            "token_type": (
+                "refresh_token" if token.refresh else "Bearer" if not model.dpop_jkt else "DPoP"
+            ),
             "sub": str(model.account_id),
             "iat": int(model.issued_at.timestamp()),
             "iss": self.server.core.settings.issuer,
         }
+        if model.dpop_jkt is not None:
+            payload["cnf"] = {"jkt": model.dpop_jkt}  # RFC 9449 §6.2
         if model.expires_at is not None:
             payload["exp"] = int(model.expires_at.timestamp())
         return payload

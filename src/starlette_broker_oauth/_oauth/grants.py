@@ -76,6 +76,7 @@ def _issue_code(grant: CodeGrant | PartnerCodeGrant, redirect_uri: str, account_
             code_challenge_method=payload.get("code_challenge_method"),
             via="partner" if request.partner_flow else "consent",
             account=request.user,
+            dpop_jkt=payload.get("dpop_jkt") or None,
         )
     )
     return 200, issued, list(JSON_HEADERS)
@@ -114,7 +115,9 @@ class CodeGrant(authlib_grants.AuthorizationCodeGrant):  # type: ignore[misc]
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         code: CodeView = self.request.authorization_code
         issued: IssuedToken = await_(
-            self.server.core.redeem_code(code.model, self.request.client.model)
+            self.server.core.redeem_code(
+                code.model, self.request.client.model, dpop=self.request.dpop
+            )
         )
         return 200, issued.response(), list(JSON_HEADERS)
 
@@ -140,7 +143,10 @@ class RefreshGrant(authlib_grants.RefreshTokenGrant):  # type: ignore[misc]
         assert isinstance(old.model, RefreshToken)
         issued: IssuedToken = await_(
             self.server.core.rotate_refresh_token(
-                old.model, self.request.client.model, self.request.payload.scope
+                old.model,
+                self.request.client.model,
+                self.request.payload.scope,
+                dpop=self.request.dpop,
             )
         )
         return 200, issued.response(), list(JSON_HEADERS)

@@ -124,17 +124,29 @@ class OAuthProtocol:
     # the standard endpoints
 
     async def token(
-        self, *, headers: Mapping[str, str], params: Mapping[str, Sequence[str]]
+        self,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, Sequence[str]],
+        dpop_proofs: Sequence[str] = (),
     ) -> ProtocolResponse:
-        """``POST /oauth/token`` (RFC 6749 §4.1.3, §6)."""
+        """``POST /oauth/token`` (RFC 6749 §4.1.3, §6); ``dpop_proofs``: the request's
+        ``DPoP`` header values (RFC 9449 §5), checked before the grant runs."""
         if not params.get("grant_type", [""])[0]:
             # A required parameter missing is invalid_request (RFC 6749 §5.2); Authlib
             # would answer unsupported_grant_type.
             raise InvalidRequest("grant_type is missing")
-        request = OAuthRequest(
-            method="POST", uri=self.settings.url(routes.TOKEN.path), headers=headers, params=params
-        )
+        uri = self.settings.url(routes.TOKEN.path)
+        dpop = self.core.dpop
+        proof = None
+        if dpop_proofs:
+            # htu is the token endpoint's URL under the issuer, never the Host header's.
+            proof = await dpop.check(dpop_proofs, method="POST", url=uri)
+        request = OAuthRequest(method="POST", uri=uri, headers=headers, params=params, dpop=proof)
         status, body, response_headers = await run_sync(self.server.create_token_response, request)
+        nonce = dpop.nonce()
+        if nonce is not None:
+            response_headers = (*response_headers, ("DPoP-Nonce", nonce))
         return ProtocolResponse(status, dict(body), response_headers)
 
     async def endpoint(

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
+from ..core import DPoPProof
 from ..errors import InvalidRedirectURI, Refusal, UnsupportedGrantType, UnsupportedResponseType
 from ..models import Account, Client
 
@@ -73,12 +74,14 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]
         account: The account the partner endpoint has read and checked: the resource owner,
             known before the grant runs (Authlib's ``request.user``, as its
             ``get_consent_grant`` sets it).
+        dpop: The token request's DPoP proof, once the core has checked it (RFC 9449).
     """
 
     payload: ParamsPayload
     partner_flow: bool
     known_client: Client | None
     user: Account | None
+    dpop: DPoPProof | None
 
     def __init__(
         self,
@@ -90,6 +93,7 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]
         partner_flow: bool = False,
         known_client: Client | None = None,
         account: Account | None = None,
+        dpop: DPoPProof | None = None,
     ) -> None:
         _screen(params)
         super().__init__(method=method, uri=uri, headers=headers)
@@ -97,6 +101,7 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]
         self.partner_flow = partner_flow
         self.known_client = known_client
         self.user = account
+        self.dpop = dpop
 
     @property
     def form(self) -> dict[str, str]:

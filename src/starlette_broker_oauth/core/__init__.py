@@ -13,6 +13,7 @@ revocation. It knows nothing of HTTP or Authlib and refuses with
 * ``assertions.py`` - :class:`ClientAssertions`: ``private_key_jwt`` client assertions
   (RFC 7523) checked, their ``jti`` used once;
 * ``pushed.py`` - :class:`PushedRequests`: pushed authorization requests (RFC 9126);
+* ``dpop.py`` - :class:`DPoPChecker`: the checks of a DPoP proof (RFC 9449);
 * ``health.py`` - :class:`Readiness`: whether a worker can serve, and which check says not.
 """
 
@@ -20,6 +21,7 @@ from .administration import Administrator
 from .assertions import ASSERTION_TYPE, ClientAssertions
 from .authority import AuthorizationCore
 from .connections import ConnectedApp, ConnectedApps
+from .dpop import DPoPChecker, DPoPProof
 from .health import Readiness, ReadinessReport
 from .policy import AUTHORIZATION_PARAMS, Policy
 from .pushed import REQUEST_URI_PREFIX, PushedAuthorization, PushedRequests
@@ -34,6 +36,8 @@ __all__ = [
     "ClientAssertions",
     "ConnectedApp",
     "ConnectedApps",
+    "DPoPChecker",
+    "DPoPProof",
     "IssuedCode",
     "IssuedToken",
     "Minter",

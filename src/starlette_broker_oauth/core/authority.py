@@ -24,7 +24,9 @@ from ..errors import (
     ClientDisabled,
     CodeReplayed,
     InvalidClient,
+    InvalidDPoPProof,
     InvalidGrant,
+    InvalidRequest,
     InvalidScope,
     LiveTradingNotApproved,
     PartnerUnauthenticated,
@@ -49,6 +51,7 @@ from ..settings import OAuthSettings
 from ..storage.base import AccountRepository, ClientRepository, GrantStore, PartnerRepository
 from ..telemetry import annotate, record_event
 from .assertions import ClientAssertions, may_use_secret
+from .dpop import DPoPChecker, DPoPProof, is_thumbprint
 from .policy import Policy
 from .pushed import PushedRequests
 from .records import IssuedCode, IssuedToken, Minter
@@ -97,6 +100,7 @@ class AuthorizationCore(Policy):
             settings=settings, clients=clients, grants=grants, clock=clock
         )
         self.pushed = PushedRequests(settings=settings, clients=clients, grants=grants, clock=clock)
+        self.dpop = DPoPChecker(settings=settings, grants=grants, clock=clock)
 
     # events
 
@@ -311,8 +315,12 @@ class AuthorizationCore(Policy):
         code_challenge_method: str | None = None,
         via: str,
         account: Account | None = None,
+        dpop_jkt: str | None = None,
     ) -> IssuedCode:
-        """Mint and store a code for a validated request (RFC 6749 §4.1.2)."""
+        """Mint and store a code for a validated request (RFC 6749 §4.1.2); with
+        ``dpop_jkt``, bound to that key (RFC 9449 §10)."""
+        if dpop_jkt is not None and not is_thumbprint(dpop_jkt):
+            raise InvalidRequest("dpop_jkt must be a JWK SHA-256 thumbprint (RFC 7638)")
         account = await self.check_grant(client, account_id, known=account)
         issued = self.mint.code(
             client,
@@ -321,6 +329,7 @@ class AuthorizationCore(Policy):
             scope=scope,
             code_challenge=code_challenge,
             code_challenge_method=code_challenge_method,
+            dpop_jkt=dpop_jkt or None,
         )
         record = issued.record
         await self.grants.save_code(record)
@@ -388,14 +397,41 @@ class AuthorizationCore(Policy):
             raise InvalidGrant("The code has expired.")
         return record
 
-    async def redeem_code(self, code: AuthorizationCode, client: Client) -> IssuedToken:
+    def dpop_binding(
+        self, client: Client, proof: DPoPProof | None, bound_to: str | None, what: str
+    ) -> str | None:
+        """The key the tokens about to be issued are bound to (RFC 9449 §5, §10): the
+        proof's, if the request carried one.
+
+        Refuses a request without a proof when the client or the platform requires
+        DPoP, or when ``bound_to`` (the code's ``dpop_jkt``, the refresh token's key)
+        is set (``invalid_dpop_proof``); and a proof by another key than ``bound_to``
+        (``invalid_grant``: the grant is another key's).
+        """
+        if proof is None:
+            if bound_to is not None:
+                raise InvalidDPoPProof(f"the {what} is bound to a key: send a DPoP proof")
+            if client.dpop_bound_access_tokens or self.settings.dpop_required:
+                raise InvalidDPoPProof("this client must send a DPoP proof")
+            return None
+        if bound_to is not None and not secrets_equal(proof.jkt, bound_to):
+            raise InvalidGrant(f"the {what} is bound to another DPoP key")
+        return proof.jkt
+
+    async def redeem_code(
+        self, code: AuthorizationCode, client: Client, *, dpop: DPoPProof | None = None
+    ) -> IssuedToken:
         """Exchange a validated code for tokens: the code is consumed and the tokens stored
-        in one atomic step; the loser of a race is treated as a replay."""
+        in one atomic step; the loser of a race is treated as a replay. With a DPoP proof
+        (``dpop``) the tokens are bound to its key (:meth:`dpop_binding`)."""
+        jkt = self.dpop_binding(client, dpop, code.dpop_jkt, "code")
         account = await self._redeemable(client, code.account_id)
         if not set(code.scope.split()) <= self.scopes_for(client):
             # Narrowed since the code was issued.
             raise InvalidGrant("The code holds a scope the client may no longer have.")
-        issued = self.mint.token(client, account, code.scope, family_id=code.code_hash)
+        issued = self.mint.token(
+            client, account, code.scope, family_id=code.code_hash, dpop_jkt=jkt
+        )
         redeemed = await self.grants.redeem_code(
             code.code_hash,
             client_id=client.client_id,
@@ -427,12 +463,19 @@ class AuthorizationCore(Policy):
         return record
 
     async def rotate_refresh_token(
-        self, old: RefreshToken, client: Client, scope: str | None
+        self,
+        old: RefreshToken,
+        client: Client,
+        scope: str | None,
+        *,
+        dpop: DPoPProof | None = None,
     ) -> IssuedToken:
         """A new access and refresh token for ``old``, which is used up atomically.
 
-        ``scope`` may only narrow the grant (RFC 6749 §6).
+        ``scope`` may only narrow the grant (RFC 6749 §6). A refresh token bound to a
+        key needs a proof by it (RFC 9449 §5); the new pair is bound to the proof's key.
         """
+        jkt = self.dpop_binding(client, dpop, old.dpop_jkt, "refresh token")
         account = await self._redeemable(client, old.account_id)
         if not set(old.scope.split()) <= self.scopes_for(client):
             # The client may no longer ask for part of what the grant holds.
@@ -442,7 +485,7 @@ class AuthorizationCore(Policy):
             if not set(scope.split()) <= set(old.scope.split()):
                 raise InvalidScope("scope is invalid")
             granted = " ".join(dict.fromkeys(scope.split()))
-        issued = self.mint.token(client, account, granted, family_id=old.family_id)
+        issued = self.mint.token(client, account, granted, family_id=old.family_id, dpop_jkt=jkt)
         assert issued.refresh_record is not None
         rotated = await self.grants.rotate_refresh_token(
             old.token_hash,

@@ -17,7 +17,8 @@ from ..settings import OAuthSettings
 
 __all__ = ["AUTHORIZATION_PARAMS", "Policy", "token_refusal"]
 
-#: The parameters of an authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3).
+#: The parameters of an authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3,
+#: RFC 9449 §10).
 AUTHORIZATION_PARAMS = (
     "response_type",
     "client_id",
@@ -26,6 +27,7 @@ AUTHORIZATION_PARAMS = (
     "state",
     "code_challenge",
     "code_challenge_method",
+    "dpop_jkt",
 )
 
 

@@ -36,7 +36,8 @@ class IssuedToken:
         """The RFC 6749 §5.1 token response body."""
         body: dict[str, Any] = {
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            # RFC 9449 §5: a token bound to a key is of type DPoP.
+            "token_type": "Bearer" if self.record.dpop_jkt is None else "DPoP",
             "scope": self.record.scope,
         }
         if self.expires_in is not None:
@@ -67,6 +68,7 @@ class Minter:
         scope: str,
         code_challenge: str | None,
         code_challenge_method: str | None,
+        dpop_jkt: str | None = None,
     ) -> IssuedCode:
         """A new authorization code (RFC 6749 §4.1.2), bound to all it was issued for."""
         code = new_secret()
@@ -81,6 +83,7 @@ class Minter:
             expires_at=now + self.settings.code_lifetime,
             code_challenge=code_challenge or None,
             code_challenge_method=code_challenge_method or None,
+            dpop_jkt=dpop_jkt,
         )
         return IssuedCode(code=code, record=record)
 
@@ -92,10 +95,12 @@ class Minter:
         *,
         family_id: str | None,
         refresh: bool = True,
+        dpop_jkt: str | None = None,
     ) -> IssuedToken:
         """A new access token, and a refresh token when they are on and it has a grant.
         ``family_id``: the grant's (the code's hash); ``None`` for a token issued
-        directly, which is a grant of its own, named by its hash."""
+        directly, which is a grant of its own, named by its hash. ``dpop_jkt``: the key
+        both are bound to (RFC 9449), ``None`` for bearer tokens."""
         now = self.clock.now()
         access_lifetime = self.settings.access_token_lifetime
         access = new_secret()
@@ -109,6 +114,7 @@ class Minter:
             issued_at=now,
             expires_at=None if access_lifetime is None else now + access_lifetime,
             family_id=token_hash if family_id is None else family_id,
+            dpop_jkt=dpop_jkt,
         )
         refresh_lifetime = self.settings.refresh_token_lifetime
         refresh_value = refresh_record = None
@@ -123,6 +129,7 @@ class Minter:
                 account_live=account.live,
                 issued_at=now,
                 expires_at=now + refresh_lifetime,
+                dpop_jkt=dpop_jkt,
             )
         return IssuedToken(
             access_token=access,

@@ -1,7 +1,11 @@
-"""The framework-neutral bearer-token check used on the platform's protected routes.
+"""The framework-neutral token check used on the platform's protected routes.
 
 Tokens are looked up by their SHA-256, never compared as strings: how long a lookup
 takes depends on the hash, which tells a guesser nothing about any real token.
+
+A DPoP-bound token (RFC 9449) is accepted only with the ``DPoP`` scheme and a proof by
+its key (:meth:`TokenVerifier.verify_dpop`), checked on every request, cached token or
+not; sent as a bearer token it is refused.
 """
 
 from __future__ import annotations
@@ -14,11 +18,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 from uuid import UUID
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import StorageUnavailable, TokenError, TokenErrorKind
+from ..errors import (
+    InvalidDPoPProof,
+    StorageUnavailable,
+    TokenError,
+    TokenErrorKind,
+    UseDPoPNonce,
+)
 from ..models import AccessToken, Client
 from ..security import hash_secret
 from ..settings import OAuthSettings
@@ -37,15 +47,18 @@ from ..telemetry import (
     tracing,
     watch_token_cache,
 )
+from .dpop import DPoPChecker
 from .policy import token_refusal
 
 __all__ = [
     "UNANNOUNCED_CACHE_BOUND",
+    "PresentedToken",
     "TokenVerifier",
     "VerifiedToken",
     "bearer_credential",
     "bearer_of_request",
     "bearer_token",
+    "token_of_request",
 ]
 
 # RFC 6750 §2.1 b64token, bounded in length
@@ -63,6 +76,8 @@ class VerifiedToken:
         scopes: The granted scopes.
         account_live: Whether the account is a live (not paper) account.
         expires_at: When the token expires; ``None`` if it lives until revoked.
+        jkt: The thumbprint of the key a DPoP-bound token is bound to (``cnf.jkt``,
+            RFC 9449 §6); ``None`` for a bearer token.
     """
 
     account_id: UUID
@@ -70,6 +85,7 @@ class VerifiedToken:
     scopes: frozenset[str]
     account_live: bool
     expires_at: datetime | None
+    jkt: str | None = None
 
 
 def bearer_credential(authorization: bytes | str | None) -> str | None:
@@ -114,6 +130,55 @@ def bearer_of_request(headers: Iterable[tuple[bytes, bytes]], query: bytes = b""
     return credential
 
 
+@dataclass(frozen=True, slots=True)
+class PresentedToken:
+    """The access token a request presents, and how.
+
+    Parameters:
+        token: The credential, as sent.
+        dpop: Whether it came with the ``DPoP`` scheme (RFC 9449 §7.1) rather than
+            ``Bearer``.
+        proofs: Every ``DPoP`` header value the request carried.
+    """
+
+    token: str
+    dpop: bool
+    proofs: tuple[str, ...]
+
+
+def token_of_request(
+    headers: Iterable[tuple[bytes, bytes]], query: bytes = b""
+) -> PresentedToken | None:
+    """The ``Bearer`` or ``DPoP`` credential of a request (ASGI headers and query
+    string), with its ``DPoP`` proofs; ``None`` without one.
+
+    Refuses, as :func:`bearer_of_request` does, a request that sends the token more than
+    once (``INVALID_REQUEST``).
+    """
+    credential: str | None = None
+    dpop = False
+    seen = 0
+    proofs: list[str] = []
+    for name, value in headers:
+        if name == b"authorization":
+            seen += 1
+            if credential is None:
+                scheme, _, rest = value.decode("latin-1").partition(" ")
+                lowered = scheme.lower()
+                if lowered == "bearer" or lowered == "dpop":
+                    credential, dpop = rest.strip(" "), lowered == "dpop"
+        elif name == b"dpop":
+            proofs.append(value.decode("latin-1"))
+    if credential is None:
+        return None
+    if seen > 1 or (
+        b"access_token" in query
+        and any(k == "access_token" for k, _ in parse_qsl(query.decode("latin-1")))
+    ):
+        raise TokenError(TokenErrorKind.INVALID_REQUEST)
+    return PresentedToken(credential, dpop, tuple(proofs))
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer`` header value (RFC 6750 §2.1).
 
@@ -155,6 +220,13 @@ class TokenVerifier:
             :data:`UNANNOUNCED_CACHE_BOUND` (1 s). Expiry is checked on every use.
         cache_size: Most entries kept; the oldest go first.
         clock: Where time is read, for expiry and cache ages; the system clock by default.
+        resource_origin: The origin (``https://host[:port]``) clients address the
+            protected routes at, against which a DPoP proof's ``htu`` is checked
+            (:meth:`verify_dpop`); the issuer's origin by default. Never read from the
+            request's ``Host`` header.
+
+    Without ``settings``, the verifier accepts bearer tokens only: a DPoP request, or a
+    DPoP-bound token, is refused.
     """
 
     def __init__(
@@ -166,8 +238,16 @@ class TokenVerifier:
         cache_ttl: timedelta = timedelta(0),
         cache_size: int = 10_000,
         clock: Clock = SYSTEM_CLOCK,
+        resource_origin: str | None = None,
     ) -> None:
         self._grants = grants
+        self._dpop = (
+            None if settings is None else DPoPChecker(settings=settings, grants=grants, clock=clock)
+        )
+        self._dpop_algs = () if settings is None else settings.dpop_signing_algs
+        origin = resource_origin or (settings.issuer if settings is not None else "")
+        parts = urlsplit(origin)
+        self._origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
         self._time = clock.time
         self._monotonic = clock.monotonic
         # Bumped by every revocation announcement: a check whose storage read began
@@ -198,6 +278,12 @@ class TokenVerifier:
             watch_token_cache(self)
 
     @property
+    def dpop_algs(self) -> tuple[str, ...]:
+        """The algorithms a DPoP proof may use here (``algs`` of RFC 9449 §7.1's
+        challenge); empty when the verifier has no settings and takes bearer tokens only."""
+        return self._dpop_algs
+
+    @property
     def cache_ttl(self) -> timedelta:
         """The cache bound; zero when caching is off."""
         return timedelta(seconds=self._ttl)
@@ -210,11 +296,12 @@ class TokenVerifier:
     def cached(self, token: str) -> VerifiedToken | None:
         """The cached verification of ``token``, if the cache holds a fresh one.
 
-        Synchronous, for the hot path: a miss (``None``) is settled by :meth:`verify`.
+        Synchronous, for the hot path: a miss (``None``) is settled by :meth:`verify`. A
+        DPoP-bound token is never returned here: it needs a proof (:meth:`verify_dpop`).
         """
         start = time.perf_counter() if ENABLED else 0.0
         entry = self._cache.get(token)
-        if entry is None or entry[1] <= self._monotonic():
+        if entry is None or entry[1] <= self._monotonic() or entry[0].jkt is not None:
             return None
         expires = entry[2]
         if expires is not None and self._time() >= expires:
@@ -224,12 +311,71 @@ class TokenVerifier:
         return entry[0]
 
     async def verify(self, token: str, *, scopes: Iterable[str] = ()) -> VerifiedToken:
-        """Verify ``token``; with ``scopes``, also require each of them (RFC 6750 §3.1)."""
+        """Verify a bearer ``token``; with ``scopes``, also require each of them
+        (RFC 6750 §3.1). A DPoP-bound token is refused (RFC 9449 §7.2)."""
         verified = self.cached(token) if self._ttl else None
         if verified is None:
-            verified = await (self._observed(token) if ENABLED else self._check(token))
+            verified = await self._lookup(token)
+            if verified.jkt is not None:
+                raise TokenError(TokenErrorKind.DPOP_BOUND_AS_BEARER, dpop_algs=self._dpop_algs)
         if scopes and not verified.scopes.issuperset(scopes):
             raise TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=tuple(scopes))
+        return verified
+
+    async def _lookup(self, token: str) -> VerifiedToken:
+        """The cache's entry for ``token``, bound or not, else the storage's."""
+        entry = self._cache.get(token) if self._ttl else None
+        if entry is not None and entry[1] > self._monotonic():
+            expires = entry[2]
+            if expires is None or self._time() < expires:
+                if ENABLED:
+                    record_token_check("hit", "valid", 0.0)
+                return entry[0]
+        return await (self._observed(token) if ENABLED else self._check(token))
+
+    async def verify_dpop(
+        self,
+        token: str,
+        proofs: Iterable[str],
+        *,
+        method: str,
+        path: str,
+        scopes: Iterable[str] = (),
+    ) -> VerifiedToken:
+        """Verify a DPoP-bound ``token`` sent with ``Authorization: DPoP`` and its
+        ``DPoP`` proofs (RFC 9449 §7.1): the token as :meth:`verify` does (from the
+        cache when it holds it), then, on every request, the proof: every check of
+        §4.3 against ``method`` and the URL the client addressed (the resource origin
+        and ``path``, the full path including any mount's ``root_path``), ``ath`` the
+        token's hash, its ``jti`` used once, and its key the token's (``cnf.jkt``).
+
+        Every refusal carries the DPoP challenge's algorithms (``TokenError.dpop_algs``).
+        """
+        algs = self._dpop_algs
+        try:
+            if self._dpop is None:
+                raise TokenError(TokenErrorKind.NOT_DPOP_BOUND)
+            verified = await self._lookup(token)
+            if verified.jkt is None:
+                raise TokenError(TokenErrorKind.NOT_DPOP_BOUND)
+            try:
+                proof = await self._dpop.check(
+                    tuple(proofs), method=method, url=self._origin + path, access_token=token
+                )
+            except UseDPoPNonce as exc:
+                raise TokenError(
+                    TokenErrorKind.DPOP_NONCE_REQUIRED, dpop_algs=algs, nonce=exc.nonce
+                ) from None
+            except InvalidDPoPProof:
+                raise TokenError(TokenErrorKind.DPOP_PROOF_INVALID) from None
+            if proof.jkt != verified.jkt:
+                raise TokenError(TokenErrorKind.DPOP_PROOF_INVALID)
+            if scopes and not verified.scopes.issuperset(scopes):
+                raise TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=tuple(scopes))
+        except TokenError as exc:
+            if exc.dpop_algs:
+                raise
+            raise TokenError(exc.kind, scopes=exc.scopes, dpop_algs=algs) from None
         return verified
 
     async def _check(self, token: str) -> VerifiedToken:
@@ -335,6 +481,7 @@ class TokenVerifier:
             scopes=frozenset(record.scope.split()),
             account_live=record.account_live,
             expires_at=record.expires_at,
+            jkt=record.dpop_jkt,
         )
 
     def _remember(self, token: str, token_hash: str, verified: VerifiedToken) -> None:

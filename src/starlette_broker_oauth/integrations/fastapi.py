@@ -20,12 +20,19 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from .. import routes
-from ..core.verifier import TokenVerifier, VerifiedToken, bearer_of_request
+from ..core.verifier import TokenVerifier, VerifiedToken, token_of_request
 from ..errors import StorageUnavailable, TokenError, TokenErrorKind
 from ..settings import OAuthSettings
 from ..web.render import bearer_error, bearer_text
+from .starlette import verify_presented
 
-__all__ = ["BearerError", "BrokerTokenBearer", "bearer_error_handler", "exception_handlers"]
+__all__ = [
+    "BearerError",
+    "BrokerTokenBearer",
+    "bearer_error_handler",
+    "dpop_description",
+    "exception_handlers",
+]
 
 
 class BearerError(HTTPException):
@@ -56,6 +63,19 @@ exception_handlers: dict[
 are answered exactly as on the Starlette guards."""
 
 
+def dpop_description(settings: OAuthSettings) -> str:
+    """What the OpenAPI security scheme says of DPoP (RFC 9449): OpenAPI has no DPoP
+    scheme type, so the OAuth2 scheme's description carries it."""
+    algs = ", ".join(settings.dpop_signing_algs)
+    how = (
+        "send `Authorization: DPoP <token>` with a `DPoP` proof header for each request "
+        f"(RFC 9449; proofs signed with {algs})"
+    )
+    if settings.dpop_required:
+        return f"Access tokens are DPoP-bound: {how}."
+    return f"Bearer tokens: `Authorization: Bearer <token>`. DPoP-bound tokens: {how}."
+
+
 class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
     """A FastAPI security dependency that returns the request's :class:`VerifiedToken`.
 
@@ -65,7 +85,10 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
     ``error="insufficient_scope"``, raised as :class:`BearerError`; install
     :data:`exception_handlers` in the app so that the body is the same RFC 6750 JSON the
     Starlette guards send. In OpenAPI it is an OAuth2 authorization-code scheme
-    pointing at this server's endpoints, so Swagger UI's *Authorize* lists the scopes.
+    pointing at this server's endpoints, so Swagger UI's *Authorize* lists the scopes;
+    its description says that DPoP-bound tokens (RFC 9449) are sent as
+    ``Authorization: DPoP <token>`` with a ``DPoP`` proof, and when the platform
+    requires DPoP (``OAuthSettings.dpop_required``), that every token is.
 
     Parameters:
         verifier: The token verifier (``oauth_app.state.token_verifier``).
@@ -90,6 +113,7 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
             scopes={s: settings.describe(s) for s in sorted(settings.scopes_supported)},
             scheme_name=scheme_name,
             auto_error=auto_error,
+            description=dpop_description(settings),
         )
         self.verifier = verifier
 
@@ -97,10 +121,13 @@ class BrokerTokenBearer(OAuth2AuthorizationCodeBearer):
         self, request: Request, security_scopes: SecurityScopes
     ) -> VerifiedToken | None:
         try:
-            token = bearer_of_request(request.scope["headers"], request.scope["query_string"])
-            if token is None:
+            scope = request.scope
+            presented = token_of_request(scope["headers"], scope["query_string"])
+            if presented is None:
                 raise TokenError(TokenErrorKind.MISSING)
-            return await self.verifier.verify(token, scopes=security_scopes.scopes)
+            return await verify_presented(
+                self.verifier, presented, scope, scopes=tuple(security_scopes.scopes)
+            )
         except TokenError as exc:
             if exc.kind is TokenErrorKind.MISSING and not self.auto_error:
                 return None

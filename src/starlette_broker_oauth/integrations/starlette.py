@@ -7,6 +7,13 @@ on_error=bearer_error_response)`` every request carrying a valid bearer token ge
 refused token is answered per RFC 6750 §3. :func:`requires_token` guards a route with
 RFC 6750 answers (403 ``insufficient_scope`` naming the scope), with or without the
 middleware.
+
+Both accept DPoP-bound tokens (RFC 9449 §7): ``Authorization: DPoP <token>`` with a
+``DPoP`` proof for the request, checked on every request. The proof's ``htu`` must be the
+URL the client addressed: the resource origin (the issuer's, or
+``TokenVerifier(resource_origin=…)``; never the ``Host`` header) and the request's full
+path, mount prefixes included (:func:`request_path`). A refused DPoP request is answered
+with RFC 9449 §7.1's ``DPoP`` challenge.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from .. import routes
-from ..core.verifier import TokenVerifier, VerifiedToken, bearer_of_request
+from ..core.verifier import PresentedToken, TokenVerifier, VerifiedToken, token_of_request
 from ..errors import StorageUnavailable, TokenError, TokenErrorKind
 from ..web.render import bearer_error
 
@@ -35,6 +43,7 @@ __all__ = [
     "BearerTokenBackend",
     "TokenUser",
     "bearer_error_response",
+    "request_path",
     "requires_token",
 ]
 
@@ -53,8 +62,61 @@ def _own_paths() -> re.Pattern[str]:
 
 
 _OAUTH_ROUTE = _own_paths()
+# Where the backend leaves the DPoP algorithms for a guard's challenge to a bound token.
+_DPOP_ALGS_KEY = "starlette_broker_oauth.dpop_algs"
+# Where a request's checked DPoP proof is kept: (token, verifier, what it verified).
+_DPOP_DONE_KEY = "starlette_broker_oauth.dpop_checked"
 # What every one of those paths has: a path without it is the platform's (a fast check).
 _MARK = "oauth" if all("oauth" in route.path for route in routes.ROUTES) else ""
+
+
+def request_path(scope: Scope) -> str:
+    """The path the client addressed, as a DPoP proof's ``htu`` names it: the request's
+    whole path, including the ``root_path`` of every mount and of the server
+    (``uvicorn --root-path``, which a proxy that forwards a prefix needs: see *Run behind
+    a proxy*). Servers that follow the ASGI spec put ``root_path`` in ``path`` already
+    (Starlette's ``request.url`` reads it so); for one that does not, it is prefixed."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and not path.startswith(root):
+        return root + path
+    return path
+
+
+async def verify_presented(
+    verifier: TokenVerifier,
+    presented: PresentedToken,
+    scope: Scope,
+    *,
+    scopes: tuple[str, ...] = (),
+) -> VerifiedToken:
+    """Verify a presented token: a DPoP one with its proof (``verify_dpop``), a bearer one
+    from the cache or the storage.
+
+    A DPoP proof is good for one check: when the backend has checked it, a guard or the
+    FastAPI dependency on the same request takes what it found (the request's scope
+    carries it) instead of refusing the proof's ``jti`` as replayed.
+    """
+    if presented.dpop:
+        done = scope.get(_DPOP_DONE_KEY)
+        if done is not None and done[0] == presented.token and done[1] is verifier:
+            token: VerifiedToken = done[2]
+            if scopes and not token.scopes.issuperset(scopes):
+                raise TokenError(
+                    TokenErrorKind.INSUFFICIENT_SCOPE, scopes=scopes, dpop_algs=verifier.dpop_algs
+                )
+            return token
+        token = await verifier.verify_dpop(
+            presented.token,
+            presented.proofs,
+            method=scope["method"],
+            path=request_path(scope),
+            scopes=scopes,
+        )
+        scope[_DPOP_DONE_KEY] = (presented.token, verifier, token)
+        return token
+    cached = None if scopes else verifier.cached(presented.token)
+    return cached if cached is not None else await verifier.verify(presented.token, scopes=scopes)
 
 
 class TokenUser(BaseUser):
@@ -127,24 +189,26 @@ class BearerTokenBackend(AuthenticationBackend):
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         scope = conn.scope
         try:
-            raw = bearer_of_request(scope["headers"], scope.get("query_string", b""))
+            presented = token_of_request(scope["headers"], scope.get("query_string", b""))
         except TokenError as exc:
             if _oauth_route(scope["path"]):
                 return None
             raise BearerAuthenticationError(exc) from None
-        if raw is None or _oauth_route(scope["path"]):
+        if presented is None or _oauth_route(scope["path"]):
             # Anonymous, another scheme (a partner's HTTP Basic), or one of the OAuth
             # sub-app's own endpoints: they take no bearer token and answer a stray one
             # themselves, in their own shape, wherever they are mounted.
             return None
-        token = self.verifier.cached(raw)
+        token = None if presented.dpop else self.verifier.cached(presented.token)
         if token is None:
             try:
-                token = await self.verifier.verify(raw)
+                token = await verify_presented(self.verifier, presented, scope)
             except TokenError as exc:
                 raise BearerAuthenticationError(exc) from None
             except StorageUnavailable:
                 raise BearerAuthenticationError(None) from None
+            if token.jkt is not None:
+                scope[_DPOP_ALGS_KEY] = self.verifier.dpop_algs
         return self._principal(token)
 
 
@@ -181,15 +245,15 @@ def requires_token(
             if verifier is not None:
                 # Hot path: a cached token costs a header scan and a dict lookup.
                 try:
-                    raw = bearer_of_request(scope["headers"], scope.get("query_string", b""))
+                    presented = token_of_request(scope["headers"], scope.get("query_string", b""))
                 except TokenError as exc:
                     return bearer_error(exc)
-                if raw is None:
+                if presented is None:
                     return bearer_error(TokenError(TokenErrorKind.MISSING))
-                token = verifier.cached(raw)
+                token = None if presented.dpop else verifier.cached(presented.token)
                 if token is None:
                     try:
-                        token = await verifier.verify(raw)
+                        token = await verify_presented(verifier, presented, scope)
                     except (TokenError, StorageUnavailable) as exc:
                         return bearer_error(exc)
                 scope["auth"], scope["user"] = principal(token)
@@ -199,13 +263,25 @@ def requires_token(
                     return bearer_error(TokenError(TokenErrorKind.MISSING))
                 token = user.token
             if not required <= token.scopes:
-                error = TokenError(TokenErrorKind.INSUFFICIENT_SCOPE, scopes=scopes)
+                error = TokenError(
+                    TokenErrorKind.INSUFFICIENT_SCOPE,
+                    scopes=scopes,
+                    dpop_algs=() if token.jkt is None else _algs(verifier, scope),
+                )
                 return bearer_error(error)
             return await endpoint(*args, **kwargs)
 
         return guarded
 
     return decorate
+
+
+def _algs(verifier: TokenVerifier | None, scope: Scope) -> tuple[str, ...]:
+    """The DPoP algorithms of the challenge to a DPoP-bound token's request."""
+    if verifier is None:
+        algs: tuple[str, ...] = scope.get(_DPOP_ALGS_KEY, ())
+        return algs
+    return verifier.dpop_algs
 
 
 def _oauth_route(path: str) -> bool:

@@ -162,6 +162,7 @@ class Administration(ABC):
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
         require_pushed_authorization_requests: bool = False,
+        dpop_bound_access_tokens: bool = False,
     ) -> ClientCredentials:
         """Register a client; returns its id and its secret (shown once).
 
@@ -169,6 +170,8 @@ class Administration(ABC):
         from another server keeps its credentials). ``jwks`` are its public keys (a JWK
         Set, or its JSON text) for ``private_key_jwt``; ``token_endpoint_auth_method``
         ``private_key_jwt`` restricts it to them (its secret is then never accepted).
+        ``dpop_bound_access_tokens``: the client must send a DPoP proof with every token
+        request (RFC 9449 §5.2).
 
         Raises:
             RegistrationError: A redirect URI the client may not have

@@ -73,6 +73,7 @@ class MemoryAdministration:
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
         require_pushed_authorization_requests: bool = False,
+        dpop_bound_access_tokens: bool = False,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         keys, method = client_keys(jwks, token_endpoint_auth_method)
@@ -95,6 +96,7 @@ class MemoryAdministration:
             jwks=keys,
             token_endpoint_auth_method=method,
             require_pushed_authorization_requests=require_pushed_authorization_requests,
+            dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         return ClientCredentials(client_id=client_id, client_secret=secret)
 

@@ -400,7 +400,11 @@ class _BrokerAPI:
             grant_type = optional(params, "grant_type")
             if grant_type in _GRANT_TYPES:
                 annotate({"oauth.grant_type": grant_type})
-            result = await self.protocol.token(headers=request.headers, params=params)
+            result = await self.protocol.token(
+                headers=request.headers,
+                params=params,
+                dpop_proofs=request.headers.getlist("dpop"),
+            )
         else:
             result = await self.protocol.endpoint(route, headers=request.headers, params=params)
         return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
@@ -443,6 +447,8 @@ class _BrokerAPI:
             # RFC 9126 §5
             "pushed_authorization_request_endpoint": s.url(routes.PUSHED_AUTHORIZATION.path),
             "require_pushed_authorization_requests": s.require_pushed_authorization_requests,
+            # RFC 9449 §5.1
+            "dpop_signing_alg_values_supported": list(s.dpop_signing_algs),
         }
         if s.private_key_jwt:
             algorithms = sorted(s.client_assertion_algorithms)

@@ -12,7 +12,9 @@ shown, the words the face says instead. Each face renders it in its documented s
 * the hosted pages: a redirect to the client once its redirect URI is trusted
   (RFC 6749 §4.1.2.1), an error page otherwise (RFC 9700 §4.11);
 * the platform's protected routes: RFC 6750 §3, the same bytes from the Starlette
-  middleware, the route guard and the FastAPI dependency.
+  middleware, the route guard and the FastAPI dependency; a request made with DPoP (or
+  a DPoP-bound token sent as a bearer one) gets RFC 9449 §7.1's ``DPoP`` challenge
+  instead, with ``DPoP-Nonce`` when the proof needs the server's nonce.
 
 Every 503 (the storage is unavailable) carries ``Retry-After: 1``.
 
@@ -45,6 +47,7 @@ from ..errors import (
     CodeReplayed,
     ConfigurationError,
     InvalidClient,
+    InvalidDPoPProof,
     InvalidGrant,
     InvalidRedirectURI,
     InvalidRequest,
@@ -68,6 +71,7 @@ from ..errors import (
     UnsupportedGrantType,
     UnsupportedResponseType,
     UnsupportedTokenType,
+    UseDPoPNonce,
 )
 from ..routes import Face, RouteSpec, route_at
 from ..telemetry import record_refusal
@@ -192,6 +196,10 @@ ANSWERS: dict[type[Exception] | TokenErrorKind, Answer] = {
     UnsupportedGrantType: _REFUSED,
     UnsupportedTokenType: _REFUSED,
     AccessDenied: _REFUSED,
+    # DPoP at the token endpoint (RFC 9449 §5): 400 like any refused token request; the
+    # partner endpoints and the pages never check a proof.
+    InvalidDPoPProof: _REFUSED,
+    UseDPoPNonce: _REFUSED,
     # The sub-app checks no bearer token: the guards answer each kind (RFC 6750 §3.1).
     TokenError: _BUG,
     TokenErrorKind.MISSING: Answer(
@@ -214,6 +222,27 @@ ANSWERS: dict[type[Exception] | TokenErrorKind, Answer] = {
         status={BEARER: 403},
         error="insufficient_scope",
         text={BEARER: "the access token lacks a required scope"},
+    ),
+    # DPoP on the protected routes (RFC 9449 §7.1, §9)
+    TokenErrorKind.DPOP_PROOF_INVALID: Answer(
+        status={BEARER: 401},
+        error="invalid_dpop_proof",
+        text={BEARER: "send one valid DPoP proof for this request, signed by the token's key"},
+    ),
+    TokenErrorKind.DPOP_NONCE_REQUIRED: Answer(
+        status={BEARER: 401},
+        error="use_dpop_nonce",
+        text={BEARER: "put the nonce of the DPoP-Nonce header in the DPoP proof"},
+    ),
+    TokenErrorKind.DPOP_BOUND_AS_BEARER: Answer(
+        status={BEARER: 401},
+        error="invalid_token",
+        text={BEARER: "the access token is DPoP-bound: send it with the DPoP scheme and a proof"},
+    ),
+    TokenErrorKind.NOT_DPOP_BOUND: Answer(
+        status={BEARER: 401},
+        error="invalid_token",
+        text={BEARER: "the access token is not DPoP-bound: send it as a bearer token"},
     ),
 }
 
@@ -293,6 +322,8 @@ def _standard(exc: BaseException, answer: Answer) -> Response:
         headers["WWW-Authenticate"] = f'Basic error="{error}", error_description="{safe}"'
     if status == 503:
         headers |= RETRY_AFTER
+    if isinstance(exc, UseDPoPNonce) and exc.nonce:  # RFC 9449 §8
+        headers["DPoP-Nonce"] = exc.nonce
     body = {"error": error, "error_description": description} if description else {"error": error}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -324,7 +355,16 @@ def bearer_error(exc: TokenError | StorageUnavailable) -> Response:
     answer = answer_to(exc)
     error = _error(answer, exc)
     record_refusal("protected route", reason_of(exc), error)
-    if isinstance(exc, TokenError):
+    if isinstance(exc, TokenError) and exc.dpop_algs:
+        # RFC 9449 §7.1: the DPoP scheme's challenge, with the algorithms accepted.
+        params = [f'algs="{" ".join(exc.dpop_algs)}"', f'error="{error or "invalid_token"}"']
+        if exc.scopes:
+            params.append(f'scope="{" ".join(exc.scopes)}"')
+        params.append(f'error_description="{answer.text[BEARER]}"')
+        headers = {"WWW-Authenticate": "DPoP " + ", ".join(params), "Cache-Control": "no-store"}
+        if exc.nonce is not None:
+            headers["DPoP-Nonce"] = exc.nonce
+    elif isinstance(exc, TokenError):
         # A request with no token gets no error code in the challenge (RFC 6750 §3.1).
         params = [f'error="{error}"'] if error else []
         if exc.scopes:

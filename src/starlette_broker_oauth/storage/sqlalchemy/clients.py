@@ -37,6 +37,7 @@ _PLACEHOLDER_CLIENT = {
     "jwks": None,
     "token_endpoint_auth_method": "client_secret_basic",
     "require_pushed_authorization_requests": False,
+    "dpop_bound_access_tokens": False,
 }
 
 
@@ -75,6 +76,7 @@ class SQLClients(Repository):
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
         require_pushed_authorization_requests: bool = False,
+        dpop_bound_access_tokens: bool = False,
     ) -> ClientCredentials:
         uris = check_redirect_uris(redirect_uris)
         keys, method = client_keys(jwks, token_endpoint_auth_method)
@@ -105,6 +107,8 @@ class SQLClients(Repository):
                         response_types=json.dumps(sorted(response_types)),
                         jwks=keys,
                         token_endpoint_auth_method=method.value,
+                        # Named only when set: the column's default is false (0007).
+                        **({"dpop_bound_access_tokens": True} if dpop_bound_access_tokens else {}),
                     )
                 )
         except sa_exc.IntegrityError:

@@ -88,6 +88,11 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
             nullable=False,
             server_default=sa.false(),
         ),
+        # DPoP (RFC 9449 §5.2, migration 0007): the client always sends a proof. The
+        # database's default only, so that a row written without it names no such column.
+        sa.Column(
+            "dpop_bound_access_tokens", sa.Boolean, nullable=False, server_default=sa.false()
+        ),
     )
     sa.Table(
         f"{prefix}accounts",
@@ -157,6 +162,8 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("code_challenge", sa.String(128), nullable=True),
         sa.Column("code_challenge_method", sa.String(16), nullable=True),
         sa.Column("used_at", _UTCDateTime, nullable=True),
+        # The key the authorization request bound the code to (RFC 9449 §10, 0007).
+        sa.Column("dpop_jkt", sa.String(64), nullable=True),
     )
     sa.Table(
         f"{prefix}tokens",
@@ -171,6 +178,8 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         # Indexed for purging (migration 0006): each batch walks the index.
         sa.Column("revoked_at", _UTCDateTime, nullable=True, index=True),
         sa.Column("family_id", hash_col, nullable=True, index=True),
+        # The key a DPoP-bound token is bound to (RFC 9449 §6, migration 0007).
+        sa.Column("dpop_jkt", sa.String(64), nullable=True),
         sa.Index(f"ix_{prefix}tokens_account_id_client_id", "account_id", "client_id"),
         # SQLite: a rowid table (migration 0004), so that a new row and its index entries
         # go to the end of their B-trees, and only the hash's index takes a random page.
@@ -188,6 +197,7 @@ def build_metadata(prefix: str = "oauth_") -> sa.MetaData:
         sa.Column("expires_at", _UTCDateTime, nullable=False, index=True),
         sa.Column("used_at", _UTCDateTime, nullable=True),
         sa.Column("revoked_at", _UTCDateTime, nullable=True, index=True),
+        sa.Column("dpop_jkt", sa.String(64), nullable=True),  # RFC 9449 §5 (0007)
         sa.Index(f"ix_{prefix}refresh_tokens_account_id_client_id", "account_id", "client_id"),
     )
     return md
@@ -239,6 +249,7 @@ def client_from(values: Mapping[str, Any] | sa.RowMapping) -> Client:
         require_pushed_authorization_requests=bool(
             values.get("require_pushed_authorization_requests", False)
         ),
+        dpop_bound_access_tokens=bool(values.get("dpop_bound_access_tokens", False)),
     )
 
 

@@ -16,7 +16,7 @@ from alembic import op
 from starlette_broker_oauth.storage.sqlalchemy.migrations.versions import prefix
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
