@@ -29,9 +29,9 @@ from .conftest import ISSUER, build_platform, free_port
 
 
 @contextmanager
-def demo(tmp_path: Path, port: int) -> Iterator[dict[str, str]]:
-    """Run ``broker-oauth demo`` in ``tmp_path`` until the block ends; yield its credentials
-    JSON. What it prints is appended to ``tmp_path / "demo.log"``."""
+def demo(tmp_path: Path, port: int, *options: str) -> Iterator[dict[str, str]]:
+    """Run ``broker-oauth demo`` (with ``options``) in ``tmp_path`` until the block ends;
+    yield its credentials JSON. What it prints is appended to ``tmp_path / "demo.log"``."""
     creds = tmp_path / "credentials.json"
     creds.unlink(missing_ok=True)
     log = tmp_path / "demo.log"
@@ -46,6 +46,7 @@ def demo(tmp_path: Path, port: int) -> Iterator[dict[str, str]]:
                 str(port),
                 "--credentials-json",
                 str(creds),
+                *options,
             ],
             cwd=tmp_path,
             stdout=output,

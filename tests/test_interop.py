@@ -196,3 +196,36 @@ def test_openid_client_standard_flow(node_client: Path, method: str, tmp_path: P
     assert run.returncode == 0, run.stderr + run.stdout
     report = json.loads(run.stdout.splitlines()[-1])
     assert report == {"method": method, "steps": NODE_STEPS}
+
+
+FAPI_STEPS = [
+    "discovery",
+    "pushed authorization request and consent",
+    "front channel without PAR refused",
+    "code exchange (private_key_jwt, DPoP)",
+    "protected route with DPoP",
+    "bound token refused as Bearer",
+    "refresh with DPoP",
+    "revocation",
+]
+
+
+def test_openid_client_fapi_flow(node_client: Path, tmp_path: Path) -> None:
+    """The demo platform under the FAPI 2.0 profile (``broker-oauth demo --fapi``), driven
+    by openid-client: discovery (the profile's metadata), a pushed authorization request
+    authenticated with ``private_key_jwt`` carrying PKCE and ``dpop_jkt``, consent, the
+    code exchanged with a DPoP proof, DPoP-bound calls to the guarded route (the same token
+    as Bearer refused), refresh with DPoP, revocation after which the route refuses with a
+    DPoP challenge; a front-channel request without PAR refused."""
+    with demo(tmp_path, free_port(), "--fapi") as creds:
+        assert "client_private_jwk" in creds
+        run = subprocess.run(
+            [str(node_client), str(NODE_DIR / "fapi_flow.mjs"), "credentials.json"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr + run.stdout
+    report = json.loads(run.stdout.splitlines()[-1])
+    assert report == {"steps": FAPI_STEPS}

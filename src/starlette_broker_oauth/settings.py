@@ -128,6 +128,15 @@ class OAuthSettings:
             in every worker; a nonce holds no state.
         dpop_nonce_lifetime: How long each nonce is issued for; a nonce stays valid for
             up to twice as long (the current and the previous one are accepted).
+        fapi: The FAPI 2.0 Security Profile for the whole platform, in one switch: it
+            turns on ``private_key_jwt`` and refuses every shared secret at the token,
+            revocation, introspection and PAR endpoints, requires pushed authorization
+            requests and DPoP-bound tokens, and keeps codes at most 60 seconds (the
+            default); the partner endpoints then issue no token directly. PKCE S256 (at
+            PAR) and ``iss`` in every authorization response hold already. One client
+            takes the profile on its own when it is registered for ``private_key_jwt``
+            only, with ``require_pushed_authorization_requests`` and
+            ``dpop_bound_access_tokens``.
     """
 
     issuer: str
@@ -153,8 +162,19 @@ class OAuthSettings:
     dpop_nonce: bool = False
     dpop_nonce_secret: str | None = field(default=None, repr=False)
     dpop_nonce_lifetime: timedelta = timedelta(minutes=5)
+    fapi: bool = False
 
     def __post_init__(self) -> None:
+        if self.fapi:
+            # FAPI 2.0 Security Profile §5.3.2.1 (private_key_jwt), §5.3.2.2 (PAR, PKCE,
+            # codes of at most 60 s), §5.3.2.1 / §5.3.3 (sender-constrained tokens: DPoP).
+            for name in ("private_key_jwt", "require_pushed_authorization_requests"):
+                object.__setattr__(self, name, True)
+            object.__setattr__(self, "dpop_required", True)
+            if self.code_lifetime > timedelta(seconds=60):
+                raise ConfigurationError(
+                    "fapi: code_lifetime must be at most 60 seconds (FAPI 2.0 §5.3.2.2)"
+                )
         for name in ("scopes_supported", "response_types", "client_assertion_algorithms"):
             value = getattr(self, name)
             if isinstance(value, str | bytes) or not all(isinstance(v, str) for v in value):

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -36,19 +37,22 @@ def run_demo(args: argparse.Namespace) -> int:
 
     base_url = f"http://{args.host}:{args.port}"
     # Hour-long access tokens and refresh tokens, as an app that stays connected needs.
+    # --fapi: the FAPI 2.0 profile (PAR, private_key_jwt, DPoP-bound tokens).
     settings = OAuthSettings(
         issuer=base_url,
         access_token_lifetime=timedelta(hours=1),
         refresh_token_lifetime=timedelta(days=30),
+        fapi=args.fapi,
     )
     database_url = f"sqlite+aiosqlite:///{os.path.abspath(args.database)}"
     password = secrets.token_urlsafe(9)
 
-    async def prepare() -> dict[str, str]:
+    async def prepare() -> dict[str, Any]:
         storage = SQLAlchemyStorage(database_url)
         await open_or_explain(storage)
         try:
-            return (await seed(storage, base_url=base_url, password=password)).as_dict()
+            seeded = await seed(storage, base_url=base_url, password=password, fapi=args.fapi)
+            return seeded.as_dict()
         finally:
             await storage.close()
 
@@ -70,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _banner(args: argparse.Namespace, credentials: dict[str, str], path: Path | None) -> None:
+def _banner(args: argparse.Namespace, credentials: dict[str, Any], path: Path | None) -> None:
     import shlex
 
     from ..routes import METADATA

@@ -103,6 +103,11 @@ def build_parser() -> Parser:
         "--database", default="broker-oauth-demo.db", help="SQLite file (default: %(default)s)"
     )
     demo.add_argument("--credentials-json", type=Path, help="write the demo credentials here")
+    demo.add_argument(
+        "--fapi",
+        action="store_true",
+        help="the FAPI 2.0 profile: pushed requests, private_key_jwt and DPoP-bound tokens",
+    )
     demo.epilog = "With --json, the credentials are printed as one JSON line before serving."
 
     clients.register(commands, parents)

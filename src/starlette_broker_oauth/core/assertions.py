@@ -69,10 +69,11 @@ _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _OKP_CURVES = {"EdDSA": frozenset({"Ed25519", "Ed448"}), "Ed25519": frozenset({"Ed25519"})}
 
 
-def may_use_secret(client: Client) -> bool:
+def may_use_secret(client: Client, *, fapi: bool = False) -> bool:
     """Whether ``client`` may authenticate with its shared secret: not when it is
-    registered for ``private_key_jwt`` only."""
-    return client.token_endpoint_auth_method is not ClientAuthMethod.PRIVATE_KEY_JWT
+    registered for ``private_key_jwt`` only, nor on a platform under the FAPI 2.0
+    profile (``OAuthSettings.fapi``)."""
+    return not fapi and client.token_endpoint_auth_method is not ClientAuthMethod.PRIVATE_KEY_JWT
 
 
 def _fits(key: Key, alg: str) -> bool:

@@ -33,6 +33,7 @@ from ..errors import (
     RefreshTokenReused,
     Refusal,
     TokenErrorKind,
+    UnauthorizedClient,
     UnknownAccount,
 )
 from ..events import (
@@ -214,7 +215,7 @@ class AuthorizationCore(Policy):
             client = await self.clients.get_client(client_id)
         stored = client.secret_hash if client is not None else _NO_SECRET
         if secrets_equal(hash_secret(secret), stored) and client is not None:
-            if may_use_secret(client):
+            if may_use_secret(client, fapi=self.settings.fapi):
                 annotate({"oauth.client_id": client.client_id})
                 return client
             reason = "secret_not_allowed"  # registered for private_key_jwt only
@@ -358,7 +359,14 @@ class AuthorizationCore(Policy):
     async def issue_token(
         self, client: Client, *, account_id: UUID, scope: str, account: Account | None = None
     ) -> IssuedToken:
-        """Mint and store a token handed to a partner directly (the seed's ``token``)."""
+        """Mint and store a token handed to a partner directly (the seed's ``token``).
+        Refused for a client under the FAPI 2.0 profile: its tokens come from a pushed
+        request, the client's own key and a DPoP proof, none of which a partner holds."""
+        if self.under_fapi(client):
+            raise UnauthorizedClient(
+                "this client connects under the FAPI 2.0 profile: tokens are issued to it "
+                "at the token endpoint only"
+            )
         account = await self.check_grant(client, account_id, known=account)
         issued = self.mint.token(client, account, scope, family_id=None, refresh=False)
         await self.grants.save_token(issued.record)

@@ -11,7 +11,7 @@ from ..errors import (
     UnknownAccount,
     UnsupportedResponseType,
 )
-from ..models import Account, Client
+from ..models import Account, Client, ClientAuthMethod
 from ..security import secrets_equal
 from ..settings import OAuthSettings
 
@@ -68,6 +68,16 @@ class Policy:
     def __init__(self, settings: OAuthSettings) -> None:
         self.settings = settings
         self.refresh_enabled = settings.refresh_token_lifetime is not None
+
+    def under_fapi(self, client: Client) -> bool:
+        """Whether ``client`` connects under the FAPI 2.0 Security Profile: the whole
+        platform does (``OAuthSettings.fapi``), or the client is registered for it
+        (``private_key_jwt`` only, pushed requests required, DPoP-bound tokens)."""
+        return self.settings.fapi or (
+            client.token_endpoint_auth_method is ClientAuthMethod.PRIVATE_KEY_JWT
+            and client.require_pushed_authorization_requests
+            and client.dpop_bound_access_tokens
+        )
 
     def scopes_for(self, client: Client) -> frozenset[str]:
         """The scopes ``client`` may ask for."""

@@ -425,7 +425,7 @@ class _BrokerAPI:
 
     async def metadata(self, request: Request) -> Response:
         s = self.settings
-        methods = ["client_secret_basic", "client_secret_post"]
+        methods = [] if s.fapi else ["client_secret_basic", "client_secret_post"]
         if s.private_key_jwt:
             methods.append("private_key_jwt")
         grant_types = ["authorization_code"]

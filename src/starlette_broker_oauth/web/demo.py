@@ -15,8 +15,10 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from joserfc.jwk import ECKey
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
@@ -31,6 +33,7 @@ from ..integrations.starlette import (
     bearer_error_response,
     requires_token,
 )
+from ..models import ClientAuthMethod
 from ..routes import CONNECTIONS, PARTNER_REVOKE
 from ..settings import OAuthSettings
 from ..storage.sqlalchemy import SQLAlchemyStorage
@@ -88,13 +91,23 @@ class DemoCredentials:
     redirect_uri: str
     paper_account_id: str
     live_account_id: str
+    #: Under ``--fapi``: the demo app's private signing key (a JWK), whose public half the
+    #: platform holds for ``private_key_jwt``. A demo's, handed out for trying the flow.
+    client_private_jwk: dict[str, str] | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        if values["client_private_jwk"] is None:
+            del values["client_private_jwk"]
+        return values
 
 
-async def seed(storage: SQLAlchemyStorage, *, base_url: str, password: str) -> DemoCredentials:
-    """Create (or, on a re-run, re-key) the demo partner, client and accounts."""
+async def seed(
+    storage: SQLAlchemyStorage, *, base_url: str, password: str, fapi: bool = False
+) -> DemoCredentials:
+    """Create (or, on a re-run, re-key) the demo partner, client and accounts. With
+    ``fapi``, the client gets a new signing key and is registered for ``private_key_jwt``
+    only (FAPI 2.0); without, it authenticates with its secret again."""
     redirect_uri = "http://127.0.0.1:8001/callback"
     client = await storage.reset_client_secret(DEMO_CLIENT)
     if client is None:
@@ -104,6 +117,19 @@ async def seed(storage: SQLAlchemyStorage, *, base_url: str, password: str) -> D
             description="A third-party trading app for trying the OAuth flow.",
             url="http://127.0.0.1:8001",
             redirect_uris=[redirect_uri, "http://localhost:8001/callback"],
+        )
+    private_jwk: dict[str, str] | None = None
+    if fapi:
+        key = ECKey.generate_key("P-256", parameters={"kid": "demo-app", "alg": "ES256"})
+        private_jwk = {k: str(v) for k, v in key.as_dict(private=True).items()}
+        await storage.update_client(
+            DEMO_CLIENT,
+            jwks={"keys": [key.as_dict(private=False)]},
+            token_endpoint_auth_method=ClientAuthMethod.PRIVATE_KEY_JWT,
+        )
+    else:
+        await storage.update_client(
+            DEMO_CLIENT, token_endpoint_auth_method=ClientAuthMethod.CLIENT_SECRET_BASIC
         )
     partner = await storage.reset_partner_secret(DEMO_PARTNER)
     if partner is None:
@@ -122,6 +148,7 @@ async def seed(storage: SQLAlchemyStorage, *, base_url: str, password: str) -> D
         redirect_uri=redirect_uri,
         paper_account_id=str(PAPER_ACCOUNT),
         live_account_id=str(LIVE_ACCOUNT),
+        client_private_jwk=private_jwk,
     )
 
 
