@@ -26,6 +26,7 @@ import hmac
 import json
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,7 @@ from ..security import hash_secret
 from ..settings import OAuthSettings
 from ..storage.base import GrantStore
 
-__all__ = ["DPoPChecker", "DPoPProof", "access_token_hash", "is_thumbprint"]
+__all__ = ["SeenInProcess", "DPoPChecker", "DPoPProof", "access_token_hash", "is_thumbprint"]
 
 #: The header of a proof (RFC 9449 §4.2).
 PROOF_TYPE = "dpop+jwt"
@@ -112,6 +113,36 @@ def normalized_url(url: str) -> str | None:
     return urlunsplit((scheme, netloc, path, "", ""))
 
 
+class SeenInProcess:
+    """The ``jti`` of the proofs this process accepted, each kept until its proof leaves
+    the ``iat`` window (RFC 9449 §11.1), at most ``size`` of them (the oldest go first).
+
+    The platform's routes record proofs here rather than in the grant store: a proof
+    names one request (method, URL and the token's hash) and lives a minute, and a write
+    to the database on every call of a protected route would cost more than the rest of
+    the check. The token endpoint, where a proof buys tokens, records them for every
+    worker (:meth:`~starlette_broker_oauth.storage.base.GrantStore.use_once`).
+    """
+
+    def __init__(self, size: int = 200_000) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_use(self, key: str, *, until: float, now: float) -> bool:
+        """Record ``key`` until ``until``: ``True`` the first time, ``False`` while it is
+        kept."""
+        seen = self._seen
+        while seen:
+            oldest, kept_until = next(iter(seen.items()))
+            if kept_until > now and len(seen) < self._size:
+                break
+            del seen[oldest]
+        if key in seen:
+            return False
+        seen[key] = until
+        return True
+
+
 class DPoPChecker:
     """Checks DPoP proofs (RFC 9449 §4.3) and issues the server's nonces (§8, §9).
 
@@ -122,12 +153,22 @@ class DPoPChecker:
             ``dpop_nonce_secret``, ``dpop_nonce_lifetime``).
         grants: Where each proof's ``jti`` is recorded once for every worker.
         clock: Where time is read.
+        seen: Record ``jti`` in this process only (:class:`SeenInProcess`: the
+            platform's routes) instead of in ``grants`` (the token endpoint).
     """
 
-    def __init__(self, *, settings: OAuthSettings, grants: GrantStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        settings: OAuthSettings,
+        grants: GrantStore,
+        clock: Clock,
+        seen: SeenInProcess | None = None,
+    ) -> None:
         self.settings = settings
         self.grants = grants
         self.clock = clock
+        self._seen = seen
         self.algorithms = settings.dpop_signing_algs
         self._registry = JWSRegistry(algorithms=list(self.algorithms))
         self._registry.max_header_length = _MAX_HEADER_LENGTH
@@ -212,10 +253,15 @@ class DPoPChecker:
         jkt = str(key.thumbprint())
         jti = claims["jti"]
         now = self.clock.now()
-        expires_at = issued_at + timedelta(seconds=self._max_age + self._leeway)
-        if not await self.grants.use_once(
-            hash_secret(f"dpop:{jkt}:{jti}"), now=now, expires_at=max(expires_at, now)
-        ):
+        expires_at = max(issued_at + timedelta(seconds=self._max_age + self._leeway), now)
+        key_of_use = hash_secret(f"dpop:{jkt}:{jti}")
+        if self._seen is not None:
+            first = self._seen.first_use(
+                key_of_use, until=expires_at.timestamp(), now=now.timestamp()
+            )
+        else:
+            first = await self.grants.use_once(key_of_use, now=now, expires_at=expires_at)
+        if not first:
             raise InvalidDPoPProof("the proof's jti was already used")
         return DPoPProof(jkt=jkt, jti=jti, issued_at=issued_at)
 

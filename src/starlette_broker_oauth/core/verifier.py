@@ -47,7 +47,7 @@ from ..telemetry import (
     tracing,
     watch_token_cache,
 )
-from .dpop import DPoPChecker
+from .dpop import DPoPChecker, SeenInProcess
 from .policy import token_refusal
 
 __all__ = [
@@ -241,8 +241,11 @@ class TokenVerifier:
         resource_origin: str | None = None,
     ) -> None:
         self._grants = grants
+        # A route's proofs are recorded in this process (SeenInProcess says why).
         self._dpop = (
-            None if settings is None else DPoPChecker(settings=settings, grants=grants, clock=clock)
+            None
+            if settings is None
+            else DPoPChecker(settings=settings, grants=grants, clock=clock, seen=SeenInProcess())
         )
         self._dpop_algs = () if settings is None else settings.dpop_signing_algs
         origin = resource_origin or (settings.issuer if settings is not None else "")
