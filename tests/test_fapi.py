@@ -3,6 +3,7 @@ registered for it is under it alone; the partner endpoints issue such clients no
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from starlette_broker_oauth import OAuthSettings
 from starlette_broker_oauth.errors import ConfigurationError
 
 from .conftest import ISSUER, open_storage, seed_platform
+from .test_cli import CLI
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +106,37 @@ async def test_one_client_under_the_profile(backend: str, tmp_path: Path) -> Non
             )
             assert other.status_code == 200
             assert other.json()["token_type"] == "Bearer"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> CLI:
+    tool = CLI(f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}", capsys)
+    tool("db", "upgrade")
+    return tool
+
+
+def test_the_cli_puts_a_client_under_the_profile(cli: CLI, tmp_path: Path) -> None:
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps({"keys": [ECKey.generate_key("P-256").as_dict(private=False)]}))
+    created = cli.json(
+        "client", "create", "--name", "FAPI App", "--redirect-uri", "https://f.example/cb",
+        "--jwks", str(keys), "--fapi",
+    )  # fmt: skip
+    shown = cli.json("client", "show", created["client_id"])
+    assert shown["token_endpoint_auth_method"] == "private_key_jwt"
+    assert shown["require_pushed_authorization_requests"] is True
+    assert shown["dpop_bound_access_tokens"] is True
+    # Without keys, the profile cannot be had.
+    assert "needs its public keys" in cli.fails(
+        "client", "create", "--name", "X", "--redirect-uri", "https://x.example/cb", "--fapi"
+    )
+    plain = cli.json(
+        "client", "create", "--name", "Plain", "--redirect-uri", "https://p.example/cb"
+    )
+    assert "dpop_bound_access_tokens" not in cli.json("client", "show", plain["client_id"])
+    moved = cli.json(
+        "client", "update", plain["client_id"], "--jwks", str(keys), "--fapi",
+    )  # fmt: skip
+    assert moved["token_endpoint_auth_method"] == "private_key_jwt"
+    assert moved["require_pushed_authorization_requests"] is True
+    assert moved["dpop_bound_access_tokens"] is True

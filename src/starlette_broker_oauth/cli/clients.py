@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..models import ClientAuthMethod, ClientStatus
 from ..registration import MIN_SECRET_LENGTH
@@ -150,6 +150,23 @@ def _key_options(parser: argparse.ArgumentParser) -> None:
         help="how it authenticates: client_secret_basic (its secret, or its keys if it "
         "has any; the default) or private_key_jwt (its keys only)",
     )
+    parser.add_argument(
+        "--fapi",
+        action="store_true",
+        help="put the client under the FAPI 2.0 profile: private_key_jwt only (it needs "
+        "keys), pushed authorization requests and DPoP-bound tokens required",
+    )
+
+
+def _profile(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--fapi`` registers: the profile's three client settings."""
+    if not args.fapi:
+        return {}
+    return {
+        "token_endpoint_auth_method": ClientAuthMethod.PRIVATE_KEY_JWT,
+        "require_pushed_authorization_requests": True,
+        "dpop_bound_access_tokens": True,
+    }
 
 
 def _read_jwks(path: Path | None) -> str | None:
@@ -199,8 +216,13 @@ async def create_client(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
         client_id=args.client_id,
         client_secret=_read_secret() if args.secret_stdin else None,
         jwks=_read_jwks(args.jwks),
-        token_endpoint_auth_method=(
-            args.token_endpoint_auth_method or ClientAuthMethod.CLIENT_SECRET_BASIC
+        **(
+            _profile(args)
+            or {
+                "token_endpoint_auth_method": (
+                    args.token_endpoint_auth_method or ClientAuthMethod.CLIENT_SECRET_BASIC
+                )
+            }
         ),
     )
     if args.secret_stdin:
@@ -240,6 +262,7 @@ async def update_client(storage: SQLAlchemyStorage, args: argparse.Namespace) ->
     }
     if args.jwks is not None:
         changes["jwks"] = _read_jwks(args.jwks)
+    changes.update(_profile(args))
     if args.scopes is not None or args.all_scopes:
         changes["scopes"] = args.scopes
     if not changes:

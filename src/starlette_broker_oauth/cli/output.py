@@ -107,6 +107,11 @@ def client_json(client: Client) -> dict[str, Any]:
     if client.jwks is not None:
         shown["token_endpoint_auth_method"] = client.token_endpoint_auth_method.value
         shown["jwks"] = json.loads(client.jwks)
+    # Shown when set (the FAPI 2.0 profile's client settings).
+    if client.require_pushed_authorization_requests:
+        shown["require_pushed_authorization_requests"] = True
+    if client.dpop_bound_access_tokens:
+        shown["dpop_bound_access_tokens"] = True
     return shown
 
 

@@ -168,6 +168,7 @@ class Administrator:
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str = ClientAuthMethod.CLIENT_SECRET_BASIC,
         require_pushed_authorization_requests: bool = False,
+        dpop_bound_access_tokens: bool = False,
     ) -> ClientCredentials:
         """Register a client (:meth:`Administration.create_client
         <starlette_broker_oauth.storage.admin.Administration.create_client>`), with its
@@ -188,6 +189,7 @@ class Administrator:
             jwks=jwks,
             token_endpoint_auth_method=token_endpoint_auth_method,
             require_pushed_authorization_requests=require_pushed_authorization_requests,
+            dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         await self._changed("client", created.client_id, "created")
         return created
@@ -208,6 +210,7 @@ class Administrator:
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str | None = None,
         require_pushed_authorization_requests: bool | None = None,
+        dpop_bound_access_tokens: bool | None = None,
     ) -> Client | None:
         """Change what is given of a client's registration; ``None`` if it does not
         exist. Withdrawing live approval revokes its tokens for live accounts; narrowing
@@ -229,6 +232,7 @@ class Administrator:
             jwks=jwks,
             token_endpoint_auth_method=token_endpoint_auth_method,
             require_pushed_authorization_requests=require_pushed_authorization_requests,
+            dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         if before is None or after is None:
             return None

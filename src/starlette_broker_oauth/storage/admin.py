@@ -91,6 +91,7 @@ def client_changes(
     jwks: Mapping[str, Any] | str | None = None,
     token_endpoint_auth_method: ClientAuthMethod | str | None = None,
     require_pushed_authorization_requests: bool | None = None,
+    dpop_bound_access_tokens: bool | None = None,
 ) -> dict[str, Any]:
     """The fields :meth:`Administration.update_client` changes, by :class:`Client` field
     name, as the record holds them; raises :class:`RegistrationError` for a redirect URI
@@ -106,6 +107,7 @@ def client_changes(
             ("privacy_policy", privacy_policy),
             ("live_trading_approved", live_trading_approved),
             ("require_pushed_authorization_requests", require_pushed_authorization_requests),
+            ("dpop_bound_access_tokens", dpop_bound_access_tokens),
         )
         if value is not None
     }
@@ -204,6 +206,7 @@ class Administration(ABC):
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str | None = None,
         require_pushed_authorization_requests: bool | None = None,
+        dpop_bound_access_tokens: bool | None = None,
     ) -> Client | None:
         """Change the given fields of a client (``None`` leaves a field as it is; for
         ``scopes``, which ``None`` sets to every supported scope, leaving it out does);

@@ -119,6 +119,7 @@ class MemoryAdministration:
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str | None = None,
         require_pushed_authorization_requests: bool | None = None,
+        dpop_bound_access_tokens: bool | None = None,
     ) -> Client | None:
         changes = client_changes(
             name=name,
@@ -133,6 +134,7 @@ class MemoryAdministration:
             jwks=jwks,
             token_endpoint_auth_method=token_endpoint_auth_method,
             require_pushed_authorization_requests=require_pushed_authorization_requests,
+            dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         client = self._clients.get(client_id)
         if client is None:

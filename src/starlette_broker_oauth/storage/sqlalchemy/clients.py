@@ -136,6 +136,7 @@ class SQLClients(Repository):
         jwks: Mapping[str, Any] | str | None = None,
         token_endpoint_auth_method: ClientAuthMethod | str | None = None,
         require_pushed_authorization_requests: bool | None = None,
+        dpop_bound_access_tokens: bool | None = None,
     ) -> Client | None:
         changes = client_changes(
             name=name,
@@ -150,6 +151,7 @@ class SQLClients(Repository):
             jwks=jwks,
             token_endpoint_auth_method=token_endpoint_auth_method,
             require_pushed_authorization_requests=require_pushed_authorization_requests,
+            dpop_bound_access_tokens=dpop_bound_access_tokens,
         )
         columns = {field: _column_value(field, value) for field, value in changes.items()}
         c = self.tables.clients
