@@ -426,9 +426,11 @@ def documented(path: str, answer: Answer) -> None:
         assert isinstance(body["error"], str), body
     elif path == "/v2/account" or "error" in body:
         # The platform's protected route, or any of its paths under the platform's
-        # AuthenticationMiddleware, refusing a bearer token (RFC 6750 §3).
+        # AuthenticationMiddleware, refusing a token: RFC 6750 §3's challenge, or RFC
+        # 9449 §7.1's when the request used the DPoP scheme.
         assert isinstance(body["error"], str), body
-        assert answer.headers["www-authenticate"].startswith("Bearer"), answer.headers
+        challenge = answer.headers["www-authenticate"]
+        assert challenge.startswith(("Bearer", "DPoP ")), answer.headers
         assert not path.startswith(("/v1/", "/oauth/", "/.well-known/")), path
     else:
         assert isinstance(body["code"], int), body

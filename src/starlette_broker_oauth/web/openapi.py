@@ -270,7 +270,7 @@ def openapi_document(
                 "security": client_auth,
                 "requestBody": {
                     "required": True,
-                    "content": {form: {"schema": _ref("TokenQuery")}},
+                    "content": {form: {"schema": _ref("IntrospectionQuery")}},
                 },
                 "responses": {
                     "200": _json(_ref("Introspection"), "RFC 7662 §2.2."),
@@ -549,6 +549,22 @@ def openapi_document(
                     "properties": {
                         "token": {"type": "string"},
                         "token_type_hint": {"enum": ["access_token", "refresh_token"]},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                    },
+                },
+                # RFC 7662 §2.1: a hint the server does not know only widens its search
+                # (introspection has no unsupported_token_type, unlike RFC 7009).
+                "IntrospectionQuery": {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {
+                        "token": {"type": "string"},
+                        "token_type_hint": {
+                            "type": "string",
+                            "description": "access_token or refresh_token; any other "
+                            "value is ignored",
+                        },
                         "client_id": {"type": "string"},
                         "client_secret": {"type": "string"},
                     },
