@@ -213,8 +213,9 @@ FAPI_STEPS = [
 def test_openid_client_fapi_flow(node_client: Path, tmp_path: Path) -> None:
     """The demo platform under the FAPI 2.0 profile (``broker-oauth demo --fapi``), driven
     by openid-client: discovery (the profile's metadata), a pushed authorization request
-    authenticated with ``private_key_jwt`` carrying PKCE and ``dpop_jkt``, consent, the
-    code exchanged with a DPoP proof, DPoP-bound calls to the guarded route (the same token
+    authenticated with ``private_key_jwt`` carrying PKCE and ``dpop_jkt``, consent given in
+    headless Chromium (playwright-core on Debian's chromium), the code exchanged with a
+    DPoP proof, DPoP-bound calls to the guarded route (the same token
     as Bearer refused), refresh with DPoP, revocation after which the route refuses with a
     DPoP challenge; a front-channel request without PAR refused."""
     with demo(tmp_path, free_port(), "--fapi") as creds:

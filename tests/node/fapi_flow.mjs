@@ -1,14 +1,16 @@
 // A third-party app's whole FAPI 2.0 flow against the demo platform in FAPI mode
 // (`broker-oauth demo --fapi`), with panva's OpenID-certified client (openid-client, on
 // oauth4webapi): pushed authorization request with private_key_jwt, PKCE and dpop_jkt,
-// consent, the code exchanged with a DPoP proof, DPoP-bound calls to a protected route,
+// consent in headless Chromium (playwright-core driving Debian's chromium), the code
+// exchanged with a DPoP proof, DPoP-bound calls to a protected route,
 // refresh with DPoP, revocation.
 //
 // Usage: node fapi_flow.mjs CREDENTIALS_JSON
 //
 // CREDENTIALS_JSON is what `broker-oauth demo --fapi --credentials-json` writes, including
-// the FAPI client's private signing key (a demo's). Consent is given headlessly, the way
-// standard_flow.mjs gives it; the last line printed is a JSON report of the steps passed.
+// the FAPI client's private signing key (a demo's). BROKER_OAUTH_CHROMIUM names the
+// browser (/usr/bin/chromium by default); the last line printed is a JSON report of the
+// steps passed.
 
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
@@ -16,6 +18,7 @@ import { readFileSync } from 'node:fs'
 
 import * as oauth from 'oauth4webapi'
 import * as client from 'openid-client'
+import { chromium } from 'playwright-core'
 
 const [credentialsPath] = process.argv.slice(2)
 const creds = JSON.parse(readFileSync(credentialsPath, 'utf8'))
@@ -68,32 +71,34 @@ step('discovery')
 
 const dpop = client.getDPoPHandle(config, dpopKeys)
 
-// --- consent, as the demo's user would give it ---------------------------------------------
-const cookies = new Map()
-const browse = async (url, init = {}) => {
-  const headers = new Headers(init.headers)
-  if (cookies.size) headers.set('cookie', [...cookies].map(([k, v]) => `${k}=${v}`).join('; '))
-  const response = await fetch(url, { ...init, headers, redirect: 'manual' })
-  for (const line of response.headers.getSetCookie()) {
-    const [pair] = line.split(';')
-    const at = pair.indexOf('=')
-    cookies.set(pair.slice(0, at), pair.slice(at + 1))
+// --- consent, given by the demo's user in headless Chromium --------------------------------
+// The browser follows the authorization URL through the demo's login and hosted consent,
+// and is sent back to the app's callback.
+const browser = await chromium.launch({
+  executablePath: process.env.BROKER_OAUTH_CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--no-sandbox'],
+})
+
+async function consentInBrowser(url) {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  const shown = await page.goto(url.href)
+  if (new URL(page.url()).pathname === '/login') {
+    await page.fill('#username', creds.username)
+    await page.fill('#password', creds.password)
+    await Promise.all([page.waitForURL((u) => u.pathname === '/oauth/authorize'), page.click('#log-in')])
+  } else {
+    assert.equal(shown.status(), 200)
   }
-  return response
-}
-const decodeEntities = (text) =>
-  text
-    .replaceAll('&quot;', '"')
-    .replaceAll('&#x27;', "'")
-    .replaceAll('&lt;', '<')
-    .replaceAll('&gt;', '>')
-    .replaceAll('&amp;', '&')
-const hiddenFields = (html) => {
-  const fields = new URLSearchParams()
-  for (const input of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) {
-    fields.append(input[1], decodeEntities(input[2]))
-  }
-  return fields
+  assert.equal(await page.locator('#client-name').textContent(), 'Demo Trading App')
+  // The browser is sent to the app's callback (nothing listens there: the request is
+  // what the app would receive).
+  const [arrived] = await Promise.all([
+    page.waitForRequest((request) => request.url().startsWith(creds.redirect_uri)),
+    page.click('#approve'),
+  ])
+  await context.close()
+  return new URL(arrived.url())
 }
 
 async function authorize() {
@@ -110,27 +115,9 @@ async function authorize() {
   })
   assert.deepEqual([...url.searchParams.keys()].sort(), ['client_id', 'request_uri'])
   assert.match(url.searchParams.get('request_uri'), /^urn:ietf:params:oauth:request_uri:/)
-  let page = await browse(url)
-  if (page.status === 303 || page.status === 302) {
-    const login = new URL(page.headers.get('location'), url)
-    assert.equal(login.pathname, '/login')
-    const form = await browse(login)
-    assert.equal(form.status, 200)
-    const fields = hiddenFields(await form.text())
-    fields.set('username', creds.username)
-    fields.set('password', creds.password)
-    const loggedIn = await browse(new URL('/login', url), { method: 'POST', body: fields })
-    assert.equal(loggedIn.status, 303)
-    page = await browse(new URL(loggedIn.headers.get('location'), url))
-  }
-  assert.equal(page.status, 200)
-  const fields = hiddenFields(await page.text())
-  if (!fields.has('account_id')) fields.set('account_id', creds.paper_account_id)
-  fields.set('decision', 'approve')
-  const answer = await browse(new URL('/oauth/authorize', url), { method: 'POST', body: fields })
-  assert.ok([302, 303].includes(answer.status), `consent answered ${answer.status}`)
-  const callback = new URL(answer.headers.get('location'))
+  const callback = await consentInBrowser(url)
   assert.equal(`${callback.origin}${callback.pathname}`, creds.redirect_uri)
+  assert.equal(callback.searchParams.get('state'), state)
   assert.equal(callback.searchParams.get('iss'), creds.base_url) // RFC 9207
   return { callback, verifier, state }
 }
@@ -145,7 +132,7 @@ const unpushed = client.buildAuthorizationUrl(config, {
   code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()),
   code_challenge_method: 'S256',
 })
-assert.equal((await browse(unpushed)).status, 400)
+assert.equal((await fetch(unpushed, { redirect: 'manual' })).status, 400)
 step('front channel without PAR refused')
 
 // --- code exchange with a DPoP proof (RFC 9449 §5) ------------------------------------------
@@ -199,4 +186,5 @@ try {
 }
 step('revocation')
 
+await browser.close()
 console.log(JSON.stringify({ steps }))
