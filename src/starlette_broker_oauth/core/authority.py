@@ -360,12 +360,13 @@ class AuthorizationCore(Policy):
         self, client: Client, *, account_id: UUID, scope: str, account: Account | None = None
     ) -> IssuedToken:
         """Mint and store a token handed to a partner directly (the seed's ``token``).
-        Refused for a client under the FAPI 2.0 profile: its tokens come from a pushed
-        request, the client's own key and a DPoP proof, none of which a partner holds."""
-        if self.under_fapi(client):
+        Refused for a client whose tokens must be DPoP-bound (or that is under the FAPI
+        2.0 profile): they are bound to a key the client proves it holds, and a partner
+        holds none."""
+        if self.needs_dpop(client):
             raise UnauthorizedClient(
-                "this client connects under the FAPI 2.0 profile: tokens are issued to it "
-                "at the token endpoint only"
+                "this client's tokens are bound to its key (DPoP): they are issued to it at "
+                "the token endpoint only"
             )
         account = await self.check_grant(client, account_id, known=account)
         issued = self.mint.token(client, account, scope, family_id=None, refresh=False)

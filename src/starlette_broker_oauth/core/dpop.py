@@ -25,13 +25,15 @@ import hashlib
 import hmac
 import json
 import math
+import re
+import string
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
@@ -44,7 +46,14 @@ from ..security import hash_secret
 from ..settings import OAuthSettings
 from ..storage.base import GrantStore
 
-__all__ = ["SeenInProcess", "DPoPChecker", "DPoPProof", "access_token_hash", "is_thumbprint"]
+__all__ = [
+    "SeenInProcess",
+    "quoted_path",
+    "DPoPChecker",
+    "DPoPProof",
+    "access_token_hash",
+    "is_thumbprint",
+]
 
 #: The header of a proof (RFC 9449 §4.2).
 PROOF_TYPE = "dpop+jwt"
@@ -109,8 +118,30 @@ def normalized_url(url: str) -> str | None:
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = quote(unquote(parts.path), safe=_PATH_SAFE) or "/"
+    path = _normalized_path(parts.path) or "/"
     return urlunsplit((scheme, netloc, path, "", ""))
+
+
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _normalized_path(path: str) -> str:
+    """A path in RFC 3986 §6.2.2's normal form: what may not appear raw is escaped, the
+    escapes of unreserved characters are decoded and the others' hex is upper case; an
+    escaped ``/``, ``?``, ``#`` or ``%`` stays escaped (it names another resource)."""
+
+    def normal(escape: re.Match[str]) -> str:
+        char = chr(int(escape.group(1), 16))
+        return char if char in _UNRESERVED else "%" + escape.group(1).upper()
+
+    return _ESCAPE.sub(normal, quote(path, safe=_PATH_SAFE + "%"))
+
+
+def quoted_path(path: str) -> str:
+    """A decoded request path (an ASGI ``path``) as the client sent it, for comparing
+    with a proof's ``htu``: a decoded ``?``, ``#`` or ``%`` is escaped again."""
+    return quote(path, safe=_PATH_SAFE)
 
 
 class SeenInProcess:

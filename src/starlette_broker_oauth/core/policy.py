@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from ..errors import (
     ClientDisabled,
     InvalidRedirectURI,
@@ -70,13 +72,18 @@ class Policy:
         self.refresh_enabled = settings.refresh_token_lifetime is not None
 
     def under_fapi(self, client: Client) -> bool:
-        """Whether ``client`` connects under the FAPI 2.0 Security Profile: the whole
-        platform does (``OAuthSettings.fapi``), or the client is registered for it
-        (``private_key_jwt`` only, pushed requests required, DPoP-bound tokens)."""
-        return self.settings.fapi or (
-            client.token_endpoint_auth_method is ClientAuthMethod.PRIVATE_KEY_JWT
-            and client.require_pushed_authorization_requests
-            and client.dpop_bound_access_tokens
+        """Whether ``client`` connects under the FAPI 2.0 Security Profile
+        (:func:`under_fapi`)."""
+        return under_fapi(self.settings, client)
+
+    def needs_dpop(self, client: Client) -> bool:
+        """Whether every token ``client`` gets must be bound to a key it proves it holds
+        (the platform's ``dpop_required``, the client's ``dpop_bound_access_tokens``, the
+        profile): the partner endpoints, which see no proof, issue it no token."""
+        return (
+            self.settings.dpop_required
+            or client.dpop_bound_access_tokens
+            or self.under_fapi(client)
         )
 
     def scopes_for(self, client: Client) -> frozenset[str]:
@@ -148,3 +155,18 @@ class Policy:
         if account.live and not approved:
             raise LiveTradingNotApproved()
         return account
+
+
+#: The longest an authorization code lives under the FAPI 2.0 profile (§5.3.2.1).
+FAPI_CODE_LIFETIME = timedelta(seconds=60)
+
+
+def under_fapi(settings: OAuthSettings, client: Client) -> bool:
+    """Whether ``client`` connects under the FAPI 2.0 Security Profile: the whole
+    platform does (``OAuthSettings.fapi``), or the client is registered for it
+    (``private_key_jwt`` only, pushed requests required, DPoP-bound tokens)."""
+    return settings.fapi or (
+        client.token_endpoint_auth_method is ClientAuthMethod.PRIVATE_KEY_JWT
+        and client.require_pushed_authorization_requests
+        and client.dpop_bound_access_tokens
+    )

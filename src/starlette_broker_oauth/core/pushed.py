@@ -25,6 +25,7 @@ from ..models import Client, PushedRequest
 from ..security import hash_secret, new_secret, secrets_equal
 from ..settings import OAuthSettings
 from ..storage.base import ClientRepository, GrantStore
+from .dpop import is_thumbprint
 
 __all__ = ["REQUEST_URI_PREFIX", "PushedAuthorization", "PushedRequests"]
 
@@ -86,6 +87,9 @@ class PushedRequests:
             raise InvalidRequest("request_uri may not be pushed (RFC 9126 §2.1)")
         if not any(params.get("code_challenge", ())):
             raise InvalidRequest("code_challenge is required: PKCE with S256 (RFC 7636)")
+        for value in params.get("dpop_jkt", ()):
+            if not is_thumbprint(value):
+                raise InvalidRequest("dpop_jkt must be a JWK SHA-256 thumbprint (RFC 9449 §10)")
 
     def check_client_id(self, client: Client, params: Mapping[str, Sequence[str]]) -> None:
         """A ``client_id`` in the pushed request must name the authenticated client

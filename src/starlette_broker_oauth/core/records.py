@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -10,6 +11,7 @@ from ..clock import Clock
 from ..models import AccessToken, Account, AuthorizationCode, Client, RefreshToken
 from ..security import hash_secret, new_secret
 from ..settings import OAuthSettings
+from .policy import FAPI_CODE_LIFETIME, under_fapi
 
 __all__ = ["IssuedCode", "IssuedToken", "Minter"]
 
@@ -80,12 +82,20 @@ class Minter:
             redirect_uri=redirect_uri,
             scope=scope,
             issued_at=now,
-            expires_at=now + self.settings.code_lifetime,
+            expires_at=now + self._code_lifetime(client),
             code_challenge=code_challenge or None,
             code_challenge_method=code_challenge_method or None,
             dpop_jkt=dpop_jkt,
         )
         return IssuedCode(code=code, record=record)
+
+    def _code_lifetime(self, client: Client) -> timedelta:
+        """The platform's code lifetime; at most 60 s for a client under the FAPI 2.0
+        profile on its own."""
+        lifetime = self.settings.code_lifetime
+        if under_fapi(self.settings, client):
+            return min(lifetime, FAPI_CODE_LIFETIME)
+        return lifetime
 
     def token(
         self,

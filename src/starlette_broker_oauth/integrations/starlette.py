@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from .. import routes
+from ..core.dpop import quoted_path
 from ..core.verifier import PresentedToken, TokenVerifier, VerifiedToken, token_of_request
 from ..errors import StorageUnavailable, TokenError, TokenErrorKind
 from ..web.render import bearer_error
@@ -75,12 +76,14 @@ def request_path(scope: Scope) -> str:
     whole path, including the ``root_path`` of every mount and of the server
     (``uvicorn --root-path``, which a proxy that forwards a prefix needs: see *Run behind
     a proxy*). Servers that follow the ASGI spec put ``root_path`` in ``path`` already
-    (Starlette's ``request.url`` reads it so); for one that does not, it is prefixed."""
+    (Starlette's ``request.url`` reads it so); for one that does not, it is prefixed. The
+    ASGI path is decoded: what would change its meaning (``?``, ``#``, ``%``) is escaped
+    again, so that a proof for ``/files/a`` is not good for ``/files/a%3Fb``."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and not path.startswith(root):
-        return root + path
-    return path
+        path = root + path
+    return quoted_path(path)
 
 
 async def verify_presented(
@@ -109,7 +112,8 @@ async def verify_presented(
         token = await verifier.verify_dpop(
             presented.token,
             presented.proofs,
-            method=scope["method"],
+            # A WebSocket handshake has no method in its scope: it is a GET (RFC 6455).
+            method=scope.get("method", "GET"),
             path=request_path(scope),
             scopes=scopes,
         )

@@ -19,7 +19,7 @@ from .._oauth import OAuthProtocol
 from ..clock import SYSTEM_CLOCK, Clock
 from ..core import Administrator, AuthorizationCore, ConnectedApps, Readiness
 from ..core.verifier import TokenVerifier
-from ..errors import ConfigurationError, InvalidRequest
+from ..errors import ConfigurationError, InvalidClient, InvalidRequest
 from ..events import EventListener
 from ..models import Partner
 from ..routes import RouteSpec
@@ -354,6 +354,13 @@ class _BrokerAPI:
         client = await self.core.partner_client(partner, params["client_id"][0])
         account = await self.core.partner_account(partner, account_id)
         record = await self.core.pushed.find(client.client_id, optional(params, "request_uri"))
+        # The client authenticates before its pushed request is used up.
+        secret = optional(params, "client_secret")
+        known = await self.core.authenticate_client(
+            client.client_id, secret, endpoint="authorization", known=client
+        )
+        if known is None:
+            raise InvalidClient(InvalidClient.ONE_ANSWER)
         await self.core.pushed.use(record)
         pushed = {key: [value] for key, value in record.params}
         pushed["client_secret"] = params["client_secret"]

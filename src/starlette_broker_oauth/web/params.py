@@ -36,6 +36,8 @@ TEXT_FIELDS = frozenset(
         "state",
         "code_challenge",
         "code_challenge_method",
+        "dpop_jkt",
+        "request_uri",
     }
 )
 
