@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -29,9 +30,11 @@ from starlette_broker_oauth.integrations.starlette import (
     bearer_error_response,
     requires_token,
 )
+from starlette_broker_oauth.security import hash_secret
 
 from .conftest import ISSUER, open_storage, pkce_pair, seed_platform
 from .test_cli import CLI
+from .test_consent import Form, location
 from .test_dpop import TOKEN_URL, Holder, dpop_settings, dpop_world, exchange
 
 pytestmark = pytest.mark.anyio
@@ -349,3 +352,65 @@ async def test_a_client_under_the_profile_gets_codes_of_at_most_a_minute(tmp_pat
                 code_challenge_method=None,
             )
             assert (issued.record.expires_at - issued.record.issued_at).total_seconds() == lifetime
+
+
+async def test_a_proof_at_par_binds_the_code_to_its_key(tmp_path: Path) -> None:
+    """RFC 9449 §10.1: a DPoP proof sent with the pushed request binds the code as
+    ``dpop_jkt`` does; a bad proof is refused, and so is a ``dpop_jkt`` of another key."""
+    async with open_storage("memory", tmp_path) as storage:
+        world = await dpop_world("memory", storage, dpop_settings())
+        async with world.http:
+            holder, other = Holder(world), Holder(world)
+            verifier, challenge = pkce_pair()
+            body = {
+                "response_type": "code",
+                "redirect_uri": world.redirect_uri,
+                "scope": "general",
+                "state": "s",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+            auth = (world.client_id, world.client_secret)
+            par = f"{ISSUER}/oauth/par"
+            garbage = await world.http.post(
+                "/oauth/par", data=body, auth=auth, headers={"DPoP": "garbage"}
+            )
+            assert garbage.status_code == 400
+            assert garbage.json()["error"] == "invalid_dpop_proof"
+            mismatch = await world.http.post(
+                "/oauth/par",
+                data=body | {"dpop_jkt": other.jkt},
+                auth=auth,
+                headers={"DPoP": holder.proof("POST", par)},
+            )
+            assert mismatch.status_code == 400
+            assert mismatch.json()["error"] == "invalid_dpop_proof"
+            pushed = await world.http.post(
+                "/oauth/par", data=body, auth=auth, headers={"DPoP": holder.proof("POST", par)}
+            )
+            assert pushed.status_code == 201, pushed.text
+            query = urlencode(
+                {"client_id": world.client_id, "request_uri": pushed.json()["request_uri"]}
+            )
+            cookie = {"Cookie": f"session={world.paper_account}"}
+            page = await world.http.get(f"/oauth/authorize?{query}", headers=cookie)
+            form = Form(page.text)
+            answer = await world.http.post(form.action, data=form.submit("approve"), headers=cookie)
+            code = location(answer)["code"]
+            grant = {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": world.redirect_uri,
+                "code_verifier": verifier,
+            }
+            stolen = await world.http.post(
+                "/oauth/token",
+                data=grant,
+                auth=auth,
+                headers={"DPoP": other.proof("POST", TOKEN_URL)},
+            )
+            assert stolen.status_code == 400
+            assert stolen.json()["error"] == "invalid_grant"
+            record = await storage.get_code(hash_secret(code))
+            assert record is not None
+            assert record.dpop_jkt == holder.jkt

@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 
 from .. import routes
 from ..core import AUTHORIZATION_PARAMS, AuthorizationCore, IssuedCode, PushedAuthorization
-from ..errors import AccessDenied, InvalidRequest, InvalidRequestURI, Refusal
+from ..errors import AccessDenied, InvalidDPoPProof, InvalidRequest, InvalidRequestURI, Refusal
 from ..models import Account, Client
 from ..routes import RouteSpec
 from .bridge import await_, run_sync
@@ -248,11 +248,23 @@ class OAuthProtocol:
     # pushed authorization requests (RFC 9126)
 
     async def push(
-        self, *, headers: Mapping[str, str], params: Mapping[str, Sequence[str]]
+        self,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, Sequence[str]],
+        dpop_proofs: Sequence[str] = (),
     ) -> ProtocolResponse:
         """``POST /oauth/par`` (RFC 9126 §2): authenticate the client as the token
         endpoint does, validate the request as the hosted consent page does, and store
-        it: ``201`` with its ``request_uri``."""
+        it: ``201`` with its ``request_uri``. A ``DPoP`` proof binds the code to come to
+        its key, as ``dpop_jkt`` does (RFC 9449 §10.1); with both, they must agree."""
+        if dpop_proofs:
+            uri = self.settings.url(routes.PUSHED_AUTHORIZATION.path)
+            proof = await self.core.dpop.check(dpop_proofs, method="POST", url=uri)
+            named = params.get("dpop_jkt", ())
+            if any(value != proof.jkt for value in named):
+                raise InvalidDPoPProof("dpop_jkt is not the thumbprint of the proof's key")
+            params = {**params, "dpop_jkt": [proof.jkt]}
         request = OAuthRequest(
             method="POST",
             uri=self.settings.url(routes.PUSHED_AUTHORIZATION.path),

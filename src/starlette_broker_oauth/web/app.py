@@ -391,7 +391,9 @@ class _BrokerAPI:
         token endpoint."""
         params = await read_params(request, json_allowed=False)
         check_standard(params, request.headers.get("authorization"))
-        result = await self.protocol.push(headers=request.headers, params=params)
+        result = await self.protocol.push(
+            headers=request.headers, params=params, dpop_proofs=request.headers.getlist("dpop")
+        )
         return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
 
     async def revoke(self, request: Request) -> Response:
