@@ -122,6 +122,27 @@ def test_settings_from_env() -> None:
     assert s.code_lifetime == timedelta(seconds=30)
     assert s.access_token_lifetime == timedelta(hours=1)
     assert s.allow_live_without_approval is True
+    fapi = OAuthSettings.from_env(
+        {
+            "BROKER_OAUTH_ISSUER": "https://broker.example",
+            "BROKER_OAUTH_FAPI": "on",
+            "BROKER_OAUTH_DPOP_NONCE": "1",
+            "BROKER_OAUTH_DPOP_NONCE_SECRET": "n" * 40,
+            "BROKER_OAUTH_DPOP_SIGNING_ALGS": "ES256 EdDSA",
+        }
+    )
+    assert fapi.fapi
+    assert fapi.dpop_required
+    assert fapi.private_key_jwt
+    assert fapi.require_pushed_authorization_requests
+    assert fapi.dpop_nonce
+    assert fapi.dpop_nonce_secret == "n" * 40
+    assert fapi.dpop_signing_algs == ("ES256", "EdDSA")
+    plain = OAuthSettings.from_env(
+        {"BROKER_OAUTH_ISSUER": "https://broker.example", "BROKER_OAUTH_DPOP_REQUIRED": "no"}
+    )
+    assert not plain.dpop_required
+    assert not plain.fapi
     with pytest.raises(ConfigurationError):
         OAuthSettings.from_env({})
     with pytest.raises(ConfigurationError):

@@ -272,8 +272,10 @@ class OAuthSettings:
                 ``REFRESH_TOKEN_LIFETIME_SECONDS``,
                 ``RESPONSE_TYPES``, ``AUTHORIZATION_ENDPOINT``, ``TOKEN_CACHE_TTL_SECONDS``,
                 ``ALLOW_LIVE_WITHOUT_APPROVAL``, ``PRIVATE_KEY_JWT``,
-                ``CLIENT_ASSERTION_ALGORITHMS`` (space-separated), ``PAR_LIFETIME_SECONDS``
-                and ``REQUIRE_PUSHED_AUTHORIZATION_REQUESTS`` follow it.
+                ``CLIENT_ASSERTION_ALGORITHMS`` (space-separated), ``PAR_LIFETIME_SECONDS``,
+                ``REQUIRE_PUSHED_AUTHORIZATION_REQUESTS``, ``DPOP_REQUIRED``,
+                ``DPOP_NONCE``, ``DPOP_NONCE_SECRET``, ``DPOP_SIGNING_ALGS``
+                (space-separated) and ``FAPI`` follow it.
         """
         env = os.environ if environ is None else environ
 
@@ -310,11 +312,16 @@ class OAuthSettings:
             kwargs["private_key_jwt"] = keys.lower() in {"1", "true", "yes", "on"}
         if (algorithms := get("CLIENT_ASSERTION_ALGORITHMS")) is not None:
             kwargs["client_assertion_algorithms"] = frozenset(algorithms.split())
-        if (required := get("REQUIRE_PUSHED_AUTHORIZATION_REQUESTS")) is not None:
-            kwargs["require_pushed_authorization_requests"] = required.lower() in {
-                "1",
-                "true",
-                "yes",
-                "on",
-            }
+        for name, field_name in (
+            ("REQUIRE_PUSHED_AUTHORIZATION_REQUESTS", "require_pushed_authorization_requests"),
+            ("DPOP_REQUIRED", "dpop_required"),
+            ("DPOP_NONCE", "dpop_nonce"),
+            ("FAPI", "fapi"),
+        ):
+            if (flag := get(name)) is not None:
+                kwargs[field_name] = flag.lower() in {"1", "true", "yes", "on"}
+        if (secret := get("DPOP_NONCE_SECRET")) is not None:
+            kwargs["dpop_nonce_secret"] = secret
+        if (dpop_algorithms := get("DPOP_SIGNING_ALGS")) is not None:
+            kwargs["dpop_signing_algs"] = tuple(dpop_algorithms.split())
         return cls(**kwargs)  # type: ignore[arg-type]
