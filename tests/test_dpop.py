@@ -731,10 +731,18 @@ _HARMLESS = st.tuples(
 )
 
 
-def _mutated(holder: Holder, breaking: Any, harmless: list[Any]) -> str | None:
-    """The proof with the mutations applied; ``None`` when the breaking one changed
-    nothing."""
-    header, claims = holder.header(), holder.claims("POST", TOKEN_URL)
+def _mutated(
+    holder: Holder,
+    breaking: Any,
+    harmless: list[Any],
+    *,
+    method: str = "POST",
+    url: str = TOKEN_URL,
+    token: str | None = None,
+) -> str | None:
+    """The proof (for ``method`` and ``url``, with ``ath`` of ``token``) with the
+    mutations applied; ``None`` when the breaking one changed nothing."""
+    header, claims = holder.header(), holder.claims(method, url, token=token)
     for part, name, value in harmless:
         (header if part == "header" else claims)[name] = value
     part, name, value = breaking
@@ -779,5 +787,65 @@ def test_mutated_proofs_never_get_a_token(breaking: Any, harmless: list[Any]) ->
                     return  # not sendable as a header value
                 assert 400 <= response.status_code < 500, response.text
                 assert "access_token" not in response.json()
+
+    anyio.run(run)
+
+
+# The same on the platform's routes: a proof for GET /v2/account, broken.
+_BREAKING_ON_ROUTES = st.one_of(
+    st.tuples(
+        st.just("header"),
+        st.sampled_from(["typ", "alg", "jwk"]),
+        st.none()
+        | st.text(max_size=8)
+        | st.integers()
+        | st.sampled_from(["none", "HS256", "RS256", "JWT"]),
+    ),
+    st.tuples(st.just("claims"), st.sampled_from(["jti", "iat", "htm", "htu", "ath"]), st.none()),
+    st.tuples(
+        st.just("claims"),
+        st.sampled_from(["htm", "htu", "ath"]),
+        st.text(max_size=12).filter(lambda v: v != "GET")
+        | st.sampled_from(
+            ["POST", "get", f"{ACCOUNT_URL}/", "https://evil.test/v2/account", "x" * 43]
+        ),
+    ),
+    st.tuples(st.just("bytes"), st.integers(min_value=0, max_value=10**6), st.characters()),
+)
+_HARMLESS_ON_ROUTES = st.tuples(
+    st.sampled_from(["header", "claims"]),
+    st.sampled_from(["kid", "crit", "exp", "nonce", "extra"]),
+    st.none() | st.text(max_size=8) | st.integers(),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(breaking=_BREAKING_ON_ROUTES, harmless=st.lists(_HARMLESS_ON_ROUTES, max_size=2))
+def test_mutated_proofs_never_pass_a_route(breaking: Any, harmless: list[Any]) -> None:
+    """A broken proof for a DPoP-bound token on the platform's route: never a 2xx, never
+    a 5xx, and always the DPoP challenge."""
+
+    async def run() -> None:
+        async with open_storage("memory", Path("/nonexistent")) as storage:
+            platform = await dpop_world("memory", storage, dpop_settings())
+            async with platform.http:
+                holder = Holder(platform)
+                exchanged = await exchange(
+                    platform, await platform.code(), [holder.proof("POST", TOKEN_URL)]
+                )
+                token = exchanged.json()["access_token"]
+                proof = _mutated(
+                    holder, breaking, harmless, method="GET", url=ACCOUNT_URL, token=token
+                )
+                if proof is None:
+                    return
+                try:
+                    response = await platform.http.get(
+                        ACCOUNT_URL, headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+                    )
+                except (UnicodeEncodeError, httpx.LocalProtocolError):
+                    return  # not sendable as a header value
+                assert 400 <= response.status_code < 500, response.text
+                assert response.headers["www-authenticate"].startswith("DPoP "), response.headers
 
     anyio.run(run)
