@@ -352,8 +352,11 @@ def _variables() -> dict[str, str]:
                     for f in dataclasses.fields(OAuthSettings)
                     if getattr(changed, f.name) != getattr(base, f.name)
                 ]
-                if len(fields) == 1:
-                    found[name] = fields[0]
+                # One field changed, or (a switch that turns on others, such as FAPI)
+                # the one the variable is named after among them.
+                own = name.removeprefix(prefix).lower()
+                if len(fields) == 1 or own in fields:
+                    found[name] = fields[0] if len(fields) == 1 else own
                     working[name] = value
                     break
             if name in found:

@@ -17,9 +17,12 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from starlette_broker_oauth import ClientStatus, ManagedStorage
+from starlette_broker_oauth import ClientStatus, ManagedStorage, MemoryStorage
 from starlette_broker_oauth.core import Administrator, ConnectedApps
+from starlette_broker_oauth.errors import StorageUnavailable
 from starlette_broker_oauth.events import AdminChange, TokenRevoked
+from starlette_broker_oauth.models import AccessToken, Client
+from starlette_broker_oauth.security import hash_secret
 
 from .conftest import Platform, full_settings, open_storage, pkce_pair, seed_full_platform
 
@@ -476,3 +479,46 @@ async def test_no_grant_rotates_its_way_past_a_revocation(world: World, ending: 
     else:
         assert survivors == []
         assert await world.apps.list(p.paper_account) == []
+
+
+class _AwayAfterIssuing(MemoryStorage):
+    """A storage whose database goes away right after a token is written: the next read
+    fails as an unreachable database does."""
+
+    away = False
+
+    async def save_token(self, token: AccessToken) -> None:
+        await super().save_token(token)
+        self.away = True
+
+    async def redeem_code(self, *args: Any, **kwargs: Any) -> bool:
+        redeemed: bool = await super().redeem_code(*args, **kwargs)
+        self.away = True
+        return redeemed
+
+    async def get_client(self, client_id: str) -> Client | None:
+        if self.away:
+            raise StorageUnavailable("the database is away")
+        return await super().get_client(client_id)
+
+
+async def test_a_token_written_before_the_database_went_away_is_answered() -> None:
+    """The issuance committed; the check against racing admin changes that follows cannot
+    read. The client gets what was stored (not a 503 with a token it never receives, nor
+    a used code whose retry would read as a replay)."""
+    storage = _AwayAfterIssuing()
+    async with storage:
+        world = await seed_full_platform("memory", storage, full_settings())
+        async with world.http:
+            direct = await world.http.post(
+                "/v1/oauth/token", json=world.grant_body(), auth=world.partner
+            )
+            assert direct.status_code == 200, direct.text
+            stored = await storage.get_token(hash_secret(direct.json()["access_token"]))
+            assert stored is not None
+            storage.away = False
+            code = await world.code()
+            exchanged = await world.exchange(code)
+            assert exchanged.status_code == 200, exchanged.text
+            storage.away = False
+            assert await storage.get_token(hash_secret(exchanged.json()["access_token"]))

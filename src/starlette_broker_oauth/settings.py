@@ -312,6 +312,8 @@ class OAuthSettings:
             kwargs["private_key_jwt"] = keys.lower() in {"1", "true", "yes", "on"}
         if (algorithms := get("CLIENT_ASSERTION_ALGORITHMS")) is not None:
             kwargs["client_assertion_algorithms"] = frozenset(algorithms.split())
+        if (secret := get("DPOP_NONCE_SECRET")) is not None:
+            kwargs["dpop_nonce_secret"] = secret
         for name, field_name in (
             ("REQUIRE_PUSHED_AUTHORIZATION_REQUESTS", "require_pushed_authorization_requests"),
             ("DPOP_REQUIRED", "dpop_required"),
@@ -320,8 +322,6 @@ class OAuthSettings:
         ):
             if (flag := get(name)) is not None:
                 kwargs[field_name] = flag.lower() in {"1", "true", "yes", "on"}
-        if (secret := get("DPOP_NONCE_SECRET")) is not None:
-            kwargs["dpop_nonce_secret"] = secret
         if (dpop_algorithms := get("DPOP_SIGNING_ALGS")) is not None:
             kwargs["dpop_signing_algs"] = tuple(dpop_algorithms.split())
         return cls(**kwargs)  # type: ignore[arg-type]

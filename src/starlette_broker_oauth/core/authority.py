@@ -32,6 +32,7 @@ from ..errors import (
     PartnerUnauthenticated,
     RefreshTokenReused,
     Refusal,
+    StorageUnavailable,
     TokenErrorKind,
     UnauthorizedClient,
     UnknownAccount,
@@ -376,11 +377,25 @@ class AuthorizationCore(Policy):
         return issued
 
     async def _recheck(self, issued: IssuedToken, *, redeeming: bool = False) -> None:
-        """Revoke what was just issued, and refuse, if an admin change raced it."""
+        """Revoke what was just issued, and refuse, if an admin change raced it.
+
+        What was issued has committed. If the database cannot be asked again (it went
+        away after the commit), the issuance stands: answering 503 would leave a token
+        the client never got and, for a code exchange, a used code whose retry reads as a
+        replay. The grant was checked before it was written; only an admin change that
+        committed and revoked within that same instant could have been missed."""
         record = issued.record
-        refusal = await self._still_allowed(
-            record.client_id, record.account_id, record.scope, record.account_live
-        )
+        try:
+            refusal = await self._still_allowed(
+                record.client_id, record.account_id, record.scope, record.account_live
+            )
+        except StorageUnavailable:
+            log.warning(
+                "the database went away after a token was issued to %s; it was not "
+                "checked again against admin changes",
+                record.client_id,
+            )
+            return
         if refusal is None:
             return
         await self.revocations.revoke_grant(
