@@ -12,12 +12,12 @@ Attributes carry ids and reasons, never a token, code, secret, password or accou
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .events import (
@@ -48,13 +48,12 @@ __all__ = [
     "SPANS",
     "annotate",
     "conceal_path",
-    "endpoint_span",
     "instrumented",
     "record_event",
     "record_refusal",
     "record_revocation_lag",
     "record_token_check",
-    "token_check_span",
+    "span",
     "watch_listener",
     "watch_token_cache",
 ]
@@ -247,28 +246,10 @@ def conceal_path(name: str, path: str, url: str) -> None:
             )
 
 
-@contextlib.contextmanager
-def endpoint_span(method: str, route: str) -> Iterator[Span | None]:
-    """The span of one request to an endpoint of the sub-app (``None`` when spans are
-    not recorded): a child of the platform's ASGI span when it has one."""
-    if not tracing():
-        yield None
-        return
-    with _tracer.start_as_current_span(
-        f"broker_oauth {method} {route}",
-        attributes={"http.request.method": method, "http.route": route},
-    ) as span:
-        yield span
-
-
-@contextlib.contextmanager
-def token_check_span() -> Iterator[Span | None]:
-    """The span of a token check that reaches the storage (a cache hit has none)."""
-    if not tracing():
-        yield None
-        return
-    with _tracer.start_as_current_span("broker_oauth.token_check") as span:
-        yield span
+def span(name: str, attributes: Mapping[str, str] | None = None) -> AbstractContextManager[Span]:
+    """A span of the library's, current while the block runs: a child of the platform's
+    (its ASGI span) when it has one. Call it when :func:`tracing` is true."""
+    return _tracer.start_as_current_span(name, attributes=attributes)
 
 
 def record_token_check(cache: str, outcome: str, seconds: float) -> None:

@@ -43,7 +43,7 @@ from ..storage.base import (
 from ..telemetry import (
     ENABLED,
     record_token_check,
-    token_check_span,
+    span,
     tracing,
     watch_token_cache,
 )
@@ -399,7 +399,7 @@ class TokenVerifier:
         are recorded, in a ``broker_oauth.token_check`` span."""
         start = time.perf_counter()
         outcome, reason = "valid", ""
-        with token_check_span() if tracing() else _NO_SPAN as span:
+        with span("broker_oauth.token_check") if tracing() else _NO_SPAN as current:
             try:
                 verified = await self._check(token)
             except TokenError as exc:
@@ -410,12 +410,12 @@ class TokenVerifier:
                 raise
             finally:
                 record_token_check("miss", outcome, time.perf_counter() - start)
-                if span is not None:
-                    span.set_attribute("broker_oauth.outcome", outcome)
+                if current is not None:
+                    current.set_attribute("broker_oauth.outcome", outcome)
                     if reason:
-                        span.set_attribute("broker_oauth.reason", reason)
-            if span is not None:
-                span.set_attribute("oauth.client_id", verified.client_id)
+                        current.set_attribute("broker_oauth.reason", reason)
+            if current is not None:
+                current.set_attribute("oauth.client_id", verified.client_id)
         return verified
 
     async def verify_header(

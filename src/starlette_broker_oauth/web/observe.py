@@ -15,7 +15,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..routes import route_at
-from ..telemetry import conceal_path, endpoint_span, tracing
+from ..telemetry import conceal_path, span, tracing
 from .render import REASON_KEY, route_path
 
 __all__ = ["Observed", "outcome"]
@@ -63,12 +63,13 @@ class Observed:
                 status = message["status"]
             await send(message)
 
-        with endpoint_span(scope["method"], "unrouted" if route is None else route.path) as span:
+        method, template = scope["method"], "unrouted" if route is None else route.path
+        attributes = {"http.request.method": method, "http.route": template}
+        with span(f"broker_oauth {method} {template}", attributes) as current:
             try:
                 await self.app(scope, receive, observed)
             finally:
-                if span is not None:
-                    span.set_attribute("http.response.status_code", status)
-                    span.set_attribute(
-                        "broker_oauth.outcome", outcome(status, scope.get(REASON_KEY))
-                    )
+                current.set_attribute("http.response.status_code", status)
+                current.set_attribute(
+                    "broker_oauth.outcome", outcome(status, scope.get(REASON_KEY))
+                )
