@@ -27,7 +27,6 @@ import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -38,8 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
-from _wrk import figures, free_port
+from _wrk import figures, free_port, start_worker
 from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, JWKRegistry
@@ -164,39 +162,12 @@ async def in_process(workdir: Path, n: int) -> None:
 
 
 def serve(mode: str, database: Path, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {
+    environ = {
         "BENCH_MODE": mode,
         "BENCH_DATABASE": str(database),
         "BENCH_ISSUER": f"http://127.0.0.1:{port}",
-        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)])),
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "_dpop_app:app",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        env=env,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{mode} server did not start")
+    return start_worker("_dpop_app:app", port, environ, probe="/health")
 
 
 def run_wrk(mode: str, port: int, duration: int, proofs: Path) -> tuple[float, float, float]:

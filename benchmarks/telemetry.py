@@ -17,21 +17,16 @@ Needs ``wrk`` (Debian package) and ``pip install 'starlette-broker-oauth[bench,o
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import anyio
-import httpx
-from _wrk import free_port
+from _wrk import free_port, start_worker
 from token_check import run_wrk, seed
 
-HERE = Path(__file__).parent
 # (set-up, mode of _token_app)
 RUNS = [
     ("absent", "bare"),
@@ -45,25 +40,13 @@ RUNS = [
 
 
 def serve(setup: str, mode: str, database: Path, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {
+    environ = {
         "BENCH_OTEL": setup,
         "BENCH_MODE": mode,
         "BENCH_DATABASE": str(database),
         "BENCH_CACHE_TTL": "5",
-        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)])),
     }
-    command = [sys.executable, "-m", "uvicorn", "_otel_app:app", "--port", str(port)]
-    command += ["--no-access-log", "--log-level", "warning", "--loop", "uvloop"]
-    process = subprocess.Popen([*command, "--http", "httptools"], env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/quote", timeout=1)
-            return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{setup}/{mode} server did not start")
+    return start_worker("_otel_app:app", port, environ)
 
 
 def main() -> None:

@@ -21,12 +21,10 @@ Needs ``wrk`` (Debian package) and ``pip install 'starlette-broker-oauth[bench]'
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -35,14 +33,12 @@ from pathlib import Path
 
 import _aioauth_app
 import anyio
-import httpx
 import sqlalchemy as sa
-from _wrk import figures, free_port
+from _wrk import figures, free_port, start_worker
 
 from starlette_broker_oauth import SQLAlchemyStorage, TokenVerifier
 from starlette_broker_oauth.security import hash_secret
 
-HERE = Path(__file__).parent
 MODES = ["bare", "handwritten", "protected", "cached", "route", "route-cached", "aioauth"]
 
 
@@ -118,44 +114,17 @@ def run_wrk(url: str, token: str, duration: int) -> tuple[float, float, float]:
 
 
 def serve(mode: str, database: Path, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {
+    environ = {
         "BENCH_MODE": mode,
         "BENCH_DATABASE": str(database),
         "BENCH_AIOAUTH_DATABASE": str(database.with_name("aioauth.db")),
         "BENCH_CACHE_TTL": "5",
-        # The caller's path first (PYTHONPATH=... runs a given copy of the library).
-        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)])),
         # The aioauth app freezes the GC after start-up as the library's write-path app
         # does; _token_app does not, so neither does it here.
         "BENCH_GC_FREEZE": "0",
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "_aioauth_app:app" if mode == "aioauth" else "_token_app:app",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        env=env,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/quote", timeout=1)
-            return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{mode} server did not start")
+    app = "_aioauth_app:app" if mode == "aioauth" else "_token_app:app"
+    return start_worker(app, port, environ)
 
 
 def http_benchmark(
